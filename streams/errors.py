@@ -1,0 +1,18 @@
+"""Exceptions raised by the streams package.
+
+Bad *records* never raise: they go to the dead-letter topic. These are for
+infrastructure and configuration problems, which stop the process so that
+its supervisor can restart it.
+"""
+
+
+class IntentstreamError(Exception):
+    """Base class of every error intentstream raises on purpose."""
+
+
+class ConfigurationError(IntentstreamError):
+    """The settings are incomplete or inconsistent (e.g. no pseudonym key)."""
+
+
+class BrokerError(IntentstreamError):
+    """A local broker could not be installed, started, reached or stopped."""

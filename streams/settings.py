@@ -1,0 +1,81 @@
+"""The one configuration object of intentstream.
+
+Every entry point builds one :class:`Settings` (environment variables with the
+``INTENTSTREAM_`` prefix, then CLI flags on top) and passes it down; nothing
+else reads the environment.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+log = logging.getLogger(__name__)
+
+BrokerKind = Literal["tansu", "kafka"]
+
+#: Where local brokers, pid files, logs and generated keys live (outside the repo).
+DEFAULT_HOME = Path.home() / ".cache" / "intentstream"
+
+#: Default listener port per local broker kind, so both can run side by side.
+DEFAULT_PORTS: dict[str, int] = {"tansu": 9092, "kafka": 9192}
+
+
+class Settings(BaseSettings):
+    """Configuration with one documented default each (see docs/configuration.md)."""
+
+    model_config = SettingsConfigDict(env_prefix="INTENTSTREAM_", frozen=True, extra="ignore")
+
+    kafka: str | None = Field(
+        default=None,
+        description="Bootstrap servers of an existing cluster; unset = the local broker.",
+    )
+    broker_kind: BrokerKind = Field(
+        default="tansu",
+        description="Which broker the bootstrap address points at; 'tansu' turns on "
+        "the work-arounds for its quirks (one record per producer batch, short sessions).",
+    )
+    home: Path = Field(default=DEFAULT_HOME, description="State folder for local brokers.")
+    app_id: str = Field(default="intentstream", description="Faust app id = consumer group.")
+    partitions: int = Field(default=8, ge=1, description="Partitions of created topics.")
+
+    events_topic: str = "shop.events"
+    items_topic: str = "shop.items"
+    recommendations_topic: str = "shop.recommendations"
+    dlq_topic: str = "shop.events.dlq"
+    privacy_requests_topic: str = "shop.privacy.requests"
+    privacy_audit_topic: str = "shop.privacy.audit"
+    models_topic: str = "shop.models"
+
+    pseudonym_key: SecretStr | None = Field(
+        default=None, description="HMAC key for user pseudonyms (wins over the key file)."
+    )
+    pseudonym_key_file: Path = Field(
+        default=DEFAULT_HOME / "pseudonym.key",
+        description="File holding the HMAC key; the demo creates it (mode 0600) if missing.",
+    )
+
+    max_event_bytes: int = Field(default=65_536, ge=256, description="Larger inputs go to the DLQ.")
+    batch_max: int = Field(default=2_000, ge=1, description="Most events one agent batch takes.")
+    batch_within: float = Field(default=0.02, gt=0, description="Seconds to wait to fill a batch.")
+    top_k: int = Field(default=20, ge=1, le=200, description="Items per recommendation.")
+    history_len: int = Field(default=50, ge=1, description="Recent items kept per user.")
+    worker_loglevel: str = "warning"
+
+    @field_validator("kafka")
+    @classmethod
+    def _strip_bootstrap(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
+
+    @property
+    def bootstrap(self) -> str:
+        """Bootstrap servers: the configured cluster, else the local broker's address."""
+        return self.kafka or f"127.0.0.1:{DEFAULT_PORTS[self.broker_kind]}"
+
+    def redacted(self) -> dict[str, object]:
+        """The effective configuration with secrets hidden, for the startup log."""
+        return self.model_dump(mode="json")
