@@ -1,0 +1,74 @@
+"""The Faust app of intentstream.
+
+Start a worker with ``intentstream worker`` (or ``faust -A streams.app worker``;
+both configure it from ``INTENTSTREAM_*`` environment variables). Tests and the
+CLI build their own app with :func:`create_app`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import faust
+
+from streams.agents import register_agents
+from streams.pipeline import EventPipeline
+from streams.pseudonym import Pseudonymizer, load_pseudonym_key
+from streams.settings import Settings
+from streams.tables import build_user_table
+from streams.topics import build_topics
+
+log = logging.getLogger(__name__)
+
+#: Producer batch size that makes every batch hold one record: the Tansu broker
+#: reports a wrong end offset for multi-record batches, and Faust's changelog
+#: recovery then stops early and silently loses table updates.
+TANSU_PRODUCER_BATCH_BYTES = 1
+
+
+def faust_options(settings: Settings) -> dict[str, Any]:
+    """Faust settings derived from ours (documented in docs/configuration.md)."""
+    tansu = settings.broker_kind == "tansu"
+    return {
+        "broker": f"kafka://{settings.bootstrap}",
+        "store": "memory://",
+        "topic_partitions": settings.partitions,
+        "topic_replication_factor": 1,
+        "topic_disable_leader": True,
+        "web_enabled": False,
+        "consumer_auto_offset_reset": "earliest",
+        "producer_linger": 0.005,
+        "producer_acks": -1,
+        "producer_max_batch_size": TANSU_PRODUCER_BATCH_BYTES if tansu else 512 * 1024,
+        "producer_max_request_size": 8 * 1024 * 1024,
+        # Tansu completes a group join only after about half the session timeout.
+        "broker_session_timeout": 6.0 if tansu else 10.0,
+        "broker_heartbeat_interval": 1.0,
+        "broker_rebalance_timeout": 20.0,
+    }
+
+
+def create_app(settings: Settings, *, pseudonym_key: bytes | None = None) -> faust.App:
+    """Build a configured app with its topic, table and agent.
+
+    Args:
+        settings: the one configuration object.
+        pseudonym_key: HMAC key; defaults to :func:`load_pseudonym_key`.
+    """
+    key = pseudonym_key if pseudonym_key is not None else load_pseudonym_key(settings)
+    app = faust.App(settings.app_id, autodiscover=False, **faust_options(settings))
+    topics = build_topics(app, settings)
+    users = build_user_table(app, settings)
+    pipeline = EventPipeline(settings, pseudonymizer=Pseudonymizer(key))
+    register_agents(app, settings=settings, topics=topics, users=users, pipeline=pipeline)
+    return app
+
+
+def __getattr__(name: str) -> faust.App:
+    """Build ``app`` on first access, so importing this module reads no environment."""
+    if name != "app":
+        raise AttributeError(name)
+    built = create_app(Settings())
+    globals()["app"] = built
+    return built

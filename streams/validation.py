@@ -1,0 +1,101 @@
+"""Decode and validate raw input records against the published event schema.
+
+The schema lives in ``streams/schemas/event.schema.json`` (the input contract of
+DESIGN.md). Every failure becomes a :class:`Rejection` with a machine-readable
+reason instead of an exception, so one bad record never stops a batch.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+from importlib import resources
+from typing import Any
+
+import fastjsonschema
+import orjson
+
+SCHEMA_RESOURCE = "schemas/event.schema.json"
+
+
+class Reason(StrEnum):
+    """Why a record was dead-lettered (the ``reason`` header on ``shop.events.dlq``)."""
+
+    TOO_LARGE = "too_large"
+    NOT_UTF8 = "not_utf8"
+    INVALID_JSON = "invalid_json"
+    NOT_OBJECT = "not_object"
+    MISSING_FIELD = "missing_field"
+    WRONG_TYPE = "wrong_type"
+    UNKNOWN_EVENT_TYPE = "unknown_event_type"
+    INVALID_VALUE = "invalid_value"
+    PROCESSING_ERROR = "processing_error"
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A record that failed validation: the reason code and a human-readable detail."""
+
+    reason: Reason
+    detail: str
+
+
+def load_event_schema() -> dict[str, Any]:
+    """The published JSON Schema of an input event."""
+    text = resources.files("streams").joinpath(SCHEMA_RESOURCE).read_text(encoding="utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+class EventValidator:
+    """Turns raw record values into event dicts or :class:`Rejection` s.
+
+    Examples:
+        >>> validate = EventValidator(max_bytes=1024)
+        >>> validate(b'{"event_id":"e1","user_id":"u1","ts":1.0,"type":"view","item_id":"i1"}')
+        {'event_id': 'e1', 'user_id': 'u1', 'ts': 1.0, 'type': 'view', 'item_id': 'i1'}
+        >>> validate(b'{"event_id":"e1"').reason
+        <Reason.INVALID_JSON: 'invalid_json'>
+    """
+
+    def __init__(self, *, max_bytes: int) -> None:
+        self._max_bytes = max_bytes
+        self._check = fastjsonschema.compile(load_event_schema())
+
+    def __call__(self, raw: bytes | None) -> dict[str, Any] | Rejection:
+        if raw is None:
+            return Rejection(Reason.NOT_OBJECT, "record has no value")
+        if len(raw) > self._max_bytes:
+            return Rejection(Reason.TOO_LARGE, f"{len(raw)} bytes > limit {self._max_bytes}")
+        try:
+            event = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            return _decode_failure(raw, exc)
+        if not isinstance(event, dict):
+            return Rejection(Reason.NOT_OBJECT, f"top level is {type(event).__name__}")
+        try:
+            self._check(event)
+        except fastjsonschema.JsonSchemaValueException as exc:
+            return _schema_failure(exc)
+        return event
+
+
+def _decode_failure(raw: bytes, exc: orjson.JSONDecodeError) -> Rejection:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        return Rejection(Reason.NOT_UTF8, f"invalid UTF-8 at byte {bad.start}")
+    return Rejection(Reason.INVALID_JSON, str(exc)[:200])
+
+
+def _schema_failure(exc: fastjsonschema.JsonSchemaValueException) -> Rejection:
+    field = ".".join(str(part) for part in exc.path[1:]) or "event"
+    if exc.rule == "required":
+        missing = ",".join(exc.rule_definition or [])
+        return Rejection(Reason.MISSING_FIELD, f"missing {missing}")
+    if exc.rule == "type":
+        return Rejection(Reason.WRONG_TYPE, f"{field}: {exc.message}"[:200])
+    if exc.rule == "enum" and field == "type":
+        return Rejection(Reason.UNKNOWN_EVENT_TYPE, f"{field}: {exc.message}"[:200])
+    return Rejection(Reason.INVALID_VALUE, f"{field}: {exc.message}"[:200])
