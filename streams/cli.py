@@ -1,0 +1,193 @@
+"""The ``intentstream`` command line: brokers, topics, worker, replay, tail, demo.
+
+Every command takes ``--bootstrap HOST:PORT`` (or ``INTENTSTREAM_KAFKA``) to use an
+existing cluster, and ``--kind tansu|kafka`` for the local broker / quirk handling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.logging import RichHandler
+
+from streams.errors import IntentstreamError
+from streams.settings import Settings
+
+log = logging.getLogger("intentstream")
+console = Console()
+
+Command = Callable[[argparse.Namespace, Settings], int]
+
+
+def build_settings(args: argparse.Namespace) -> Settings:
+    """Environment first, then the explicit command-line flags on top."""
+    overrides: dict[str, object] = {}
+    if args.bootstrap:
+        overrides["kafka"] = args.bootstrap
+    if args.kind:
+        overrides["broker_kind"] = args.kind
+    elif args.bootstrap:
+        overrides["broker_kind"] = "kafka"  # an existing cluster is Apache Kafka unless told
+    return Settings(**overrides)  # type: ignore[arg-type]
+
+
+def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.brokers import local_broker
+
+    if settings.kafka:
+        log.info("using the existing cluster at %s; no local broker is managed", settings.kafka)
+        return 0
+    broker = local_broker(settings.broker_kind, home=settings.home, port=args.port)
+    if args.action == "start":
+        address = broker.start()
+        console.print(f"{broker.kind} broker ready at {address}")
+    elif args.action == "stop":
+        stopped = broker.stop()
+        console.print(f"{broker.kind} broker {'stopped' if stopped else 'was not running'}")
+    else:
+        status = broker.status()
+        state = f"running (pid {status.pid})" if status.running else "stopped"
+        console.print(f"{status.kind} broker at {status.bootstrap}: {state}; log {status.log_file}")
+        return 0 if status.running else 3
+    return 0
+
+
+def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.admin import ensure_topics
+
+    created = ensure_topics(settings)
+    console.print(
+        f"created {len(created)} topic(s): {', '.join(created) or '-'} on {settings.bootstrap}"
+    )
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.worker import run_worker
+
+    run_worker(settings)
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.replay import replay
+
+    stats = asyncio.run(
+        replay(settings, args.file, rate=args.rate, speedup=args.speedup, limit=args.limit)
+    )
+    console.print(f"sent {stats.sent} events in {stats.seconds:.1f} s to {settings.events_topic}")
+    return 0
+
+
+def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.tail import tail
+
+    asyncio.run(tail(settings, from_beginning=args.from_beginning, limit=args.limit, raw=args.raw))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.demo import DemoOptions, run_demo
+
+    options = DemoOptions(data=args.data, rate=args.rate, speedup=args.speedup, limit=args.limit)
+    return run_demo(settings, options)
+
+
+def cmd_keygen(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.pseudonym import load_pseudonym_key
+
+    if settings.pseudonym_key_file.exists():
+        console.print(f"key file already exists: {settings.pseudonym_key_file}")
+        return 1
+    load_pseudonym_key(settings.model_copy(update={"pseudonym_key": None}), create=True)
+    console.print(f"wrote a new pseudonym key to {settings.pseudonym_key_file}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--bootstrap", help="existing Kafka cluster (env INTENTSTREAM_KAFKA)")
+    common.add_argument("--kind", choices=["tansu", "kafka"], help="local broker kind")
+    common.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    parser = argparse.ArgumentParser(prog="intentstream", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    broker = sub.add_parser("broker", parents=[common], help="start/stop/status a local broker")
+    broker.add_argument("action", choices=["start", "stop", "status"])
+    broker.add_argument("--port", type=int, help="listener port (default 9092 tansu, 9192 kafka)")
+    broker.set_defaults(func=cmd_broker)
+
+    sub.add_parser("topics", parents=[common], help="create missing topics").set_defaults(
+        func=cmd_topics
+    )
+    sub.add_parser("worker", parents=[common], help="run a stream worker").set_defaults(
+        func=cmd_worker
+    )
+    sub.add_parser("keygen", parents=[common], help="create the pseudonym key file").set_defaults(
+        func=cmd_keygen
+    )
+
+    replay = sub.add_parser("replay", parents=[common], help="produce an events file")
+    replay.add_argument("file", type=Path, help="canonical events CSV/JSONL (optionally .gz)")
+    _add_pace_options(replay)
+    replay.set_defaults(func=cmd_replay)
+
+    tail = sub.add_parser("tail", parents=[common], help="print recommendations as they arrive")
+    tail.add_argument("--from-beginning", action="store_true")
+    tail.add_argument("--limit", type=int, help="stop after N recommendations")
+    tail.add_argument("--raw", action="store_true", help="print the JSON as produced")
+    tail.set_defaults(func=cmd_tail)
+
+    demo = sub.add_parser("demo", parents=[common], help="broker + worker + real data, live")
+    demo.add_argument(
+        "--data",
+        default="retailrocket",
+        help="retailrocket | yoochoose | diginetica | a file path (default retailrocket)",
+    )
+    _add_pace_options(demo, default_rate=2000.0)
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def _add_pace_options(parser: argparse.ArgumentParser, default_rate: float | None = None) -> None:
+    pace = parser.add_mutually_exclusive_group()
+    pace.add_argument(
+        "--rate",
+        type=float,
+        default=default_rate,
+        help=f"events per second (default: {default_rate or 'as fast as possible'}; 0 = max)",
+    )
+    pace.add_argument("--speedup", type=float, help="the log's own pace times this factor")
+    parser.add_argument("--limit", type=int, help="replay at most N events")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``intentstream`` console script."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(message)s",
+        handlers=[RichHandler(show_path=False, rich_tracebacks=False)],
+    )
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    if getattr(args, "rate", None) == 0:
+        args.rate = None
+    try:
+        settings = build_settings(args)
+        return int(args.func(args, settings))
+    except IntentstreamError as exc:
+        log.error("%s", exc)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""``intentstream demo``: real shoppers' events in, recommendations out, live.
+
+Starts the embedded broker unless one is given, creates the topics, runs a
+worker process, replays a real data set and shows events in, recommendations
+out, rate and latency until every event is answered. Ctrl-C stops everything
+it started; nothing is left running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from streams.admin import ensure_topics
+from streams.demo_view import DemoMonitor, render_summary, watch
+from streams.errors import ConfigurationError
+from streams.pseudonym import load_pseudonym_key
+from streams.replay import replay
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DATA_SETS: dict[str, str] = {
+    "retailrocket": "retailrocket-sample/events.csv.gz",
+    "yoochoose": "yoochoose-100k/train.csv.gz",
+    "diginetica": "diginetica/train.csv.gz",
+}
+WORKER_STOP_SECONDS = 30.0
+#: After the replay ends, how long to wait for the last recommendations.
+DRAIN_SECONDS = 120.0
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    """What to replay and how fast (``rate`` and ``speedup`` as in ``replay``)."""
+
+    data: str
+    rate: float | None
+    speedup: float | None
+    limit: int | None
+
+
+def resolve_data(settings: Settings, data: str) -> Path:
+    """A data-set name from ../shared/data, or a path to an events file."""
+    path = settings.data_dir / DATA_SETS[data] if data in DATA_SETS else Path(data)
+    if not path.is_file():
+        raise ConfigurationError(
+            f"no events file at {path}: pass --data PATH or set INTENTSTREAM_DATA_DIR "
+            f"(expected the shared data sets {sorted(DATA_SETS)})"
+        )
+    return path
+
+
+def run_demo(settings: Settings, options: DemoOptions) -> int:
+    """Run the whole demo; returns the process exit code."""
+    started = time.monotonic()
+    path = resolve_data(settings, options.data)
+    load_pseudonym_key(settings, create=True)
+    with _broker(settings) as running:
+        ensure_topics(running)
+        with _worker(running) as worker:
+            monitor = DemoMonitor(started_at=started, worker_alive=lambda: worker.poll() is None)
+            asyncio.run(_replay_and_watch(running, path, options, monitor))
+        render_summary(monitor, settings=running, data=path)
+        return 0 if monitor.complete else 1
+
+
+async def _replay_and_watch(
+    settings: Settings, path: Path, options: DemoOptions, monitor: DemoMonitor
+) -> None:
+    async with watch(settings, monitor) as live:
+        stats = await replay(
+            settings,
+            path,
+            rate=options.rate,
+            speedup=options.speedup,
+            limit=options.limit,
+            progress=False,
+            on_sent=monitor.on_sent,
+        )
+        monitor.replay_done(stats.sent)
+        await live.until_answered(timeout=DRAIN_SECONDS)
+
+
+@contextlib.contextmanager
+def _broker(settings: Settings) -> Iterator[Settings]:
+    """Use the configured cluster, or start the local broker (and stop it if we started it)."""
+    if settings.kafka:
+        yield settings
+        return
+    from streams.brokers import local_broker
+
+    broker = local_broker(settings.broker_kind, home=settings.home)
+    already_running = broker.status().running
+    address = broker.start()
+    try:
+        yield settings.model_copy(update={"kafka": address})
+    finally:
+        if not already_running:
+            broker.stop()
+
+
+@contextlib.contextmanager
+def _worker(settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``intentstream worker`` as a child process; SIGTERM it on the way out."""
+    log_file = settings.home / "demo-worker.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        "INTENTSTREAM_KAFKA": settings.bootstrap,
+        "INTENTSTREAM_BROKER_KIND": settings.broker_kind,
+    }
+    with open(log_file, "ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches us only; we stop the worker in order
+        )
+    log.info("worker pid %d started, log %s", process.pid, log_file)
+    try:
+        yield process
+    finally:
+        _stop(process)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=WORKER_STOP_SECONDS)
+    except subprocess.TimeoutExpired:
+        log.warning("worker did not stop in %.0f s; killing it", WORKER_STOP_SECONDS)
+        process.kill()
+        process.wait()

@@ -1,0 +1,189 @@
+"""The demo's live view: counts recommendations and dead letters as they arrive."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from array import array
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import orjson
+from aiokafka import AIOKafkaConsumer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+REFRESH_SECONDS = 0.25
+RATE_WINDOW_SECONDS = 2.0
+
+
+@dataclass
+class DemoMonitor:
+    """Running totals of one demo run (monotonic clock)."""
+
+    started_at: float
+    worker_alive: Callable[[], bool]
+    sent: int = 0
+    recommendations: int = 0
+    dead_letters: int = 0
+    replay_total: int | None = None
+    first_recommendation_at: float | None = None
+    latencies_ms: array[float] = field(default_factory=lambda: array("d"))
+    _marks: list[tuple[float, int]] = field(default_factory=list)
+
+    def on_sent(self, count: int) -> None:
+        """Replay progress callback: ``count`` more events produced."""
+        self.sent += count
+
+    def replay_done(self, total: int) -> None:
+        self.replay_total = total
+
+    @property
+    def answered(self) -> int:
+        return self.recommendations + self.dead_letters
+
+    @property
+    def complete(self) -> bool:
+        return self.replay_total is not None and self.answered >= self.replay_total
+
+    def rate(self) -> float:
+        """Answers per second over the last couple of seconds."""
+        now = time.monotonic()
+        self._marks.append((now, self.answered))
+        while len(self._marks) > 2 and now - self._marks[0][0] > RATE_WINDOW_SECONDS:
+            self._marks.pop(0)
+        (t0, n0), (t1, n1) = self._marks[0], self._marks[-1]
+        return (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
+
+    def percentiles(self) -> tuple[float, float]:
+        """p50 and p99 end-to-end latency in ms (0 before any recommendation)."""
+        if not self.latencies_ms:
+            return 0.0, 0.0
+        p50, p99 = np.percentile(np.frombuffer(self.latencies_ms, dtype=np.float64), [50, 99])
+        return float(p50), float(p99)
+
+    def time_to_first(self) -> float | None:
+        if self.first_recommendation_at is None:
+            return None
+        return self.first_recommendation_at - self.started_at
+
+
+class LiveWatch:
+    """Consumes outputs into the monitor while the live table refreshes."""
+
+    def __init__(self, consumer: AIOKafkaConsumer, settings: Settings, monitor: DemoMonitor):
+        self._consumer = consumer
+        self._settings = settings
+        self._monitor = monitor
+
+    async def consume(self) -> None:
+        monitor, recs_topic = self._monitor, self._settings.recommendations_topic
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=200, max_records=5000)
+            for tp, messages in batches.items():
+                if tp.topic != recs_topic:
+                    monitor.dead_letters += len(messages)
+                    continue
+                if monitor.first_recommendation_at is None and messages:
+                    monitor.first_recommendation_at = time.monotonic()
+                monitor.recommendations += len(messages)
+                monitor.latencies_ms.extend(orjson.loads(m.value)["latency_ms"] for m in messages)
+
+    async def until_answered(self, *, timeout: float) -> None:
+        """Wait until every replayed event has its answer, the worker died, or timeout."""
+        deadline = time.monotonic() + timeout
+        while not self._monitor.complete and time.monotonic() < deadline:
+            if not self._monitor.worker_alive():
+                log.error("the worker process exited; see its log in %s", self._settings.home)
+                return
+            await asyncio.sleep(REFRESH_SECONDS)
+        if not self._monitor.complete:
+            log.error("timed out waiting for answers: %s", _progress_line(self._monitor))
+
+
+@contextlib.asynccontextmanager
+async def watch(settings: Settings, monitor: DemoMonitor) -> AsyncIterator[LiveWatch]:
+    """Start consuming recommendations and dead letters (from now on) with a live table."""
+    consumer = AIOKafkaConsumer(
+        settings.recommendations_topic,
+        settings.dlq_topic,
+        bootstrap_servers=settings.bootstrap,
+        auto_offset_reset="latest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        await _wait_for_assignment(consumer)
+        live_watch = LiveWatch(consumer, settings, monitor)
+        consuming = asyncio.create_task(live_watch.consume())
+        with Live(_table(monitor), refresh_per_second=4, transient=False) as live:
+            refreshing = asyncio.create_task(_refresh(live, monitor))
+            try:
+                yield live_watch
+            finally:
+                for task in (consuming, refreshing):
+                    task.cancel()
+                await asyncio.gather(consuming, refreshing, return_exceptions=True)
+                live.update(_table(monitor))
+    finally:
+        await consumer.stop()
+
+
+async def _wait_for_assignment(consumer: AIOKafkaConsumer) -> None:
+    """Resolve the 'latest' positions now, so outputs produced from here on are counted."""
+    while not consumer.assignment():
+        await asyncio.sleep(0.05)
+    for tp in consumer.assignment():
+        await consumer.position(tp)
+
+
+async def _refresh(live: Live, monitor: DemoMonitor) -> None:
+    while True:
+        live.update(_table(monitor))
+        await asyncio.sleep(REFRESH_SECONDS)
+
+
+def _table(monitor: DemoMonitor) -> Table:
+    p50, p99 = monitor.percentiles()
+    first = monitor.time_to_first()
+    table = Table(title="intentstream demo", show_header=True)
+    for column in ("events in", "recommendations", "dead letters", "rate /s", "p50 ms", "p99 ms"):
+        table.add_column(column, justify="right")
+    table.add_row(
+        f"{monitor.sent:,}",
+        f"{monitor.recommendations:,}",
+        f"{monitor.dead_letters:,}",
+        f"{monitor.rate():,.0f}",
+        f"{p50:,.1f}",
+        f"{p99:,.1f}",
+    )
+    table.caption = f"first recommendation after {first:.1f} s" if first is not None else ""
+    return table
+
+
+def _progress_line(monitor: DemoMonitor) -> str:
+    return f"{monitor.answered} of {monitor.replay_total} events answered"
+
+
+def render_summary(monitor: DemoMonitor, *, settings: Settings, data: Path) -> None:
+    """Print the run's figures once everything has stopped."""
+    p50, p99 = monitor.percentiles()
+    first = monitor.time_to_first()
+    elapsed = time.monotonic() - monitor.started_at
+    console = Console()
+    console.print(
+        f"[bold]{data.name}[/] on {settings.broker_kind} at {settings.bootstrap}: "
+        f"{_progress_line(monitor)} ({monitor.recommendations:,} recommendations, "
+        f"{monitor.dead_letters:,} dead letters); latency p50 {p50:.1f} ms, p99 {p99:.1f} ms; "
+        f"first recommendation after {first if first is not None else float('nan'):.1f} s; "
+        f"total {elapsed:.1f} s"
+    )

@@ -1,0 +1,49 @@
+"""The stream-learned baselines: co-occurrence with popularity fill, purchase rate."""
+
+from __future__ import annotations
+
+import pytest
+
+from model.baseline import CooccurrenceRecommender, NextPurchaseRate
+
+
+def _learn(rec: CooccurrenceRecommender, sequences: list[list[str]]) -> None:
+    for sequence in sequences:
+        for position, item in enumerate(sequence):
+            rec.learn_one(sequence[:position], item)
+
+
+def test_next_items_rank_by_transition_share_then_popularity() -> None:
+    rec = CooccurrenceRecommender(refresh_every=1)
+    _learn(rec, [["a", "b"], ["a", "b"], ["a", "c"], ["d"], ["d"], ["d"]])
+    # after "a": b twice, c once; then the rest by popularity (d 3, a 3 -> a before d by id).
+    assert rec.recommend(["a"], k=4) == [
+        ("b", pytest.approx(2 / 3, abs=1e-6)),
+        ("c", pytest.approx(1 / 3, abs=1e-6)),
+        ("a", pytest.approx(0.01 * 3 / 9, abs=1e-6)),
+        ("d", pytest.approx(0.01 * 3 / 9, abs=1e-6)),
+    ]
+
+
+def test_older_items_count_less_than_the_latest() -> None:
+    rec = CooccurrenceRecommender(refresh_every=1)
+    _learn(rec, [["x", "old_next"], ["y", "new_next"]])
+    ranked = [item for item, _ in rec.recommend(["x", "y"], k=2)]
+    assert ranked == ["new_next", "old_next"]
+
+
+def test_cold_user_gets_the_most_popular_items() -> None:
+    rec = CooccurrenceRecommender(refresh_every=1)
+    _learn(rec, [["a"], ["b"], ["b"], ["c"], ["c"], ["c"]])
+    assert [item for item, _ in rec.recommend([], k=2)] == ["c", "b"]
+    assert rec.recommend([], k=10)[-1][0] == "a"
+    assert len(rec.recommend([], k=10)) == 3
+
+
+def test_purchase_rate_follows_observed_transitions() -> None:
+    rate = NextPurchaseRate(n_types=5)
+    prior = rate.predict_one(3)
+    for _ in range(50):
+        rate.learn_one(3, 4)
+    assert rate.predict_one(3) > 0.5 > prior
+    assert rate.predict_one(0) == prior
