@@ -1,0 +1,57 @@
+"""Small real-client helpers for integration tests: produce records, collect outputs."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import ConsumerRecord
+
+
+async def produce(
+    bootstrap: str, topic: str, records: Sequence[tuple[bytes | None, bytes | None]]
+) -> None:
+    """Produce ``(key, value)`` pairs in order and wait until all are acknowledged."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, max_request_size=4 * 1024 * 1024)
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, value, key=key) for key, value in records]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def collect(
+    bootstrap: str,
+    topics: Sequence[str],
+    *,
+    count: int,
+    timeout: float = 60.0,
+    settle: float = 1.0,
+) -> dict[str, list[ConsumerRecord]]:
+    """Read ``topics`` from the beginning until ``count`` records arrived, then ``settle``
+    seconds more so that duplicates or extras would be seen too."""
+    consumer = AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        fetch_max_bytes=16 * 1024 * 1024,
+        max_partition_fetch_bytes=16 * 1024 * 1024,
+    )
+    await consumer.start()
+    found: dict[str, list[ConsumerRecord]] = {topic: [] for topic in topics}
+    try:
+        deadline = time.monotonic() + timeout
+        settle_until: float | None = None
+        while time.monotonic() < (settle_until or deadline):
+            batches = await consumer.getmany(timeout_ms=200)
+            for tp, messages in batches.items():
+                found[tp.topic].extend(messages)
+            if settle_until is None and sum(map(len, found.values())) >= count:
+                settle_until = time.monotonic() + settle
+    finally:
+        await consumer.stop()
+    return found
