@@ -76,8 +76,10 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.admin import ensure_topics
     from streams.replay import replay
 
+    ensure_topics(settings)
     stats = asyncio.run(
         replay(settings, args.file, rate=args.rate, speedup=args.speedup, limit=args.limit)
     )

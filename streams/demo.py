@@ -11,21 +11,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from streams.admin import ensure_topics
+from streams.brokers import local_broker
 from streams.demo_view import DemoMonitor, render_summary, watch
 from streams.errors import ConfigurationError
 from streams.pseudonym import load_pseudonym_key
 from streams.replay import replay
 from streams.settings import Settings
+from streams.worker import worker_process
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +32,6 @@ DATA_SETS: dict[str, str] = {
     "yoochoose": "yoochoose-100k/train.csv.gz",
     "diginetica": "diginetica/train.csv.gz",
 }
-WORKER_STOP_SECONDS = 30.0
 #: After the replay ends, how long to wait for the last recommendations.
 DRAIN_SECONDS = 120.0
 
@@ -67,7 +64,7 @@ def run_demo(settings: Settings, options: DemoOptions) -> int:
     load_pseudonym_key(settings, create=True)
     with _broker(settings) as running:
         ensure_topics(running)
-        with _worker(running) as worker:
+        with worker_process(running, log_file=running.home / "demo-worker.log") as worker:
             monitor = DemoMonitor(started_at=started, worker_alive=lambda: worker.poll() is None)
             asyncio.run(_replay_and_watch(running, path, options, monitor))
         render_summary(monitor, settings=running, data=path)
@@ -97,8 +94,6 @@ def _broker(settings: Settings) -> Iterator[Settings]:
     if settings.kafka:
         yield settings
         return
-    from streams.brokers import local_broker
-
     broker = local_broker(settings.broker_kind, home=settings.home)
     already_running = broker.status().running
     address = broker.start()
@@ -107,40 +102,3 @@ def _broker(settings: Settings) -> Iterator[Settings]:
     finally:
         if not already_running:
             broker.stop()
-
-
-@contextlib.contextmanager
-def _worker(settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
-    """Run ``intentstream worker`` as a child process; SIGTERM it on the way out."""
-    log_file = settings.home / "demo-worker.log"
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    env = {
-        **os.environ,
-        "INTENTSTREAM_KAFKA": settings.bootstrap,
-        "INTENTSTREAM_BROKER_KIND": settings.broker_kind,
-    }
-    with open(log_file, "ab") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # Ctrl-C reaches us only; we stop the worker in order
-        )
-    log.info("worker pid %d started, log %s", process.pid, log_file)
-    try:
-        yield process
-    finally:
-        _stop(process)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=WORKER_STOP_SECONDS)
-    except subprocess.TimeoutExpired:
-        log.warning("worker did not stop in %.0f s; killing it", WORKER_STOP_SECONDS)
-        process.kill()
-        process.wait()

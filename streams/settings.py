@@ -80,6 +80,17 @@ class Settings(BaseSettings):
         """Bootstrap servers: the configured cluster, else the local broker's address."""
         return self.kafka or f"127.0.0.1:{DEFAULT_PORTS[self.broker_kind]}"
 
+    def as_environment(self) -> dict[str, str]:
+        """These settings as ``INTENTSTREAM_*`` variables, to configure a child process."""
+        values = self.model_dump(mode="json")
+        if self.pseudonym_key is not None:
+            values["pseudonym_key"] = self.pseudonym_key.get_secret_value()
+        return {
+            f"INTENTSTREAM_{name.upper()}": str(value)
+            for name, value in values.items()
+            if value is not None
+        }
+
     def redacted(self) -> dict[str, object]:
         """The effective configuration with secrets hidden, for the startup log."""
         return self.model_dump(mode="json")

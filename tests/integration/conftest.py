@@ -51,7 +51,7 @@ class WorkerProcess:
 
     def __init__(self, settings: Settings, log_file: Path) -> None:
         self.log_file = log_file
-        env = {**os.environ, **_environment(settings)}
+        env = {**os.environ, **settings.as_environment()}
         with open(log_file, "ab") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "streams.cli", "worker"],
@@ -84,19 +84,6 @@ class WorkerProcess:
                 self.process.wait()
                 raise
         return self.process.returncode
-
-
-def _environment(settings: Settings) -> dict[str, str]:
-    values = settings.model_dump(mode="json")
-    env = {
-        f"INTENTSTREAM_{name.upper()}": str(value)
-        for name, value in values.items()
-        if value is not None
-    }
-    key = settings.pseudonym_key
-    if key is not None:
-        env["INTENTSTREAM_PSEUDONYM_KEY"] = key.get_secret_value()
-    return env
 
 
 @pytest.fixture

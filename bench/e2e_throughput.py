@@ -1,0 +1,193 @@
+"""End-to-end events/s of the worker on each local broker, beside a raw pass-through.
+
+Preloads N real events (RetailRocket, repeated with fresh user ids when N is
+larger) into a fresh topic, then measures, in the same run and on the same broker:
+
+* ``raw pass-through``: aiokafka getmany -> produce the same bytes -> await, no
+  decoding (the client/broker limit on this machine);
+* ``worker``: a real ``intentstream worker`` process (validation, pseudonyms,
+  feature table + changelog, scoring, recommendation out).
+
+Throughput = events / (last output time - first output time), from the outputs'
+own produce stamps, so worker start-up and group joins are not counted.
+
+Run: ``.venv/bin/python bench/e2e_throughput.py --events 100000 --brokers kafka tansu``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import socket
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from kafka.admin import KafkaAdminClient, NewTopic
+
+from streams.admin import ensure_topics
+from streams.brokers import local_broker
+from streams.replay import read_events
+from streams.settings import DEFAULT_HOME, BrokerKind, Settings
+from streams.worker import worker_process
+
+DATA = Path("../shared/data/retailrocket-sample/events.csv.gz")
+KEY = "bench-pseudonym-key-0123456789abcdef"
+
+
+@dataclass(frozen=True)
+class Result:
+    broker: str
+    pipeline: str
+    events: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def _events(n: int, path: Path) -> list[tuple[bytes, bytes]]:
+    base = list(read_events(path))
+    out: list[tuple[bytes, bytes]] = []
+    for round_ in range(n // len(base) + 1):
+        for event in base[: n - len(out)]:
+            copy = {
+                **event,
+                "user_id": f"{event['user_id']}-r{round_}",
+                "event_id": f"{event['event_id']}-r{round_}",
+            }
+            out.append((copy["user_id"].encode(), orjson.dumps(copy)))
+    return out
+
+
+async def _preload(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=512 * 1024)
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, value, key=key) for key, value in records]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def _raw_pass_through(bootstrap: str, source: str, sink: str, n: int) -> float:
+    consumer = AIOKafkaConsumer(
+        source,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=4 << 20,
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=512 * 1024)
+    await consumer.start()
+    await producer.start()
+    try:
+        done, started = 0, None
+        while done < n:
+            batches = await consumer.getmany(timeout_ms=500, max_records=5000)
+            if started is None and batches:
+                started = time.perf_counter()
+            futures = [
+                await producer.send(sink, m.value, key=m.key)
+                for tp, messages in batches.items()
+                for m in messages
+            ]
+            await asyncio.gather(*futures)
+            done += len(futures)
+        return time.perf_counter() - (started or time.perf_counter())
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+async def _output_span(settings: Settings, n: int, timeout: float) -> tuple[int, float]:
+    """Wait for n recommendations; return (count, last ts - first ts)."""
+    consumer = AIOKafkaConsumer(
+        settings.recommendations_topic,
+        settings.dlq_topic,
+        bootstrap_servers=settings.bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    stamps: list[float] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(stamps) < n and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=500, max_records=10000)
+            for messages in batches.values():
+                stamps.extend(m.timestamp / 1000 for m in messages)
+    finally:
+        await consumer.stop()
+    return len(stamps), (max(stamps) - min(stamps)) if stamps else float("nan")
+
+
+def run_one(kind: BrokerKind, n: int, partitions: int, workdir: Path) -> list[Result]:
+    broker = local_broker(kind, home=workdir / kind, port=_free_port(), cache=DEFAULT_HOME)
+    bootstrap = broker.start()
+    try:
+        run = uuid.uuid4().hex[:8]
+        settings = Settings(
+            kafka=bootstrap,
+            broker_kind=kind,
+            partitions=partitions,
+            app_id=f"bench-{run}",
+            events_topic=f"bench-events-{run}",
+            recommendations_topic=f"bench-recs-{run}",
+            dlq_topic=f"bench-dlq-{run}",
+            pseudonym_key=KEY,
+            home=workdir / kind,
+        )
+        ensure_topics(settings)
+        sink = f"bench-sink-{run}"
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+        admin.create_topics([NewTopic(sink, partitions, 1)])
+        admin.close()
+        records = _events(n, DATA)
+        asyncio.run(_preload(bootstrap, settings.events_topic, records))
+        raw_seconds = asyncio.run(
+            _raw_pass_through(bootstrap, settings.events_topic, sink, n)
+        )
+        with worker_process(settings, log_file=workdir / f"{kind}-worker.log"):
+            count, span = asyncio.run(_output_span(settings, n, timeout=600))
+        if count < n:
+            raise RuntimeError(f"{kind}: only {count} of {n} outputs arrived")
+        return [
+            Result(kind, "raw aiokafka pass-through", n, raw_seconds),
+            Result(kind, "intentstream worker", count, span),
+        ]
+    finally:
+        broker.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--partitions", type=int, default=8)
+    parser.add_argument("--brokers", nargs="+", default=["kafka", "tansu"])
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="intentstream-bench-") as tmp:
+        results = [
+            r
+            for kind in args.brokers
+            for r in run_one(kind, args.events, args.partitions, Path(tmp))
+        ]
+    print("| broker | pipeline | events | seconds | events/s |\n|---|---|---|---|---|")
+    for r in results:
+        print(f"| {r.broker} | {r.pipeline} | {r.events:,} | {r.seconds:.2f} | {r.rate:,.0f} |")
+
+
+if __name__ == "__main__":
+    main()
