@@ -32,6 +32,7 @@ def register_agents(
 ) -> None:
     """Attach ``recommend_for_events`` to ``app``."""
     changelog = users.changelog_topic.get_topic_name()
+    isolate_tails = settings.broker_kind == "tansu"
 
     @app.agent(topics.events, name="recommend_for_events")
     async def recommend_for_events(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
@@ -39,7 +40,9 @@ def register_agents(
         async for events in stream.take_events(settings.batch_max, within=settings.batch_within):
             records = [_input_record(event.message) for event in events]
             result = pipeline.process(records, read_state=store.get)
-            await send_all(app.producer, _outputs(result, changelog))
+            body, tails = _outputs(result, changelog, isolate_tails=isolate_tails)
+            await send_all(app.producer, body)
+            await send_all(app.producer, tails)
             for user, (_, state) in result.states.items():
                 store[user] = state
             yield None
@@ -56,12 +59,29 @@ def _input_record(message: faust.types.Message) -> InputRecord:
     )
 
 
-def _outputs(result: BatchResult, changelog: str) -> list[OutputRecord]:
-    states = (
+def _outputs(
+    result: BatchResult, changelog: str, *, isolate_tails: bool
+) -> tuple[list[OutputRecord], list[OutputRecord]]:
+    """The batch's records to send, as (body, tails) sent one after the other.
+
+    Tansu reports a partition's end offset as the base offset of its last
+    producer batch + 1, so Faust's changelog recovery stops before the rest of
+    that batch and silently loses table updates. With ``isolate_tails`` the last
+    changelog record of each partition is held back and sent after the body is
+    acknowledged, so it travels alone and the end offset Tansu reports is right.
+    """
+    states = [
         OutputRecord(topic=changelog, key=user, value=state, partition=partition)
         for user, (partition, state) in result.states.items()
-    )
-    return [*result.recommendations, *result.dead_letters, *states]
+    ]
+    body = [*result.recommendations, *result.dead_letters]
+    if not isolate_tails:
+        return [*body, *states], []
+    last = {record.partition: index for index, record in enumerate(states)}
+    tails = [states[index] for index in sorted(last.values())]
+    held = set(last.values())
+    body += [record for index, record in enumerate(states) if index not in held]
+    return body, tails
 
 
 async def send_all(producer: faust.types.ProducerT, outputs: Iterable[OutputRecord]) -> None:

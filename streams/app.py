@@ -21,11 +21,6 @@ from streams.topics import build_topics
 
 log = logging.getLogger(__name__)
 
-#: Producer batch size that makes every batch hold one record: the Tansu broker
-#: reports a wrong end offset for multi-record batches, and Faust's changelog
-#: recovery then stops early and silently loses table updates.
-TANSU_PRODUCER_BATCH_BYTES = 1
-
 
 def faust_options(settings: Settings) -> dict[str, Any]:
     """Faust settings derived from ours (documented in docs/configuration.md)."""
@@ -40,7 +35,7 @@ def faust_options(settings: Settings) -> dict[str, Any]:
         "consumer_auto_offset_reset": "earliest",
         "producer_linger": 0.005,
         "producer_acks": -1,
-        "producer_max_batch_size": TANSU_PRODUCER_BATCH_BYTES if tansu else 512 * 1024,
+        "producer_max_batch_size": 512 * 1024,
         "producer_max_request_size": 8 * 1024 * 1024,
         # Tansu completes a group join only after about half the session timeout.
         "broker_session_timeout": 6.0 if tansu else 10.0,

@@ -23,7 +23,7 @@ from streams.errors import ConfigurationError
 from streams.pseudonym import load_pseudonym_key
 from streams.replay import replay
 from streams.settings import Settings
-from streams.worker import worker_process
+from streams.worker import wait_until_ready, worker_process
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,10 @@ def run_demo(settings: Settings, options: DemoOptions) -> int:
     load_pseudonym_key(settings, create=True)
     with _broker(settings) as running:
         ensure_topics(running)
+        running = running.model_copy(update={"ready_file": running.home / "demo-worker.ready"})
         with worker_process(running, log_file=running.home / "demo-worker.log") as worker:
+            log.info("waiting for the worker to join the group and recover its table")
+            wait_until_ready(worker, running.ready_file)
             monitor = DemoMonitor(started_at=started, worker_alive=lambda: worker.poll() is None)
             asyncio.run(_replay_and_watch(running, path, options, monitor))
         render_summary(monitor, settings=running, data=path)

@@ -180,6 +180,7 @@ def render_summary(monitor: DemoMonitor, *, settings: Settings, data: Path) -> N
     first = monitor.time_to_first()
     elapsed = time.monotonic() - monitor.started_at
     console = Console()
+    console.print()
     console.print(
         f"[bold]{data.name}[/] on {settings.broker_kind} at {settings.bootstrap}: "
         f"{_progress_line(monitor)} ({monitor.recommendations:,} recommendations, "

@@ -16,3 +16,7 @@ class ConfigurationError(IntentstreamError):
 
 class BrokerError(IntentstreamError):
     """A local broker could not be installed, started, reached or stopped."""
+
+
+class WorkerError(IntentstreamError):
+    """A worker process exited or did not become ready."""

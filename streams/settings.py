@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     top_k: int = Field(default=20, ge=1, le=200, description="Items per recommendation.")
     history_len: int = Field(default=50, ge=1, description="Recent items kept per user.")
     worker_loglevel: str = "warning"
+    ready_file: Path | None = Field(
+        default=None,
+        description="File the worker creates once it is assigned and recovered (readiness probe).",
+    )
     data_dir: Path = Field(
         default=Path("../shared/data"),
         description="Folder of the public data sets the demo replays (see its README).",

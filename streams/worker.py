@@ -12,16 +12,33 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import faust
 
 from streams.admin import ensure_topics
 from streams.app import create_app
+from streams.errors import WorkerError
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+class ReadinessWorker(faust.Worker):
+    """A Faust worker that announces readiness by creating ``ready_file``."""
+
+    def __init__(self, app: faust.App, *, ready_file: Path | None, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self._ready_file = ready_file
+
+    async def on_startup_finished(self) -> None:
+        await super().on_startup_finished()
+        if self._ready_file is not None:
+            self._ready_file.parent.mkdir(parents=True, exist_ok=True)
+            self._ready_file.write_text(str(os.getpid()))
 
 
 def run_worker(settings: Settings) -> None:
@@ -29,8 +46,33 @@ def run_worker(settings: Settings) -> None:
     log.info("worker config: %s", settings.redacted())
     ensure_topics(settings)
     app = create_app(settings)
-    worker = faust.Worker(app, loglevel=settings.worker_loglevel, quiet=True)
-    worker.execute_from_commandline()
+    if settings.ready_file is not None:
+        settings.ready_file.unlink(missing_ok=True)
+    worker = ReadinessWorker(
+        app, ready_file=settings.ready_file, loglevel=settings.worker_loglevel, quiet=True
+    )
+    try:
+        worker.execute_from_commandline()
+    finally:
+        if settings.ready_file is not None:
+            settings.ready_file.unlink(missing_ok=True)
+
+
+def wait_until_ready(
+    process: subprocess.Popen[bytes], ready_file: Path, *, timeout: float = 120.0
+) -> None:
+    """Block until the worker created ``ready_file``.
+
+    Raises:
+        WorkerError: the worker exited first, or did not get ready in time.
+    """
+    deadline = time.monotonic() + timeout
+    while not ready_file.exists():
+        if process.poll() is not None:
+            raise WorkerError(f"worker exited with code {process.returncode} before it was ready")
+        if time.monotonic() > deadline:
+            raise WorkerError(f"worker not ready after {timeout:.0f} s")
+        time.sleep(0.1)
 
 
 @contextlib.contextmanager
@@ -43,6 +85,8 @@ def worker_process(
     parent, which then stops the worker in order (SIGTERM, wait, SIGKILL last).
     """
     log_file.parent.mkdir(parents=True, exist_ok=True)
+    if settings.ready_file is not None:
+        settings.ready_file.unlink(missing_ok=True)
     with open(log_file, "ab") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "streams.cli", "worker"],

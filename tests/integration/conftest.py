@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import os
+import contextlib
 import signal
 import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from streams.admin import ensure_topics
+from streams.errors import WorkerError
 from streams.settings import BrokerKind, Settings
+from streams.worker import wait_until_ready, worker_process
 
 WORKER_READY_SECONDS = 90.0
 TEST_KEY = "integration-test-key-0123456789abcdef"
@@ -46,57 +46,25 @@ def make_settings(new_topic_name: Callable[[str], str], tmp_path: Path) -> Calla
     return make
 
 
-class WorkerProcess:
-    """A real ``intentstream worker`` child process, configured through the environment."""
-
-    def __init__(self, settings: Settings, log_file: Path) -> None:
-        self.log_file = log_file
-        env = {**os.environ, **settings.as_environment()}
-        with open(log_file, "ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "streams.cli", "worker"],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        self._ready_marks = log_file.read_text(errors="replace").count("[^Worker]: Ready")
-
-    def wait_ready(self, timeout: float = WORKER_READY_SECONDS) -> None:
-        """Block until Faust says the worker is ready (assigned and recovered)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            text = self.log_file.read_text(errors="replace")
-            if text.count("[^Worker]: Ready") > self._ready_marks and "Worker ready" in text:
-                return
-            if self.process.poll() is not None:
-                raise RuntimeError(f"worker exited {self.process.returncode}:\n{text[-3000:]}")
-            time.sleep(0.2)
-        raise TimeoutError(f"worker not ready in {timeout} s:\n{self.log_file.read_text()[-3000:]}")
-
-    def stop(self, timeout: float = 30.0) -> int:
-        """SIGTERM and wait: a clean shutdown, as an orchestrator would do it."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-                raise
-        return self.process.returncode
-
-
 @pytest.fixture
-def start_worker(tmp_path: Path) -> Iterator[Callable[[Settings], WorkerProcess]]:
-    """Factory of ready worker processes; all are stopped at teardown."""
-    started: list[WorkerProcess] = []
+def start_worker(tmp_path: Path) -> Iterator[Callable[[Settings], subprocess.Popen[bytes]]]:
+    """Factory of ready ``intentstream worker`` processes; all are stopped at teardown."""
+    with contextlib.ExitStack() as running:
 
-    def start(settings: Settings) -> WorkerProcess:
-        worker = WorkerProcess(settings, tmp_path / "worker.log")
-        started.append(worker)
-        worker.wait_ready()
-        return worker
+        def start(settings: Settings) -> subprocess.Popen[bytes]:
+            settings = settings.model_copy(update={"ready_file": tmp_path / "worker.ready"})
+            log_file = tmp_path / "worker.log"
+            process = running.enter_context(worker_process(settings, log_file=log_file))
+            try:
+                wait_until_ready(process, tmp_path / "worker.ready", timeout=WORKER_READY_SECONDS)
+            except WorkerError as exc:
+                raise WorkerError(f"{exc}; log:\n{log_file.read_text()[-3000:]}") from exc
+            return process
 
-    yield start
-    for worker in started:
-        worker.stop()
+        yield start
+
+
+def stop_worker(process: subprocess.Popen[bytes]) -> int:
+    """SIGTERM and wait, as an orchestrator would stop it; returns the exit code."""
+    process.send_signal(signal.SIGTERM)
+    return process.wait(timeout=30)

@@ -8,6 +8,7 @@ end-offset quirk is exactly what breaks changelog recovery.
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from collections import Counter
 from collections.abc import Callable
 
@@ -20,7 +21,7 @@ from streams.pseudonym import Pseudonymizer
 from streams.records import InputRecord
 from streams.settings import Settings
 from streams.tables import USER_TABLE
-from tests.integration.conftest import TEST_KEY, WorkerProcess
+from tests.integration.conftest import TEST_KEY, stop_worker
 from tests.integration.kafka_io import collect, produce
 
 pytestmark = pytest.mark.integration
@@ -98,7 +99,7 @@ def _changelog_states(settings: Settings, records: list) -> dict[bytes, UserFeat
 def test_exact_recommendations_and_dead_letters_on_kafka(
     kafka_bootstrap: str,
     make_settings: Callable[..., Settings],
-    start_worker: Callable[[Settings], WorkerProcess],
+    start_worker: Callable[[Settings], subprocess.Popen[bytes]],
 ) -> None:
     settings = make_settings(kafka_bootstrap, "kafka", partitions=1)
     start_worker(settings)
@@ -141,7 +142,9 @@ def test_exact_recommendations_and_dead_letters_on_kafka(
         assert int(headers["source_offset"]) == position[value]
 
 
-def _restart_flow(settings: Settings, start_worker: Callable[[Settings], WorkerProcess]) -> None:
+def _restart_flow(
+    settings: Settings, start_worker: Callable[[Settings], subprocess.Popen[bytes]]
+) -> None:
     """Events, clean stop, restart, more events: every user's state is whole afterwards."""
     users = [f"user-{n}" for n in range(6)]
     first = [(u.encode(), _event(i, u, item=f"p{i}")) for i, u in enumerate(users * 3)]
@@ -153,7 +156,7 @@ def _restart_flow(settings: Settings, start_worker: Callable[[Settings], WorkerP
     asyncio.run(
         collect(settings.bootstrap, [settings.recommendations_topic], count=len(first), settle=0.5)
     )
-    assert worker.stop() == 0
+    assert stop_worker(worker) == 0
 
     start_worker(settings)
     asyncio.run(produce(settings.bootstrap, settings.events_topic, second))
@@ -184,7 +187,7 @@ def _restart_flow(settings: Settings, start_worker: Callable[[Settings], WorkerP
 def test_restart_keeps_table_state_on_kafka(
     kafka_bootstrap: str,
     make_settings: Callable[..., Settings],
-    start_worker: Callable[[Settings], WorkerProcess],
+    start_worker: Callable[[Settings], subprocess.Popen[bytes]],
 ) -> None:
     _restart_flow(make_settings(kafka_bootstrap, "kafka", partitions=4), start_worker)
 
@@ -193,7 +196,7 @@ def test_restart_keeps_table_state_on_kafka(
 def test_smoke_on_tansu(
     tansu_bootstrap: str,
     make_settings: Callable[..., Settings],
-    start_worker: Callable[[Settings], WorkerProcess],
+    start_worker: Callable[[Settings], subprocess.Popen[bytes]],
 ) -> None:
     settings = make_settings(tansu_bootstrap, "tansu", partitions=2)
     start_worker(settings)
@@ -214,9 +217,9 @@ def test_smoke_on_tansu(
 
 
 @pytest.mark.tansu
-def test_restart_keeps_table_state_on_tansu(
+def test_restart_keeps_table_state_on_tansu_despite_its_end_offset_quirk(
     tansu_bootstrap: str,
     make_settings: Callable[..., Settings],
-    start_worker: Callable[[Settings], WorkerProcess],
+    start_worker: Callable[[Settings], subprocess.Popen[bytes]],
 ) -> None:
     _restart_flow(make_settings(tansu_bootstrap, "tansu", partitions=2), start_worker)
