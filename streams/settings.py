@@ -36,20 +36,26 @@ class Settings(BaseSettings):
     )
     broker_kind: BrokerKind = Field(
         default="tansu",
-        description="Which broker the bootstrap address points at; 'tansu' turns on "
-        "the work-arounds for its quirks (one record per producer batch, short sessions).",
+        description="Which broker the bootstrap address points at; 'tansu' turns on the "
+        "work-arounds for its quirks (docs/brokers.md). `--bootstrap` alone implies 'kafka'.",
     )
     home: Path = Field(default=DEFAULT_HOME, description="State folder for local brokers.")
     app_id: str = Field(default="intentstream", description="Faust app id = consumer group.")
     partitions: int = Field(default=8, ge=1, description="Partitions of created topics.")
 
-    events_topic: str = "shop.events"
-    items_topic: str = "shop.items"
-    recommendations_topic: str = "shop.recommendations"
-    dlq_topic: str = "shop.events.dlq"
-    privacy_requests_topic: str = "shop.privacy.requests"
-    privacy_audit_topic: str = "shop.privacy.audit"
-    models_topic: str = "shop.models"
+    events_topic: str = Field(default="shop.events", description="Input events.")
+    items_topic: str = Field(default="shop.items", description="Item catalogue (compacted).")
+    recommendations_topic: str = Field(
+        default="shop.recommendations", description="Output recommendations."
+    )
+    dlq_topic: str = Field(default="shop.events.dlq", description="Rejected inputs, with reasons.")
+    privacy_requests_topic: str = Field(
+        default="shop.privacy.requests", description="Erasure requests."
+    )
+    privacy_audit_topic: str = Field(
+        default="shop.privacy.audit", description="Outcome of privacy requests."
+    )
+    models_topic: str = Field(default="shop.models", description="Model version announcements.")
 
     pseudonym_key: SecretStr | None = Field(
         default=None, description="HMAC key for user pseudonyms (wins over the key file)."
@@ -64,7 +70,7 @@ class Settings(BaseSettings):
     batch_within: float = Field(default=0.02, gt=0, description="Seconds to wait to fill a batch.")
     top_k: int = Field(default=20, ge=1, le=200, description="Items per recommendation.")
     history_len: int = Field(default=50, ge=1, description="Recent items kept per user.")
-    worker_loglevel: str = "warning"
+    worker_loglevel: str = Field(default="warning", description="Log level of worker processes.")
     ready_file: Path | None = Field(
         default=None,
         description="File the worker creates once it is assigned and recovered (readiness probe).",
