@@ -26,7 +26,7 @@ def faust_options(settings: Settings) -> dict[str, Any]:
     """Faust settings derived from ours (documented in docs/configuration.md)."""
     tansu = settings.broker_kind == "tansu"
     return {
-        "broker": f"kafka://{settings.bootstrap}",
+        "broker": f"{'tansu' if tansu else 'kafka'}://{settings.bootstrap}",
         "store": "memory://",
         "topic_partitions": settings.partitions,
         "topic_replication_factor": 1,
