@@ -1,0 +1,32 @@
+"""The app is configured for the broker it talks to."""
+
+from __future__ import annotations
+
+from streams.app import create_app
+from streams.settings import Settings
+from streams.tansu_transport import TANSU_FETCH_MAX_WAIT_MS, TansuConsumer, Transport
+
+KEY = b"k" * 32
+
+
+def test_tansu_latency_fix_uses_the_short_fetch_wait_transport() -> None:
+    app = create_app(Settings(broker_kind="tansu", kafka="127.0.0.1:1"), pseudonym_key=KEY)
+    assert type(app.transport) is Transport
+    assert app.transport.Consumer is TansuConsumer
+    assert TANSU_FETCH_MAX_WAIT_MS <= 50
+    assert app.conf.broker_session_timeout == 6.0
+
+
+def test_apache_kafka_uses_faust_stock_transport() -> None:
+    app = create_app(Settings(broker_kind="kafka", kafka="127.0.0.1:1"), pseudonym_key=KEY)
+    assert type(app.transport) is not Transport
+    assert app.transport.Consumer is not TansuConsumer
+
+
+def test_app_has_the_scoring_agent_and_user_table() -> None:
+    settings = Settings(broker_kind="kafka", kafka="127.0.0.1:1", partitions=3)
+    app = create_app(settings, pseudonym_key=KEY)
+    assert set(app.agents) == {"recommend_for_events"}
+    table = app.tables["user_features"]
+    assert table.partitions == 3
+    assert table.changelog_topic.get_topic_name() == "intentstream-user_features-changelog"
