@@ -1,0 +1,162 @@
+"""Ranking metrics over all items (the SR-GNN protocol), vectorised over a batch.
+
+Each case is a row of scores over every item index and one target index. The
+target's rank is computed from the scores alone, without sorting:
+
+* ``"pessimistic"`` (default): ``rank = count(score >= target score)``, i.e. the
+  target is placed *after* every other item with the same score.
+* ``"optimistic"``: ``rank = 1 + count(score > target score)``, i.e. the target
+  is placed *before* every item it ties with.
+
+Optimistic ranking rewards ties: a scorer that gives every item the same score
+would have HR@20 = 100 %, and a session-kNN that scores only a handful of items
+gets every unscored target ranked just behind them. Pessimistic ranking never
+credits a tie, so it is the default. For continuous model scores ties are
+vanishingly rare and both conventions agree.
+
+A target of index 0 (padding, i.e. an item unknown to the vocabulary) or with a
+NaN score gets rank :data:`MISS_RANK`: such a case still counts, as a miss at
+every K.
+
+Examples:
+    >>> import torch
+    >>> scores = torch.tensor([[0.1, 0.9, 0.5, 0.5], [0.0, 0.0, 0.0, 1.0]])
+    >>> targets = torch.tensor([2, 3])
+    >>> target_ranks(scores, targets).tolist()
+    [3, 1]
+    >>> target_ranks(scores, targets, ties="optimistic").tolist()
+    [2, 1]
+    >>> metrics = RankingMetrics()
+    >>> metrics.update(scores, targets)
+    >>> {name: round(value, 2) for name, value in metrics.result().items()}
+    {'P@20': 100.0, 'MRR@20': 66.67, 'HR@10': 100.0, 'NDCG@10': 75.0}
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+#: How a target that ties with other items is ranked (see the module docstring).
+Ties = Literal["pessimistic", "optimistic"]
+
+#: Rank of a target that cannot be ranked (padding or NaN score): beyond every K.
+MISS_RANK = torch.iinfo(torch.int64).max
+
+#: Names of the reported metrics, in the order of :meth:`RankingMetrics.result`.
+METRIC_NAMES: tuple[str, ...] = ("P@20", "MRR@20", "HR@10", "NDCG@10")
+
+
+def target_ranks(
+    scores: torch.Tensor, targets: torch.Tensor, *, ties: Ties = "pessimistic"
+) -> torch.Tensor:
+    """1-based rank of each target among all items.
+
+    Args:
+        scores: ``(B, N)`` float scores; higher is better.
+        targets: ``(B,)`` int64 item indices in ``[0, N)``; 0 is padding.
+        ties: How items scored equal to the target count (module docstring).
+
+    Returns:
+        ``(B,)`` int64 ranks in ``[1, N]``; :data:`MISS_RANK` where the target
+        is 0 or its score is NaN.
+
+    Raises:
+        ValueError: If the shapes do not match.
+
+    Examples:
+        >>> s = torch.tensor([[0.0, 3.0, 2.0, 2.0]]).expand(3, -1)
+        >>> target_ranks(s, torch.tensor([1, 3, 0])).tolist() == [1, 3, MISS_RANK]  # 0: padding
+        True
+    """
+    if scores.dim() != 2 or targets.shape != (scores.shape[0],):
+        shapes = f"{tuple(scores.shape)} and {tuple(targets.shape)}"
+        raise ValueError(f"expected scores (B, N) and targets (B,), got {shapes}")
+    target_scores = scores.gather(1, targets.unsqueeze(1))
+    if ties == "pessimistic":
+        ranks = (scores >= target_scores).sum(dim=1)
+    else:
+        ranks = (scores > target_scores).sum(dim=1) + 1
+    # NaN compares false with everything, which would rank it first (or 0th).
+    invalid = target_scores.squeeze(1).isnan() | (targets == 0)
+    return torch.where(invalid, torch.full_like(ranks, MISS_RANK), ranks)
+
+
+def hit_at(ranks: torch.Tensor, k: int) -> torch.Tensor:
+    """``(B,)`` float64: 1 where ``rank <= k``, else 0.
+
+    Examples:
+        >>> hit_at(torch.tensor([1, 20, 21]), 20).tolist()
+        [1.0, 1.0, 0.0]
+    """
+    return (ranks <= k).double()
+
+
+def reciprocal_rank_at(ranks: torch.Tensor, k: int) -> torch.Tensor:
+    """``(B,)`` float64: ``1 / rank`` where ``rank <= k``, else 0.
+
+    Examples:
+        >>> reciprocal_rank_at(torch.tensor([1, 4, 21]), 20).tolist()
+        [1.0, 0.25, 0.0]
+    """
+    return torch.where(ranks <= k, 1.0 / ranks.double(), 0.0)
+
+
+def ndcg_at(ranks: torch.Tensor, k: int) -> torch.Tensor:
+    """``(B,)`` float64: ``1 / log2(rank + 1)`` where ``rank <= k``, else 0 (one relevant item).
+
+    Examples:
+        >>> ndcg_at(torch.tensor([1, 3, 11]), 10).tolist()
+        [1.0, 0.5, 0.0]
+    """
+    return torch.where(ranks <= k, 1.0 / torch.log2(ranks.double() + 1.0), 0.0)
+
+
+class RankingMetrics:
+    """Sums of per-case metrics over batches; :meth:`result` reports means in percent.
+
+    Reported: ``P@20`` (= HR@20, the SR-GNN papers' "precision"), ``MRR@20``,
+    ``HR@10`` and ``NDCG@10``. The sums stay on the scores' device until
+    :meth:`result`, so :meth:`update` never synchronises.
+
+    Args:
+        ties: Tie convention for :func:`target_ranks`.
+
+    Examples:
+        >>> metrics = RankingMetrics()
+        >>> metrics.update(torch.tensor([[0.0, 2.0, 1.0]]), torch.tensor([2]))
+        >>> metrics.count, metrics.result()["MRR@20"]
+        (1, 50.0)
+    """
+
+    def __init__(self, *, ties: Ties = "pessimistic") -> None:
+        self.ties: Ties = ties
+        self.count = 0
+        self._sums: torch.Tensor | None = None
+
+    def update(self, scores: torch.Tensor, targets: torch.Tensor) -> None:
+        """Add a batch: ``scores`` ``(B, N)`` float, ``targets`` ``(B,)`` int64."""
+        ranks = target_ranks(scores, targets, ties=self.ties)
+        per_case = torch.stack(
+            [
+                hit_at(ranks, 20),
+                reciprocal_rank_at(ranks, 20),
+                hit_at(ranks, 10),
+                ndcg_at(ranks, 10),
+            ]
+        )
+        sums = per_case.sum(dim=1)
+        self._sums = sums if self._sums is None else self._sums + sums
+        self.count += int(targets.shape[0])
+
+    def result(self) -> dict[str, float]:
+        """Mean of each metric in percent, keyed by :data:`METRIC_NAMES`.
+
+        Raises:
+            ValueError: If no case was added.
+        """
+        if self._sums is None or self.count == 0:
+            raise ValueError("no cases were added")
+        means = (self._sums * (100.0 / self.count)).tolist()
+        return dict(zip(METRIC_NAMES, means, strict=True))

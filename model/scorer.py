@@ -1,0 +1,84 @@
+"""The sequence scorer: a causal transformer over a user's recent events.
+
+Two heads read the hidden state after each event: next-item scores over the
+whole catalogue (cosine against the tied item embeddings, scaled), and the
+probability that the session will contain a purchase.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from model.batches import HistoryBatch
+from model.config import ScorerConfig
+from model.layers import EventEmbedding, causal_mask
+
+
+class SequenceScorer(nn.Module):
+    """Causal transformer with a next-item head and a purchase-intent head.
+
+    Examples:
+        >>> from model.batches import pad_histories
+        >>> scorer = SequenceScorer(ScorerConfig(n_items=20, d_model=16, n_heads=2)).eval()
+        >>> scores, intent = scorer.score_many(pad_histories([[3, 4], [5]], max_len=8))
+        >>> scores.shape, intent.shape
+        (torch.Size([2, 20]), torch.Size([2]))
+        >>> bool(torch.isinf(scores[:, 0]).all())  # padding is never recommended
+        True
+    """
+
+    def __init__(self, config: ScorerConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embed = EventEmbedding(config)
+        block = nn.TransformerEncoderLayer(
+            d_model=config.d_model,
+            nhead=config.n_heads,
+            dim_feedforward=4 * config.d_model,
+            dropout=config.dropout,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
+        )
+        self.blocks = nn.TransformerEncoder(
+            block, num_layers=config.n_layers, enable_nested_tensor=False
+        )
+        self.final_norm = nn.LayerNorm(config.d_model)
+        self.intent_head = nn.Sequential(
+            nn.Linear(config.d_model, config.d_model), nn.GELU(), nn.Linear(config.d_model, 1)
+        )
+
+    def hidden(self, batch: HistoryBatch) -> torch.Tensor:
+        """(B, T) histories -> (B, T, D) hidden states; position t sees events <= t."""
+        x = self.embed(batch)
+        t = x.shape[1]
+        padding = batch.items == 0
+        h = self.blocks(x, mask=causal_mask(t, x.device), src_key_padding_mask=padding)
+        out: torch.Tensor = self.final_norm(h)
+        return out
+
+    def item_logits(self, h: torch.Tensor) -> torch.Tensor:
+        """(..., D) hidden states -> (..., N) next-item logits; padding gets -inf."""
+        items = F.normalize(self.embed.items.weight, dim=-1)
+        logits = self.config.logit_scale * (F.normalize(h, dim=-1) @ items.T)
+        logits[..., 0] = float("-inf")
+        return logits
+
+    def forward(self, batch: HistoryBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training pass: hidden states (B, T, D) and intent logits (B, T)."""
+        h = self.hidden(batch)
+        return h, self.intent_head(h).squeeze(-1)
+
+    def score_many(self, batch: HistoryBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Score B users from their histories, in one call.
+
+        Returns:
+            (B, N) float32 next-item scores and (B,) float32 purchase probabilities,
+            both read at each history's last event.
+        """
+        h = self.hidden(batch)
+        last = h[torch.arange(h.shape[0], device=h.device), batch.lengths - 1]
+        intent = torch.sigmoid(self.intent_head(last).squeeze(-1))
+        return self.item_logits(last), intent

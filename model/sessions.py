@@ -1,0 +1,148 @@
+"""Session data for offline training and evaluation, read from the canonical CSV.
+
+The canonical format (``../shared/data/README.md``) is one event per row:
+``ts,user_id,session_id,type,item_id,category,price,query``. Training and the
+SR-GNN evaluation protocol see a session as its item sequence in time order;
+each prefix of a session predicts the item that follows it.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+#: A prefix of a session and the item that followed it.
+Case = tuple[list[str], str]
+
+
+@dataclass(frozen=True)
+class Session:
+    """One session's events in time order (rows without an item are skipped)."""
+
+    session_id: str
+    items: list[str]
+    types: list[str]
+    timestamps: list[float]
+
+
+@dataclass
+class ItemVocab:
+    """Item id <-> index; index 0 is padding, so real items start at 1.
+
+    Examples:
+        >>> vocab = ItemVocab.build([["b", "a"], ["a", "c"]])
+        >>> vocab.encode(["a", "c", "zzz"])
+        [2, 3, 0]
+        >>> vocab.ids[1:]
+        ['b', 'a', 'c']
+    """
+
+    ids: list[str] = field(default_factory=lambda: [""])
+    index: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, sequences: Iterable[Sequence[str]]) -> ItemVocab:
+        """Vocabulary of every item in ``sequences``, in order of first appearance."""
+        vocab = cls()
+        for sequence in sequences:
+            for item in sequence:
+                if item not in vocab.index:
+                    vocab.index[item] = len(vocab.ids)
+                    vocab.ids.append(item)
+        return vocab
+
+    def __len__(self) -> int:
+        """Number of indices including padding."""
+        return len(self.ids)
+
+    def encode(self, items: Iterable[str]) -> list[int]:
+        """Indices of ``items``; unknown items map to 0 (padding)."""
+        return [self.index.get(item, 0) for item in items]
+
+
+def _open_text(path: Path) -> TextIO:
+    with open(path, "rb") as raw:
+        gzipped = raw.read(2) == b"\x1f\x8b"
+    if gzipped:
+        return gzip.open(path, "rt", encoding="utf-8", newline="")
+    return open(path, encoding="utf-8", newline="")
+
+
+def load_sessions(path: Path) -> list[Session]:
+    """Sessions of a canonical events CSV, in order of each session's first event.
+
+    Rows are sorted by timestamp within a session (stable, so equal stamps keep
+    file order).
+    """
+    grouped: dict[str, list[tuple[float, int, str, str]]] = {}
+    with _open_text(path) as text:
+        for row_number, row in enumerate(csv.DictReader(text)):
+            if not row["item_id"]:
+                continue
+            events = grouped.setdefault(row["session_id"], [])
+            events.append((float(row["ts"]), row_number, row["item_id"], row["type"]))
+    sessions = []
+    for session_id, events in grouped.items():
+        events.sort()
+        sessions.append(
+            Session(
+                session_id=session_id,
+                items=[item for _, _, item, _ in events],
+                types=[kind for _, _, _, kind in events],
+                timestamps=[ts for ts, _, _, _ in events],
+            )
+        )
+    return sessions
+
+
+def load_test_cases(path: Path) -> list[Case]:
+    """SR-GNN test cases: ``prefix items (space-separated) TAB next item`` per line."""
+    cases = []
+    with _open_text(path) as text:
+        for line in text:
+            prefix, _, target = line.rstrip("\n").partition("\t")
+            if target:
+                cases.append((prefix.split(), target))
+    return cases
+
+
+def prefix_cases(sequences: Iterable[Sequence[str]]) -> Iterator[Case]:
+    """Every (prefix, next item) of every sequence, longest prefix first per sequence
+    (the order the SR-GNN split uses).
+
+    Examples:
+        >>> list(prefix_cases([["a", "b", "c"]]))
+        [(['a', 'b'], 'c'), (['a'], 'b')]
+    """
+    for sequence in sequences:
+        for end in range(len(sequence) - 1, 0, -1):
+            yield list(sequence[:end]), sequence[end]
+
+
+def split_last(sessions: Sequence[Session], fraction: float) -> tuple[list[Session], list[Session]]:
+    """Hold out the last ``fraction`` of sessions (e.g. a validation split cut from train)."""
+    if not 0 < fraction < 1:
+        raise ValueError("fraction must be in (0, 1)")
+    cut = len(sessions) - max(1, round(len(sessions) * fraction))
+    return list(sessions[:cut]), list(sessions[cut:])
+
+
+def leave_last_out(sessions: Sequence[Session]) -> tuple[list[list[str]], list[Case]]:
+    """For data without a test file: each session's last item is its test target.
+
+    Returns:
+        The training sequences (sessions without their last item, at least one
+        item long) and one test case per session with at least two items.
+    """
+    train, cases = [], []
+    for session in sessions:
+        if len(session.items) >= 2:
+            cases.append((session.items[:-1], session.items[-1]))
+            train.append(session.items[:-1])
+        elif session.items:
+            train.append(session.items)
+    return train, cases
