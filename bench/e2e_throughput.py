@@ -157,9 +157,7 @@ def run_one(kind: BrokerKind, n: int, partitions: int, workdir: Path) -> list[Re
         admin.close()
         records = _events(n, DATA)
         asyncio.run(_preload(bootstrap, settings.events_topic, records))
-        raw_seconds = asyncio.run(
-            _raw_pass_through(bootstrap, settings.events_topic, sink, n)
-        )
+        raw_seconds = asyncio.run(_raw_pass_through(bootstrap, settings.events_topic, sink, n))
         with worker_process(settings, log_file=workdir / f"{kind}-worker.log"):
             count, span = asyncio.run(_output_span(settings, n, timeout=600))
         if count < n:

@@ -32,6 +32,15 @@ class HistoryBatch:
     gaps: torch.Tensor
     lengths: torch.Tensor
 
+    def to(self, device: torch.device) -> HistoryBatch:
+        """The same batch on ``device``."""
+        return HistoryBatch(
+            items=self.items.to(device),
+            types=self.types.to(device),
+            gaps=self.gaps.to(device),
+            lengths=self.lengths.to(device),
+        )
+
 
 def gap_bucket(seconds: float, n_buckets: int) -> int:
     """Bucket of a time gap: 1 + floor(log2(1 + seconds)), capped; 0 = unknown.

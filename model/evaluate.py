@@ -21,8 +21,10 @@ import torch
 from rich.console import Console
 from rich.progress import track
 
+from model.checkpoint import Checkpoint, load_checkpoint
 from model.knn import Popularity, SessionKNN
 from model.metrics import METRIC_NAMES, RankingMetrics, Ties
+from model.scorer import PrefixRanker
 from model.sessions import Case, ItemVocab, leave_last_out, load_sessions, load_test_cases
 
 logger = logging.getLogger(__name__)
@@ -280,3 +282,31 @@ def run_evaluation(
         rows.append((name, result))
     shown = PUBLISHED.get(protocol.name, {}) if published is None else published
     return evaluation_table(rows, shown)
+
+
+class CheckpointRanker:
+    """A trained checkpoint scoring in another vocabulary's indices (e.g. the protocol's)."""
+
+    def __init__(self, checkpoint: Checkpoint, vocab: ItemVocab) -> None:
+        self._ranker = PrefixRanker(checkpoint.model)
+        self._to_model = [checkpoint.vocab.index.get(item, 0) for item in vocab.ids]
+        self._columns = torch.tensor(self._to_model)
+
+    def score_many(self, prefixes: list[list[int]], /) -> torch.Tensor:
+        """``(B, N)`` scores in ``vocab``'s indices; items the model never saw get -inf."""
+        mapped = [
+            [self._to_model[i] for i in prefix if self._to_model[i]] or [0] for prefix in prefixes
+        ]
+        scores = self._ranker.score_many(mapped)[:, self._columns]
+        scores[:, self._columns == 0] = float("-inf")
+        return scores
+
+
+def checkpoint_factory(path: Path) -> ScorerFactory:
+    """Factory of :class:`CheckpointRanker` for :func:`run_evaluation`'s ``models``."""
+    checkpoint = load_checkpoint(path)
+
+    def build(data: EvalData) -> Scorer:
+        return CheckpointRanker(checkpoint, data.vocab)
+
+    return build

@@ -28,9 +28,13 @@ class EventEmbedding(nn.Module):
         self.positions = nn.Embedding(config.max_len, d)
         self.norm = nn.LayerNorm(d)
         self.dropout = nn.Dropout(config.embedding_dropout)
-        nn.init.normal_(self.items.weight, std=d**-0.5)
+        # One scale for every table: PyTorch's default N(0, 1) for positions would
+        # drown the items after the LayerNorm, and training then barely starts.
+        for table in (self.items, self.types, self.gaps, self.positions):
+            nn.init.normal_(table.weight, std=d**-0.5)
         with torch.no_grad():
-            self.items.weight[0].zero_()
+            for table in (self.items, self.types, self.gaps):
+                table.weight[0].zero_()
 
     def forward(self, batch: HistoryBatch) -> torch.Tensor:
         """(B, T) histories -> (B, T, D) float32 inputs of the first block."""

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.batches import HistoryBatch
+from model.batches import HistoryBatch, pad_histories
 from model.config import ScorerConfig
 from model.layers import EventEmbedding, causal_mask
 
@@ -82,3 +82,21 @@ class SequenceScorer(nn.Module):
         last = h[torch.arange(h.shape[0], device=h.device), batch.lengths - 1]
         intent = torch.sigmoid(self.intent_head(last).squeeze(-1))
         return self.item_logits(last), intent
+
+
+class PrefixRanker:
+    """Adapts a :class:`SequenceScorer` to the evaluation protocol's ``score_many``.
+
+    Evaluation prefixes carry items only (no event types or times).
+    """
+
+    def __init__(self, model: SequenceScorer) -> None:
+        self._model = model.eval()
+        self._device = next(model.parameters()).device
+
+    def score_many(self, prefixes: list[list[int]], /) -> torch.Tensor:
+        """(B, N) float32 next-item scores of B item-index prefixes."""
+        batch = pad_histories(prefixes, max_len=self._model.config.max_len).to(self._device)
+        with torch.inference_mode():
+            scores, _ = self._model.score_many(batch)
+        return scores.float().cpu()

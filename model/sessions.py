@@ -13,7 +13,9 @@ import gzip
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, TypeVar
+
+T = TypeVar("T")
 
 #: A prefix of a session and the item that followed it.
 Case = tuple[list[str], str]
@@ -110,7 +112,7 @@ def load_test_cases(path: Path) -> list[Case]:
     return cases
 
 
-def prefix_cases(sequences: Iterable[Sequence[str]]) -> Iterator[Case]:
+def prefix_cases(sequences: Iterable[Sequence[T]]) -> Iterator[tuple[list[T], T]]:
     """Every (prefix, next item) of every sequence, longest prefix first per sequence
     (the order the SR-GNN split uses).
 

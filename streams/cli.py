@@ -101,6 +101,40 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     return run_demo(settings, options)
 
 
+def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
+    from model.fit import fit
+    from model.train import TrainConfig
+
+    config = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        negatives=args.negatives,
+        seed=args.seed,
+        max_minutes=args.minutes,
+    )
+    scorer = {"d_model": args.d_model, "n_layers": args.layers}
+    reports = fit(args.data, args.out, train_config=config, scorer_options=scorer)
+    for report in reports:
+        shown = ", ".join(f"{k} {v:.2f}" for k, v in report.metrics.items())
+        console.print(
+            f"epoch {report.epoch}: loss {report.loss:.3f}, {report.seconds:.0f} s, "
+            f"validation {shown}"
+        )
+    console.print(f"checkpoints in {args.out}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
+    from model.evaluate import baseline_factories, checkpoint_factory, run_evaluation
+
+    models = baseline_factories() if args.baselines else {}
+    for path in args.checkpoint:
+        models[f"transformer ({path.name})"] = checkpoint_factory(path)
+    console.print(run_evaluation(args.data, models=models, progress=True))
+    return 0
+
+
 def cmd_keygen(args: argparse.Namespace, settings: Settings) -> int:
     from streams.pseudonym import load_pseudonym_key
 
@@ -145,6 +179,33 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--limit", type=int, help="stop after N recommendations")
     tail.add_argument("--raw", action="store_true", help="print the JSON as produced")
     tail.set_defaults(func=cmd_tail)
+
+    train = sub.add_parser("train", parents=[common], help="train the sequence scorer")
+    train.add_argument(
+        "data", type=Path, help="data folder (e.g. ../shared/data/diginetica) or file"
+    )
+    train.add_argument("--out", type=Path, required=True, help="run folder for checkpoints")
+    train.add_argument("--epochs", type=int, default=8)
+    train.add_argument("--minutes", type=float, help="stop after the epoch that passes this")
+    train.add_argument("--batch-size", type=int, default=256)
+    train.add_argument("--lr", type=float, default=1e-3)
+    train.add_argument("--negatives", type=int, default=4096, help="0 = full softmax")
+    train.add_argument("--d-model", type=int, default=128)
+    train.add_argument("--layers", type=int, default=2)
+    train.add_argument("--seed", type=int, default=0)
+    train.set_defaults(func=cmd_train)
+
+    evaluate = sub.add_parser("evaluate", parents=[common], help="SR-GNN protocol table")
+    evaluate.add_argument("data", type=Path, help="data folder or canonical events file")
+    evaluate.add_argument(
+        "--checkpoint",
+        type=Path,
+        action="append",
+        default=[],
+        help="run or checkpoint folder to evaluate (repeatable)",
+    )
+    evaluate.add_argument("--no-baselines", dest="baselines", action="store_false")
+    evaluate.set_defaults(func=cmd_evaluate)
 
     demo = sub.add_parser("demo", parents=[common], help="broker + worker + real data, live")
     demo.add_argument(

@@ -1,0 +1,93 @@
+"""Versioned checkpoints: weights, configs, item vocabulary, metrics, data fingerprint.
+
+Layout: ``<run>/epoch-0003/{weights.pt,optimizer.pt,meta.json,vocab.json}`` plus
+``<run>/LATEST`` naming the newest one. A run resumes from ``LATEST``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from model.config import ScorerConfig
+from model.scorer import SequenceScorer
+from model.sessions import ItemVocab
+
+LATEST = "LATEST"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A loaded checkpoint: the model in eval mode and what describes it."""
+
+    model: SequenceScorer
+    vocab: ItemVocab
+    meta: dict[str, Any]
+    path: Path
+
+
+def fingerprint(path: Path) -> str:
+    """SHA-256 of a data file (or of a folder's files, in name order)."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        digest.update(file.name.encode())
+        with open(file, "rb") as data:
+            for block in iter(lambda: data.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def save_checkpoint(
+    run_dir: Path,
+    *,
+    epoch: int,
+    model: SequenceScorer,
+    optimizer: torch.optim.Optimizer,
+    vocab: ItemVocab,
+    meta: dict[str, Any],
+) -> Path:
+    """Write epoch ``epoch`` of a run atomically and point ``LATEST`` at it."""
+    name = f"epoch-{epoch:04d}"
+    final = run_dir / name
+    staging = run_dir / f".{name}.tmp"
+    staging.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), staging / "weights.pt")
+    torch.save(optimizer.state_dict(), staging / "optimizer.pt")
+    (staging / "vocab.json").write_text(json.dumps(vocab.ids[1:]))
+    full_meta = {
+        **meta,
+        "epoch": epoch,
+        "config": model.config.to_dict(),
+        "version": f"seq-{time.strftime('%Y-%m-%dT%H%MZ', time.gmtime())}-e{epoch}",
+        "created_at": time.time(),
+    }
+    (staging / "meta.json").write_text(json.dumps(full_meta, indent=2, sort_keys=True))
+    os.replace(staging, final)
+    (run_dir / LATEST).write_text(name)
+    return final
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The newest checkpoint of a run, or None when it has none."""
+    pointer = run_dir / LATEST
+    return run_dir / pointer.read_text().strip() if pointer.is_file() else None
+
+
+def load_checkpoint(path: Path) -> Checkpoint:
+    """Load a checkpoint folder (or a run folder's latest) for scoring."""
+    latest = latest_checkpoint(path)
+    if latest is not None:
+        path = latest
+    meta = json.loads((path / "meta.json").read_text())
+    vocab = ItemVocab.build([json.loads((path / "vocab.json").read_text())])
+    model = SequenceScorer(ScorerConfig(**meta["config"]))
+    model.load_state_dict(torch.load(path / "weights.pt", weights_only=True))
+    return Checkpoint(model=model.eval(), vocab=vocab, meta=meta, path=path)

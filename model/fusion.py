@@ -1,0 +1,60 @@
+"""Late fusion of rankers: a weighted mix of their score distributions.
+
+The transformer and session-kNN err differently (the model generalises across
+sessions, kNN copies what similar sessions did next), so a convex mix of their
+next-item distributions beats either alone. Each ranker's scores become a
+distribution first (softmax for logits, row-normalised for non-negative kNN
+scores), so the mixing weight means the same for every prefix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal, Protocol
+
+import torch
+
+Kind = Literal["logits", "counts"]
+
+
+class Ranker(Protocol):
+    """Scores a batch of item-index prefixes over every item: ``(B, N)``."""
+
+    def score_many(self, prefixes: list[list[int]], /) -> torch.Tensor:
+        """``(B, N)`` scores; padding is ``-inf``."""
+        ...
+
+
+def as_distribution(scores: torch.Tensor, kind: Kind) -> torch.Tensor:
+    """Rows of ``scores`` as probabilities.
+
+    Examples:
+        >>> as_distribution(torch.tensor([[float("-inf"), 1.0, 3.0]]), "counts").tolist()
+        [[0.0, 0.25, 0.75]]
+    """
+    if kind == "logits":
+        return torch.softmax(scores.float(), dim=-1)
+    finite = torch.nan_to_num(scores.float(), neginf=0.0).clamp_min(0.0)
+    total = finite.sum(dim=-1, keepdim=True)
+    return torch.where(total > 0, finite / total.clamp_min(1e-12), finite)
+
+
+class FusedRanker:
+    """``sum_i w_i * distribution_i``, with weights summing to one."""
+
+    def __init__(self, parts: Sequence[tuple[Ranker, Kind, float]]) -> None:
+        total = sum(weight for _, _, weight in parts)
+        if not parts or total <= 0 or any(weight < 0 for _, _, weight in parts):
+            raise ValueError("need at least one ranker and non-negative weights summing > 0")
+        self._parts = [(ranker, kind, weight / total) for ranker, kind, weight in parts]
+
+    def score_many(self, prefixes: list[list[int]], /) -> torch.Tensor:
+        """``(B, N)`` fused probabilities; padding (index 0) is ``-inf``."""
+        fused = torch.stack(
+            [
+                weight * as_distribution(ranker.score_many(prefixes), kind)
+                for ranker, kind, weight in self._parts
+            ]
+        ).sum(dim=0)
+        fused[:, 0] = float("-inf")
+        return fused
