@@ -18,10 +18,11 @@ from pathlib import Path
 from model.checkpoint import load_checkpoint
 from model.evaluate import (
     CheckpointRanker,
-    EvalData,
     Scorer,
     ScorerFactory,
     baseline_factories,
+    checkpoint_factory,
+    fused_factory,
     load_protocol,
     run_evaluation,
 )
@@ -67,19 +68,10 @@ def main() -> None:
     print("| transformer weight | val P@20 | val MRR@20 |\n|---|---|---|")
     for w, m in validation.items():
         print(f"| {w:.1f} | {m['P@20']:.2f} | {m['MRR@20']:.2f} |")
-    checkpoint = load_checkpoint(args.checkpoint)
-
-    def transformer(data: EvalData) -> Scorer:
-        return CheckpointRanker(checkpoint, data.vocab)
-
-    def fusion(data: EvalData) -> Scorer:
-        knn = SessionKNN(data.train, n_items=len(data.vocab), weighting="linear")
-        return _fused(transformer(data), knn, weight)
-
     models: dict[str, ScorerFactory] = {
         **baseline_factories(),
-        "transformer": transformer,
-        f"transformer + V-SKNN (w={weight:.1f})": fusion,
+        "transformer": checkpoint_factory(args.checkpoint),
+        f"transformer + V-SKNN (w={weight:.1f})": fused_factory(args.checkpoint, weight),
     }
     print(run_evaluation(args.data, models=models, progress=False))
 

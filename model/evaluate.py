@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.progress import track
 
 from model.checkpoint import Checkpoint, load_checkpoint
+from model.fusion import FusedRanker
 from model.knn import Popularity, SessionKNN
 from model.metrics import METRIC_NAMES, RankingMetrics, Ties
 from model.scorer import PrefixRanker
@@ -308,5 +309,16 @@ def checkpoint_factory(path: Path) -> ScorerFactory:
 
     def build(data: EvalData) -> Scorer:
         return CheckpointRanker(checkpoint, data.vocab)
+
+    return build
+
+
+def fused_factory(path: Path, weight: float, *, k: int = 100) -> ScorerFactory:
+    """Factory of ``weight * transformer + (1 - weight) * V-SKNN`` (see :mod:`model.fusion`)."""
+    transformer = checkpoint_factory(path)
+
+    def build(data: EvalData) -> Scorer:
+        knn = SessionKNN(data.train, n_items=len(data.vocab), k=k, weighting="linear")
+        return FusedRanker([(transformer(data), "logits", weight), (knn, "counts", 1.0 - weight)])
 
     return build

@@ -105,15 +105,22 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     from model.fit import fit
     from model.train import TrainConfig
 
-    config = TrainConfig(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        learning_rate=args.lr,
-        negatives=args.negatives,
-        seed=args.seed,
-        max_minutes=args.minutes,
-    )
-    scorer = {"d_model": args.d_model, "n_layers": args.layers}
+    train_options = {
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "learning_rate": args.lr,
+        "negatives": args.negatives,
+        "seed": args.seed,
+        "max_minutes": args.minutes,
+    }
+    config = TrainConfig(**{k: v for k, v in train_options.items() if v is not None})
+    scorer_options = {
+        "d_model": args.d_model,
+        "n_layers": args.layers,
+        "dropout": args.dropout,
+        "embedding_dropout": args.embedding_dropout,
+    }
+    scorer = {k: v for k, v in scorer_options.items() if v is not None}
     reports = fit(args.data, args.out, train_config=config, scorer_options=scorer)
     for report in reports:
         shown = ", ".join(f"{k} {v:.2f}" for k, v in report.metrics.items())
@@ -126,11 +133,19 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
-    from model.evaluate import baseline_factories, checkpoint_factory, run_evaluation
+    from model.evaluate import (
+        baseline_factories,
+        checkpoint_factory,
+        fused_factory,
+        run_evaluation,
+    )
 
     models = baseline_factories() if args.baselines else {}
     for path in args.checkpoint:
         models[f"transformer ({path.name})"] = checkpoint_factory(path)
+        if args.fuse_knn is not None:
+            name = f"transformer ({path.name}) + V-SKNN, w={args.fuse_knn}"
+            models[name] = fused_factory(path, args.fuse_knn)
     console.print(run_evaluation(args.data, models=models, progress=True))
     return 0
 
@@ -180,19 +195,25 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--raw", action="store_true", help="print the JSON as produced")
     tail.set_defaults(func=cmd_tail)
 
-    train = sub.add_parser("train", parents=[common], help="train the sequence scorer")
+    train = sub.add_parser(
+        "train",
+        parents=[common],
+        help="train the sequence scorer (unset options: defaults of TrainConfig/ScorerConfig)",
+    )
     train.add_argument(
         "data", type=Path, help="data folder (e.g. ../shared/data/diginetica) or file"
     )
     train.add_argument("--out", type=Path, required=True, help="run folder for checkpoints")
-    train.add_argument("--epochs", type=int, default=8)
+    train.add_argument("--epochs", type=int)
     train.add_argument("--minutes", type=float, help="stop after the epoch that passes this")
-    train.add_argument("--batch-size", type=int, default=256)
-    train.add_argument("--lr", type=float, default=1e-3)
-    train.add_argument("--negatives", type=int, default=4096, help="0 = full softmax")
-    train.add_argument("--d-model", type=int, default=128)
-    train.add_argument("--layers", type=int, default=2)
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--batch-size", type=int)
+    train.add_argument("--lr", type=float)
+    train.add_argument("--negatives", type=int, help="0 = full softmax")
+    train.add_argument("--d-model", type=int)
+    train.add_argument("--layers", type=int)
+    train.add_argument("--dropout", type=float, help="inside the blocks")
+    train.add_argument("--embedding-dropout", type=float)
+    train.add_argument("--seed", type=int)
     train.set_defaults(func=cmd_train)
 
     evaluate = sub.add_parser("evaluate", parents=[common], help="SR-GNN protocol table")
@@ -205,6 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="run or checkpoint folder to evaluate (repeatable)",
     )
     evaluate.add_argument("--no-baselines", dest="baselines", action="store_false")
+    evaluate.add_argument(
+        "--fuse-knn",
+        type=float,
+        metavar="W",
+        help="also score W * transformer + (1 - W) * V-SKNN (pick W with bench/quality.py)",
+    )
     evaluate.set_defaults(func=cmd_evaluate)
 
     demo = sub.add_parser("demo", parents=[common], help="broker + worker + real data, live")
