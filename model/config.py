@@ -29,8 +29,8 @@ class ScorerConfig:
     n_layers: int = 2
     n_heads: int = 2
     max_len: int = 50
-    dropout: float = 0.2
-    embedding_dropout: float = 0.3
+    dropout: float = 0.1
+    embedding_dropout: float = 0.2
     n_event_types: int = 6
     n_gap_buckets: int = 16
     logit_scale: float = 14.0

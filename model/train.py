@@ -28,9 +28,9 @@ log = logging.getLogger(__name__)
 class TrainConfig:
     """Optimisation settings (hyperparameters of the model are in ScorerConfig)."""
 
-    epochs: int = 8
+    epochs: int = 6
     batch_size: int = 256
-    learning_rate: float = 1e-3
+    learning_rate: float = 3e-3
     negatives: int = 4096
     bf16: bool = True
     seed: int = 0
