@@ -1,7 +1,8 @@
 """Diginetica quality of a trained checkpoint beside baselines and published results.
 
 1. On the validation split (last 10 % of the training sessions, as in training),
-   pick the weight of the transformer in a late fusion with V-SKNN.
+   pick the weight of the transformer in a late fusion with V-SKNN, then the
+   weight of a recent-items (repeat) part.
 2. On the 60,858 SR-GNN test cases, once: popularity, SKNN, V-SKNN, the
    transformer alone and the fusion, beside the published numbers.
 
@@ -23,38 +24,49 @@ from model.evaluate import (
     baseline_factories,
     checkpoint_factory,
     fused_factory,
+    fused_ranker,
     load_protocol,
     run_evaluation,
 )
-from model.fit import validation_split
-from model.fusion import FusedRanker
+from model.fit import ValidationSplit, validation_split
 from model.knn import SessionKNN
 from model.metrics import RankingMetrics
 
 WEIGHTS = (0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0)
+REPEATS = (0.0, 0.1, 0.2, 0.3)
 
 
-def _fused(transformer: Scorer, knn: Scorer, weight: float) -> FusedRanker:
-    return FusedRanker([(transformer, "logits", weight), (knn, "counts", 1.0 - weight)])
+def _validate(ranker: Scorer, split: ValidationSplit) -> dict[str, float]:
+    metrics = RankingMetrics()
+    for i in range(0, len(split.prefixes), 1024):
+        metrics.update(ranker.score_many(split.prefixes[i : i + 1024]), split.targets[i : i + 1024])
+    return metrics.result()
 
 
-def pick_weight(data: Path, checkpoint: Path, seed: int) -> tuple[float, dict[float, dict]]:
+def pick_weights(
+    data: Path, checkpoint: Path, seed: int
+) -> tuple[float, float, list[tuple[float, float, dict[str, float]]]]:
+    """Transformer weight, then repeat weight, each by validation P@20 + MRR@20."""
     protocol = load_protocol(data)
     split = validation_split(protocol.train, seed=seed)
     transformer = CheckpointRanker(load_checkpoint(checkpoint), protocol.vocab)
     knn = SessionKNN(split.train, n_items=len(protocol.vocab), weighting="linear")
-    results = {}
-    for weight in WEIGHTS:
-        metrics = RankingMetrics()
-        ranker = _fused(transformer, knn, weight)
-        for i in range(0, len(split.prefixes), 1024):
-            metrics.update(
-                ranker.score_many(split.prefixes[i : i + 1024]), split.targets[i : i + 1024]
-            )
-        results[weight] = metrics.result()
-        logging.info("validation weight %.1f: %s", weight, results[weight])
-    best = max(results, key=lambda w: results[w]["P@20"] + results[w]["MRR@20"])
-    return best, results
+    n_items = len(protocol.vocab)
+    tried: list[tuple[float, float, dict[str, float]]] = []
+
+    def score(weight: float, repeat: float) -> float:
+        result = _validate(
+            fused_ranker(transformer, knn, weight=weight, repeat=repeat, n_items=n_items), split
+        )
+        tried.append((weight, repeat, result))
+        logging.info("validation weight %.2f repeat %.2f: %s", weight, repeat, result)
+        return result["P@20"] + result["MRR@20"]
+
+    weight = max(WEIGHTS, key=lambda w: score(w, 0.0))
+    repeat = max(REPEATS, key=lambda r: score(weight, r) if r else -1.0)
+    best_plain = max(t[2]["P@20"] + t[2]["MRR@20"] for t in tried if t[1] == 0.0)
+    best_repeat = max(t[2]["P@20"] + t[2]["MRR@20"] for t in tried if t[1] == repeat)
+    return weight, (repeat if best_repeat > best_plain else 0.0), tried
 
 
 def main() -> None:
@@ -64,14 +76,17 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    weight, validation = pick_weight(args.data, args.checkpoint, args.seed)
-    print("| transformer weight | val P@20 | val MRR@20 |\n|---|---|---|")
-    for w, m in validation.items():
-        print(f"| {w:.1f} | {m['P@20']:.2f} | {m['MRR@20']:.2f} |")
+    weight, repeat, tried = pick_weights(args.data, args.checkpoint, args.seed)
+    print("| transformer weight | repeat weight | val P@20 | val MRR@20 |\n|---|---|---|---|")
+    for w, r, m in tried:
+        print(f"| {w:.2f} | {r:.2f} | {m['P@20']:.2f} | {m['MRR@20']:.2f} |")
     models: dict[str, ScorerFactory] = {
         **baseline_factories(),
         "transformer": checkpoint_factory(args.checkpoint),
         f"transformer + V-SKNN (w={weight:.1f})": fused_factory(args.checkpoint, weight),
+        f"transformer + V-SKNN + recent items (w={weight:.1f}, r={repeat:.2f})": fused_factory(
+            args.checkpoint, weight, repeat=repeat
+        ),
     }
     print(run_evaluation(args.data, models=models, progress=False))
 

@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.progress import track
 
 from model.checkpoint import Checkpoint, load_checkpoint
-from model.fusion import FusedRanker
+from model.fusion import FusedRanker, Kind, Ranker, RecentItems
 from model.knn import Popularity, SessionKNN
 from model.metrics import METRIC_NAMES, RankingMetrics, Ties
 from model.scorer import PrefixRanker
@@ -313,12 +313,27 @@ def checkpoint_factory(path: Path) -> ScorerFactory:
     return build
 
 
-def fused_factory(path: Path, weight: float, *, k: int = 100) -> ScorerFactory:
-    """Factory of ``weight * transformer + (1 - weight) * V-SKNN`` (see :mod:`model.fusion`)."""
+def fused_ranker(
+    transformer: Scorer, knn: Scorer, *, weight: float, repeat: float, n_items: int
+) -> FusedRanker:
+    """``(1 - repeat) * (weight * transformer + (1 - weight) * kNN) + repeat * recent items``."""
+    parts: list[tuple[Ranker, Kind, float]] = [
+        (transformer, "logits", weight * (1.0 - repeat)),
+        (knn, "counts", (1.0 - weight) * (1.0 - repeat)),
+    ]
+    if repeat > 0:
+        parts.append((RecentItems(n_items=n_items), "counts", repeat))
+    return FusedRanker([part for part in parts if part[2] > 0])
+
+
+def fused_factory(path: Path, weight: float, *, repeat: float = 0.0, k: int = 100) -> ScorerFactory:
+    """Factory of :func:`fused_ranker` with V-SKNN built on the data's training side."""
     transformer = checkpoint_factory(path)
 
     def build(data: EvalData) -> Scorer:
         knn = SessionKNN(data.train, n_items=len(data.vocab), k=k, weighting="linear")
-        return FusedRanker([(transformer(data), "logits", weight), (knn, "counts", 1.0 - weight)])
+        return fused_ranker(
+            transformer(data), knn, weight=weight, repeat=repeat, n_items=len(data.vocab)
+        )
 
     return build

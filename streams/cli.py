@@ -144,8 +144,8 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     for path in args.checkpoint:
         models[f"transformer ({path.name})"] = checkpoint_factory(path)
         if args.fuse_knn is not None:
-            name = f"transformer ({path.name}) + V-SKNN, w={args.fuse_knn}"
-            models[name] = fused_factory(path, args.fuse_knn)
+            name = f"transformer ({path.name}) + V-SKNN, w={args.fuse_knn}, r={args.fuse_repeat}"
+            models[name] = fused_factory(path, args.fuse_knn, repeat=args.fuse_repeat)
     console.print(run_evaluation(args.data, models=models, progress=True))
     return 0
 
@@ -231,6 +231,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         metavar="W",
         help="also score W * transformer + (1 - W) * V-SKNN (pick W with bench/quality.py)",
+    )
+    evaluate.add_argument(
+        "--fuse-repeat",
+        type=float,
+        default=0.0,
+        metavar="R",
+        help="with --fuse-knn: weight of the recent-items part (default 0)",
     )
     evaluate.set_defaults(func=cmd_evaluate)
 

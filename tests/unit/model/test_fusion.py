@@ -9,8 +9,8 @@ import torch
 
 from model.checkpoint import load_checkpoint, save_checkpoint
 from model.config import ScorerConfig
-from model.evaluate import CheckpointRanker
-from model.fusion import FusedRanker, as_distribution
+from model.evaluate import CheckpointRanker, fused_ranker
+from model.fusion import FusedRanker, RecentItems, as_distribution
 from model.scorer import PrefixRanker, SequenceScorer
 from model.sessions import ItemVocab
 
@@ -74,3 +74,18 @@ def test_checkpoint_scores_are_reindexed_to_the_evaluation_vocabulary(tmp_path: 
     for item in ("a", "b", "c"):
         assert mine[0, evaluated_on.index[item]] == theirs[0, trained_on.index[item]]
     assert mine[0, evaluated_on.index["new"]] == NEG and mine[0, 0] == NEG
+
+
+def test_recent_items_favour_the_latest_repeats_and_skip_padding() -> None:
+    scores = RecentItems(n_items=5, decay=0.5).score_many([[1, 2, 3], [4]])
+    assert scores[0, 1:].tolist() == [0.25, 0.5, 1.0, 0.0]
+    assert scores[1, 1:].tolist() == [0.0, 0.0, 0.0, 1.0]
+    assert torch.isneginf(scores[:, 0]).all()
+
+
+def test_fused_ranker_drops_parts_with_zero_weight() -> None:
+    model, knn = Fixed([NEG, 5.0, 0.0, 0.0]), Fixed([NEG, 0.0, 0.0, 1.0])
+    only_model = fused_ranker(model, knn, weight=1.0, repeat=0.0, n_items=4)
+    assert only_model.score_many([[2]]).argmax().item() == 1
+    with_repeat = fused_ranker(model, knn, weight=1.0, repeat=0.9, n_items=4)
+    assert with_repeat.score_many([[2]]).argmax().item() == 2  # the prefix's own item
