@@ -31,7 +31,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 
 from streams.admin import ensure_topics
 from streams.brokers import local_broker
-from streams.replay import read_events
+from streams.replay import produce_records, read_events
 from streams.settings import DEFAULT_HOME, BrokerKind, Settings
 from streams.worker import worker_process
 
@@ -70,16 +70,6 @@ def _events(n: int, path: Path) -> list[tuple[bytes, bytes]]:
             }
             out.append((copy["user_id"].encode(), orjson.dumps(copy)))
     return out
-
-
-async def _preload(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=512 * 1024)
-    await producer.start()
-    try:
-        futures = [await producer.send(topic, value, key=key) for key, value in records]
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
 
 
 async def _raw_pass_through(bootstrap: str, source: str, sink: str, n: int) -> float:
@@ -156,7 +146,11 @@ def run_one(kind: BrokerKind, n: int, partitions: int, workdir: Path) -> list[Re
         admin.create_topics([NewTopic(sink, partitions, 1)])
         admin.close()
         records = _events(n, DATA)
-        asyncio.run(_preload(bootstrap, settings.events_topic, records))
+        asyncio.run(
+            produce_records(
+                bootstrap, settings.events_topic, records, linger_ms=5, max_batch_size=512 * 1024
+            )
+        )
         raw_seconds = asyncio.run(_raw_pass_through(bootstrap, settings.events_topic, sink, n))
         with worker_process(settings, log_file=workdir / f"{kind}-worker.log"):
             count, span = asyncio.run(_output_span(settings, n, timeout=600))

@@ -33,7 +33,7 @@ from model.knn import SessionKNN
 from model.metrics import RankingMetrics
 
 WEIGHTS = (0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0)
-REPEATS = (0.0, 0.1, 0.2, 0.3)
+REPEATS = (0.1, 0.2, 0.3)
 
 
 def _validate(ranker: Scorer, split: ValidationSplit) -> dict[str, float]:
@@ -62,11 +62,11 @@ def pick_weights(
         logging.info("validation weight %.2f repeat %.2f: %s", weight, repeat, result)
         return result["P@20"] + result["MRR@20"]
 
-    weight = max(WEIGHTS, key=lambda w: score(w, 0.0))
-    repeat = max(REPEATS, key=lambda r: score(weight, r) if r else -1.0)
-    best_plain = max(t[2]["P@20"] + t[2]["MRR@20"] for t in tried if t[1] == 0.0)
-    best_repeat = max(t[2]["P@20"] + t[2]["MRR@20"] for t in tried if t[1] == repeat)
-    return weight, (repeat if best_repeat > best_plain else 0.0), tried
+    plain = {w: score(w, 0.0) for w in WEIGHTS}
+    weight = max(plain, key=plain.__getitem__)
+    with_repeat = {r: score(weight, r) for r in REPEATS}
+    repeat = max(with_repeat, key=with_repeat.__getitem__)
+    return weight, (repeat if with_repeat[repeat] > plain[weight] else 0.0), tried
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ import math
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -461,3 +461,22 @@ def _progress_bar(
 def _source_name(path: Path) -> str:
     """Folder and file name: data sets share file names (``train.csv.gz``), ids must not."""
     return f"{path.parent.name}/{path.name}"
+
+
+async def produce_records(
+    bootstrap: str,
+    topic: str,
+    records: Sequence[tuple[bytes | None, bytes | None]],
+    **producer_options: Any,
+) -> None:
+    """Produce ready ``(key, value)`` pairs in order and wait until all are acknowledged.
+
+    For preloading benchmarks and tests; :func:`replay` is the way to send event files.
+    """
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **producer_options)
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, value, key=key) for key, value in records]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()

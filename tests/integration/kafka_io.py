@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Sequence
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord
+
+from streams.replay import produce_records
 
 
 async def produce(
     bootstrap: str, topic: str, records: Sequence[tuple[bytes | None, bytes | None]]
 ) -> None:
-    """Produce ``(key, value)`` pairs in order and wait until all are acknowledged."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, max_request_size=4 * 1024 * 1024)
-    await producer.start()
-    try:
-        futures = [await producer.send(topic, value, key=key) for key, value in records]
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
+    """Produce ``(key, value)`` pairs in order (large records allowed) and wait for all."""
+    await produce_records(bootstrap, topic, records, max_request_size=4 * 1024 * 1024)
 
 
 async def collect(
