@@ -6,12 +6,17 @@ larger) into a fresh topic, then measures, in the same run and on the same broke
 * ``raw pass-through``: aiokafka getmany -> produce the same bytes -> await, no
   decoding (the client/broker limit on this machine);
 * ``worker``: a real ``intentstream worker`` process (validation, pseudonyms,
-  feature table + changelog, scoring, recommendation out).
+  feature table + changelog, scoring, recommendation out) with the stream-learned
+  baseline scorer, and with ``--model CHECKPOINT`` a second worker (own consumer
+  group and outputs, same input) scoring with that trained transformer.
 
 Throughput = events / (last output time - first output time), from the outputs'
 own produce stamps, so worker start-up and group joins are not counted.
 
-Run: ``.venv/bin/python bench/e2e_throughput.py --events 100000 --brokers kafka tansu``
+Run: ``.venv/bin/python bench/e2e_throughput.py --events 100000 --brokers kafka tansu``;
+with the transformer (Diginetica events, so the checkpoint knows the items):
+``.venv/bin/python bench/e2e_throughput.py --events 30000 --brokers kafka
+--data ../shared/data/diginetica/train.csv.gz --model runs/diginetica``
 """
 
 from __future__ import annotations
@@ -124,42 +129,62 @@ async def _output_span(settings: Settings, n: int, timeout: float) -> tuple[int,
     return len(stamps), (max(stamps) - min(stamps)) if stamps else float("nan")
 
 
-def run_one(kind: BrokerKind, n: int, partitions: int, workdir: Path) -> list[Result]:
+def _settings(
+    kind: BrokerKind, bootstrap: str, run: str, variant: str, **extra: object
+) -> Settings:
+    """One worker variant's settings: shared input topic, its own group and outputs."""
+    return Settings(
+        kafka=bootstrap,
+        broker_kind=kind,
+        app_id=f"bench-{run}-{variant}",
+        events_topic=f"bench-events-{run}",
+        recommendations_topic=f"bench-recs-{run}-{variant}",
+        dlq_topic=f"bench-dlq-{run}-{variant}",
+        items_topic=f"bench-items-{run}",
+        pseudonym_key=KEY,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def run_one(
+    kind: BrokerKind, n: int, partitions: int, workdir: Path, *, data: Path, model: Path | None
+) -> list[Result]:
     broker = local_broker(kind, home=workdir / kind, port=_free_port(), cache=DEFAULT_HOME)
     bootstrap = broker.start()
     try:
         run = uuid.uuid4().hex[:8]
-        settings = Settings(
-            kafka=bootstrap,
-            broker_kind=kind,
-            partitions=partitions,
-            app_id=f"bench-{run}",
-            events_topic=f"bench-events-{run}",
-            recommendations_topic=f"bench-recs-{run}",
-            dlq_topic=f"bench-dlq-{run}",
-            pseudonym_key=KEY,
-            home=workdir / kind,
-        )
-        ensure_topics(settings)
+        variants = {"baseline": _settings(kind, bootstrap, run, "baseline", partitions=partitions)}
+        if model is not None:
+            variants["transformer"] = variants["baseline"].model_copy(
+                update={
+                    "app_id": f"bench-{run}-model",
+                    "recommendations_topic": f"bench-recs-{run}-model",
+                    "dlq_topic": f"bench-dlq-{run}-model",
+                    "model_path": model,
+                }
+            )
+        for settings in variants.values():
+            ensure_topics(settings)
+        settings = variants["baseline"]
         sink = f"bench-sink-{run}"
         admin = KafkaAdminClient(bootstrap_servers=bootstrap)
         admin.create_topics([NewTopic(sink, partitions, 1)])
         admin.close()
-        records = _events(n, DATA)
+        records = _events(n, data)
         asyncio.run(
             produce_records(
                 bootstrap, settings.events_topic, records, linger_ms=5, max_batch_size=512 * 1024
             )
         )
         raw_seconds = asyncio.run(_raw_pass_through(bootstrap, settings.events_topic, sink, n))
-        with worker_process(settings, log_file=workdir / f"{kind}-worker.log"):
-            count, span = asyncio.run(_output_span(settings, n, timeout=600))
-        if count < n:
-            raise RuntimeError(f"{kind}: only {count} of {n} outputs arrived")
-        return [
-            Result(kind, "raw aiokafka pass-through", n, raw_seconds),
-            Result(kind, "intentstream worker", count, span),
-        ]
+        results = [Result(kind, "raw aiokafka pass-through", n, raw_seconds)]
+        for variant, settings in variants.items():
+            with worker_process(settings, log_file=workdir / f"{kind}-{variant}.log"):
+                count, span = asyncio.run(_output_span(settings, n, timeout=900))
+            if count < n:
+                raise RuntimeError(f"{kind} {variant}: only {count} of {n} outputs arrived")
+            results.append(Result(kind, f"intentstream worker, {variant}", count, span))
+        return results
     finally:
         broker.stop()
 
@@ -169,12 +194,16 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--partitions", type=int, default=8)
     parser.add_argument("--brokers", nargs="+", default=["kafka", "tansu"])
+    parser.add_argument("--data", type=Path, default=DATA, help="canonical events file")
+    parser.add_argument("--model", type=Path, help="also run a worker on this checkpoint")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="intentstream-bench-") as tmp:
         results = [
             r
             for kind in args.brokers
-            for r in run_one(kind, args.events, args.partitions, Path(tmp))
+            for r in run_one(
+                kind, args.events, args.partitions, Path(tmp), data=args.data, model=args.model
+            )
         ]
     print("| broker | pipeline | events | seconds | events/s |\n|---|---|---|---|---|")
     for r in results:

@@ -1,7 +1,8 @@
 """Scoring throughput (users/s) and latency of SequenceScorer.score_many by batch size.
 
 Each call scores B users (histories of 1-20 events, Diginetica-sized catalogue of
-43,098 items, d=128, 2 layers) under inference mode and takes the top 20 items.
+43,098 items, d=128, 2 layers) under inference mode and takes the top 20 items,
+with the unit item table computed once, as the worker's ``CheckpointScorer`` does.
 Weights are random unless --checkpoint is given: the cost does not depend on them.
 
 Run: ``.venv/bin/python bench/scoring.py`` (CPU) or ``--device cuda``.
@@ -42,12 +43,13 @@ def measure(
     batch = pad_histories(histories, max_len=model.config.max_len).to(device)
     times = []
     with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=bf16):
+        items = model.item_table().to(torch.bfloat16 if bf16 else torch.float32)
         for _ in range(3):
-            model.score_many(batch)[0].topk(20)
+            model.score_many(batch, items=items)[0].topk(20)
         started = time.perf_counter()
         while time.perf_counter() - started < seconds or len(times) < 5:
             t0 = time.perf_counter()
-            scores, intent = model.score_many(batch)
+            scores, intent = model.score_many(batch, items=items)
             top = scores.topk(20).indices
             if device.type == "cuda":
                 torch.cuda.synchronize()
@@ -62,7 +64,10 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--checkpoint", type=Path)
     parser.add_argument("--seconds", type=float, default=2.0, help="per batch size")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     model = _model(args.checkpoint, device)
     name = (

@@ -26,6 +26,9 @@ POPULARITY_SCALE = 0.01
 
 ScoredItems = list[tuple[str, float]]
 
+#: Model version named in recommendations the co-occurrence baseline produced.
+BASELINE_VERSION = "baseline-cooc-1"
+
 
 class CooccurrenceRecommender:
     """Item-to-next-item counts plus popularity, learned one event at a time.
@@ -52,6 +55,19 @@ class CooccurrenceRecommender:
     def n_items(self) -> int:
         """Distinct items seen so far."""
         return len(self._popularity)
+
+    @property
+    def version(self) -> str:
+        """The baseline's model version (``model.serving.ItemScorer``)."""
+        return BASELINE_VERSION
+
+    def knows(self, item_id: str) -> bool:
+        """Whether ``item_id`` has been seen in the stream."""
+        return item_id in self._popularity
+
+    def score_many(self, histories: Sequence[Sequence[str]], /, *, k: int) -> list[ScoredItems]:
+        """:meth:`recommend` for each history (``model.serving.ItemScorer``)."""
+        return [self.recommend(history, k=k) for history in histories]
 
     def learn_one(self, history: Sequence[str], item: str) -> None:
         """Count ``item`` after the user's previous item (``history[-1]``)."""

@@ -59,10 +59,17 @@ class SequenceScorer(nn.Module):
         out: torch.Tensor = self.final_norm(h)
         return out
 
-    def item_logits(self, h: torch.Tensor) -> torch.Tensor:
-        """(..., D) hidden states -> (..., N) next-item logits; padding gets -inf."""
-        items = F.normalize(self.embed.items.weight, dim=-1)
-        logits = self.config.logit_scale * (F.normalize(h, dim=-1) @ items.T)
+    def item_table(self) -> torch.Tensor:
+        """(N, D) unit-norm item embeddings; cache it for repeated scoring under inference."""
+        return F.normalize(self.embed.items.weight, dim=-1)
+
+    def item_logits(self, h: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
+        """(..., D) hidden states -> (..., N) next-item logits; padding gets -inf.
+
+        ``items`` is a cached :meth:`item_table` (skips renormalising 43k rows per call).
+        """
+        table = self.item_table() if items is None else items
+        logits = self.config.logit_scale * (F.normalize(h, dim=-1).to(table.dtype) @ table.T)
         logits[..., 0] = float("-inf")
         return logits
 
@@ -71,17 +78,23 @@ class SequenceScorer(nn.Module):
         h = self.hidden(batch)
         return h, self.intent_head(h).squeeze(-1)
 
-    def score_many(self, batch: HistoryBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    def score_many(
+        self, batch: HistoryBatch, *, items: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Score B users from their histories, in one call.
 
+        Args:
+            batch: the users' histories.
+            items: a cached :meth:`item_table` (any dtype), else computed here.
+
         Returns:
-            (B, N) float32 next-item scores and (B,) float32 purchase probabilities,
-            both read at each history's last event.
+            (B, N) next-item logits (``logit_scale`` x cosine) and (B,) purchase
+            probabilities, both read at each history's last event.
         """
         h = self.hidden(batch)
         last = h[torch.arange(h.shape[0], device=h.device), batch.lengths - 1]
         intent = torch.sigmoid(self.intent_head(last).squeeze(-1))
-        return self.item_logits(last), intent
+        return self.item_logits(last, items), intent
 
 
 class PrefixRanker:

@@ -7,12 +7,19 @@ CLI build their own app with :func:`create_app`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 import faust
+import torch
 
-from streams.agents import register_agents
+from model.catalogue import TextCatalogue
+from model.checkpoint import load_checkpoint
+from model.serving import CheckpointScorer
+from model.text import TextEncoder
+from streams.agents import register_agents, send_all
+from streams.catalogue_feed import CatalogueFollower
 from streams.pipeline import EventPipeline
 from streams.pseudonym import Pseudonymizer, load_pseudonym_key
 from streams.settings import Settings
@@ -44,20 +51,58 @@ def faust_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def create_app(settings: Settings, *, pseudonym_key: bytes | None = None) -> faust.App:
-    """Build a configured app with its topic, table and agent.
+def create_app(
+    settings: Settings,
+    *,
+    pseudonym_key: bytes | None = None,
+    catalogue_loaded: asyncio.Event | None = None,
+) -> faust.App:
+    """Build a configured app with its topic, table, agent and catalogue follower.
 
     Args:
         settings: the one configuration object.
         pseudonym_key: HMAC key; defaults to :func:`load_pseudonym_key`.
+        catalogue_loaded: set once the item catalogue has been read to its end
+            (with ``text_search`` on); the worker waits for it before it is ready.
     """
     key = pseudonym_key if pseudonym_key is not None else load_pseudonym_key(settings)
     app = faust.App(settings.app_id, autodiscover=False, **faust_options(settings))
     topics = build_topics(app, settings)
     users = build_user_table(app, settings)
-    pipeline = EventPipeline(settings, pseudonymizer=Pseudonymizer(key))
+    scorer = load_scorer(settings)
+    encoder = TextEncoder() if settings.text_search else None
+    catalogue = TextCatalogue(dim=encoder.dim) if encoder is not None else None
+    pipeline = EventPipeline(
+        settings,
+        pseudonymizer=Pseudonymizer(key),
+        scorer=scorer,
+        catalogue=catalogue,
+        encode_queries=encoder.encode_many if encoder is not None else None,
+    )
     register_agents(app, settings=settings, topics=topics, users=users, pipeline=pipeline)
+    if encoder is not None and catalogue is not None:
+        follower = CatalogueFollower(
+            settings,
+            catalogue=catalogue,
+            encoder=encoder,
+            send_dead_letters=lambda records: send_all(app.producer, records),
+            loaded=catalogue_loaded or asyncio.Event(),
+        )
+        app.task(follower.run)
+    elif catalogue_loaded is not None:
+        catalogue_loaded.set()
     return app
+
+
+def load_scorer(settings: Settings) -> CheckpointScorer | None:
+    """The checkpoint named by ``model_path`` on the GPU when present, else None (baseline)."""
+    if settings.model_path is None:
+        return None
+    torch.set_num_threads(settings.scoring_threads)
+    checkpoint = load_checkpoint(settings.model_path)
+    checkpoint.model.to("cuda" if torch.cuda.is_available() else "cpu")
+    log.info("scoring with %s (%s)", checkpoint.meta["version"], checkpoint.path)
+    return CheckpointScorer(checkpoint)
 
 
 def __getattr__(name: str) -> faust.App:

@@ -151,14 +151,17 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_keygen(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.pseudonym import load_pseudonym_key
+    from streams.keys import write_new_key
 
-    if settings.pseudonym_key_file.exists():
-        console.print(f"key file already exists: {settings.pseudonym_key_file}")
-        return 1
-    load_pseudonym_key(settings.model_copy(update={"pseudonym_key": None}), create=True)
-    console.print(f"wrote a new pseudonym key to {settings.pseudonym_key_file}")
-    return 0
+    keys = {"pseudonym": settings.pseudonym_key_file, "state master": settings.state_key_file}
+    created = 0
+    for name, path in keys.items():
+        if write_new_key(path):
+            console.print(f"wrote a new {name} key to {path}")
+            created += 1
+        else:
+            console.print(f"key file already exists: {path}")
+    return 0 if created else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -180,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("worker", parents=[common], help="run a stream worker").set_defaults(
         func=cmd_worker
     )
-    sub.add_parser("keygen", parents=[common], help="create the pseudonym key file").set_defaults(
+    sub.add_parser("keygen", parents=[common], help="create missing key files").set_defaults(
         func=cmd_keygen
     )
 

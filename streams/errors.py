@@ -20,3 +20,20 @@ class BrokerError(IntentstreamError):
 
 class WorkerError(IntentstreamError):
     """A worker process exited or did not become ready."""
+
+
+class StateDecryptionError(IntentstreamError):
+    """Encrypted user state or a wrapped data key did not open (``streams.crypto``).
+
+    Wrong master key, wrong data key or user, a tampered or truncated record, or
+    an unknown format version: AES-GCM does not say which. After crypto-shredding
+    this is the expected outcome for the erased user's old records.
+    """
+
+
+class PrivacyError(IntentstreamError):
+    """A release would break the differential-privacy guarantee (``streams.privacy``).
+
+    For example, releasing one window's popularity counts a second time, which
+    would cost every contributor more epsilon than they were charged.
+    """

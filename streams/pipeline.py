@@ -16,15 +16,15 @@ from typing import Any
 import orjson
 
 from model.baseline import CooccurrenceRecommender, NextPurchaseRate
+from model.catalogue import TextCatalogue
+from model.serving import ContextRanker, ItemScorer, QueryEncoder, RankerConfig, RankRequest
 from streams.features import EVENT_TYPES, TYPE_INDEX, UserFeatures, apply_event
 from streams.pseudonym import Pseudonymizer
-from streams.records import InputRecord, OutputRecord
+from streams.records import InputRecord, OutputRecord, dead_letter
 from streams.settings import Settings
-from streams.validation import EventValidator, Reason, Rejection
+from streams.validation import Reason, RecordValidator, Rejection
 
 log = logging.getLogger(__name__)
-
-BASELINE_VERSION = "baseline-cooc-1"
 
 StateReader = Callable[[bytes], bytes | None]
 
@@ -36,12 +36,28 @@ class BatchResult:
     recommendations: list[OutputRecord] = field(default_factory=list)
     dead_letters: list[OutputRecord] = field(default_factory=list)
     states: dict[bytes, tuple[int, bytes]] = field(default_factory=dict)
-    latencies_s: list[float] = field(default_factory=list)
     redelivered: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """An accepted event waiting for its recommendation."""
+
+    record: InputRecord
+    event: dict[str, Any]
+    request: RankRequest
+    purchase_intent: float
+
+
 class EventPipeline:
-    """Validates, pseudonymises, updates features and scores a batch of events."""
+    """Validates, pseudonymises, updates features and scores a batch of events.
+
+    With a trained ``scorer`` every accepted event of a batch is ranked in one
+    call at the end of the batch. Without one, the stream-learned baseline ranks
+    each event before the next event teaches it, so a batch gives exactly what
+    the same events would give one by one. The baseline keeps learning either
+    way: it answers for users whose items the scorer does not know.
+    """
 
     def __init__(
         self,
@@ -49,13 +65,24 @@ class EventPipeline:
         *,
         pseudonymizer: Pseudonymizer,
         clock: Callable[[], float] = time.time,
+        scorer: ItemScorer | None = None,
+        catalogue: TextCatalogue | None = None,
+        encode_queries: QueryEncoder | None = None,
     ) -> None:
         self._settings = settings
-        self._validate = EventValidator(max_bytes=settings.max_event_bytes)
+        self._validate = RecordValidator(max_bytes=settings.max_event_bytes)
         self._pseudonyms = pseudonymizer
         self._clock = clock
         self.recommender = CooccurrenceRecommender()
         self.intent = NextPurchaseRate(n_types=len(EVENT_TYPES))
+        self.ranker = ContextRanker(
+            scorer or self.recommender,
+            fallback=self.recommender,
+            catalogue=catalogue,
+            encode_queries=encode_queries,
+            config=RankerConfig(top_k=settings.top_k),
+        )
+        self._rank_each_event = scorer is None
 
     def process(self, records: Sequence[InputRecord], read_state: StateReader) -> BatchResult:
         """Handle one batch in record order.
@@ -73,17 +100,28 @@ class EventPipeline:
         users = iter(self._pseudonyms.many(event["user_id"] for event in accepted))
         sessions = iter(self._pseudonyms.many(event.get("session_id", "") for event in accepted))
         states: dict[bytes, UserFeatures] = {}
+        pending: list[_Pending] = []
         for record, outcome in zip(records, checked, strict=True):
             if isinstance(outcome, Rejection):
-                result.dead_letters.append(self._dead_letter(record, outcome))
+                result.dead_letters.append(
+                    dead_letter(record, outcome, topic=self._settings.dlq_topic)
+                )
                 continue
             user, session = next(users).encode(), next(sessions)[:16]
             try:
-                self._handle(record, outcome, user, session, states, read_state, result)
+                pending.append(
+                    self._handle(record, outcome, user, session, states, read_state, result)
+                )
             except Exception as exc:  # a bug on odd input must not stop the worker
                 log.exception("failed on %s[%d]@%d", record.topic, record.partition, record.offset)
                 reject = Rejection(Reason.PROCESSING_ERROR, f"{type(exc).__name__}: {exc}"[:200])
-                result.dead_letters.append(self._dead_letter(record, reject))
+                result.dead_letters.append(
+                    dead_letter(record, reject, topic=self._settings.dlq_topic)
+                )
+            if self._rank_each_event:
+                result.recommendations += self._recommendations(pending)
+                pending.clear()
+        result.recommendations += self._recommendations(pending)
         return result
 
     def _handle(
@@ -95,7 +133,7 @@ class EventPipeline:
         states: dict[bytes, UserFeatures],
         read_state: StateReader,
         result: BatchResult,
-    ) -> None:
+    ) -> _Pending:
         state = states.get(user)
         if state is None:
             state = states[user] = UserFeatures.from_bytes(read_state(user))
@@ -116,38 +154,36 @@ class EventPipeline:
             result.states[user] = (record.partition, state.to_bytes())
         else:
             result.redelivered += 1
-        result.recommendations.append(self._recommendation(record, event, state))
+        query = event.get("query") if event["type"] == "search" else None
+        return _Pending(
+            record=record,
+            event=event,
+            request=RankRequest(history=tuple(state.items), query=query),
+            purchase_intent=round(self.intent.predict_one(state.last_type), 6),
+        )
 
-    def _recommendation(
-        self, record: InputRecord, event: dict[str, Any], state: UserFeatures
-    ) -> OutputRecord:
-        items = self.recommender.recommend(state.items, k=self._settings.top_k)
+    def _recommendations(self, pending: Sequence[_Pending]) -> list[OutputRecord]:
+        """Rank the pending events in one call and format their recommendations."""
+        ranked = self.ranker.rank_many([p.request for p in pending])
         now = self._clock()
-        latency_s = max(0.0, now - record.timestamp)
-        value = {
-            "user_id": event["user_id"],
-            "event_id": event["event_id"],
-            "ts": round(now, 6),
-            "context": "search" if event["type"] == "search" else "browse",
-            "items": [{"item_id": item, "score": score} for item, score in items],
-            "purchase_intent": round(self.intent.predict_one(state.last_type), 6),
-            "model_version": BASELINE_VERSION,
-            "latency_ms": round(latency_s * 1000.0, 3),
-        }
-        return OutputRecord(
-            topic=self._settings.recommendations_topic,
-            key=event["user_id"].encode(),
-            value=orjson.dumps(value),
-        )
-
-    def _dead_letter(self, record: InputRecord, rejection: Rejection) -> OutputRecord:
-        headers = [
-            ("reason", rejection.reason.value.encode()),
-            ("detail", rejection.detail.encode("utf-8", "replace")),
-            ("source_topic", record.topic.encode()),
-            ("source_partition", str(record.partition).encode()),
-            ("source_offset", str(record.offset).encode()),
-        ]
-        return OutputRecord(
-            topic=self._settings.dlq_topic, key=record.key, value=record.value, headers=headers
-        )
+        out = []
+        for waiting, answer in zip(pending, ranked, strict=True):
+            latency_s = max(0.0, now - waiting.record.timestamp)
+            value = {
+                "user_id": waiting.event["user_id"],
+                "event_id": waiting.event["event_id"],
+                "ts": round(now, 6),
+                "context": answer.context,
+                "items": [{"item_id": item, "score": score} for item, score in answer.items],
+                "purchase_intent": waiting.purchase_intent,
+                "model_version": answer.model_version,
+                "latency_ms": round(latency_s * 1000.0, 3),
+            }
+            out.append(
+                OutputRecord(
+                    topic=self._settings.recommendations_topic,
+                    key=waiting.event["user_id"].encode(),
+                    value=orjson.dumps(value),
+                )
+            )
+        return out

@@ -10,16 +10,11 @@ neither be inverted nor recomputed. The key comes from configuration
 from __future__ import annotations
 
 import hmac
-import logging
-import os
-import secrets
 from collections.abc import Iterable
-from pathlib import Path
 
 from streams.errors import ConfigurationError
+from streams.keys import load_key
 from streams.settings import Settings
-
-log = logging.getLogger(__name__)
 
 #: Bytes of the digest kept: 128 bits makes collisions negligible for any shop.
 PSEUDONYM_BYTES = 16
@@ -67,22 +62,9 @@ def load_pseudonym_key(settings: Settings, *, create: bool = False) -> bytes:
     Raises:
         ConfigurationError: no key is configured and ``create`` is false.
     """
-    if settings.pseudonym_key is not None:
-        return settings.pseudonym_key.get_secret_value().encode("utf-8")
-    path = settings.pseudonym_key_file
-    if not path.exists():
-        if not create:
-            raise ConfigurationError(
-                f"no pseudonym key: set INTENTSTREAM_PSEUDONYM_KEY or create {path} "
-                "(e.g. `intentstream keygen`)"
-            )
-        _write_new_key(path)
-    return path.read_bytes().strip()
-
-
-def _write_new_key(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(secrets.token_hex(32))
-    log.warning("created a new pseudonym key at %s; keep it safe and back it up", path)
+    return load_key(
+        settings.pseudonym_key,
+        settings.pseudonym_key_file,
+        create=create,
+        env_name="INTENTSTREAM_PSEUDONYM_KEY",
+    )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from streams.validation import Rejection
+
 Headers = list[tuple[str, bytes]]
 
 
@@ -28,3 +30,15 @@ class OutputRecord:
     value: bytes | None
     partition: int | None = None
     headers: Headers = field(default_factory=list)
+
+
+def dead_letter(record: InputRecord, rejection: Rejection, *, topic: str) -> OutputRecord:
+    """The DLQ copy of a rejected record: original key and bytes, reason and position in headers."""
+    headers = [
+        ("reason", rejection.reason.value.encode()),
+        ("detail", rejection.detail.encode("utf-8", "replace")),
+        ("source_topic", record.topic.encode()),
+        ("source_partition", str(record.partition).encode()),
+        ("source_offset", str(record.offset).encode()),
+    ]
+    return OutputRecord(topic=topic, key=record.key, value=record.value, headers=headers)

@@ -64,12 +64,35 @@ class Settings(BaseSettings):
         default=DEFAULT_HOME / "pseudonym.key",
         description="File holding the HMAC key; the demo creates it (mode 0600) if missing.",
     )
+    state_key: SecretStr | None = Field(
+        default=None,
+        description="Master key (64 hex digits, AES-256) wrapping each user's state key "
+        "(wins over the key file).",
+    )
+    state_key_file: Path = Field(
+        default=DEFAULT_HOME / "state.key",
+        description="File holding the state master key; the demo creates it (mode 0600) "
+        "if missing.",
+    )
 
     max_event_bytes: int = Field(default=65_536, ge=256, description="Larger inputs go to the DLQ.")
     batch_max: int = Field(default=2_000, ge=1, description="Most events one agent batch takes.")
     batch_within: float = Field(default=0.02, gt=0, description="Seconds to wait to fill a batch.")
     top_k: int = Field(default=20, ge=1, le=200, description="Items per recommendation.")
     history_len: int = Field(default=50, ge=1, description="Recent items kept per user.")
+    model_path: Path | None = Field(
+        default=None,
+        description="Checkpoint the worker scores with (a run folder, whose LATEST is used, or "
+        "one epoch folder); unset = the co-occurrence baseline learned from the stream.",
+    )
+    text_search: bool = Field(
+        default=True,
+        description="Load the multilingual text encoder and follow the item catalogue, for "
+        "search ranking and cold-start items (about 2 s and 70 MB per worker).",
+    )
+    scoring_threads: int = Field(
+        default=1, ge=1, description="Torch threads per worker for scoring (one per core is best)."
+    )
     worker_loglevel: str = Field(default="warning", description="Log level of worker processes.")
     ready_file: Path | None = Field(
         default=None,
@@ -95,6 +118,8 @@ class Settings(BaseSettings):
         values = self.model_dump(mode="json")
         if self.pseudonym_key is not None:
             values["pseudonym_key"] = self.pseudonym_key.get_secret_value()
+        if self.state_key is not None:
+            values["state_key"] = self.state_key.get_secret_value()
         return {
             f"INTENTSTREAM_{name.upper()}": str(value)
             for name, value in values.items()

@@ -1,8 +1,9 @@
-"""Decode and validate raw input records against the published event schema.
+"""Decode and validate raw input records against the published schemas.
 
-The schema lives in ``streams/schemas/event.schema.json`` (the input contract of
-DESIGN.md). Every failure becomes a :class:`Rejection` with a machine-readable
-reason instead of an exception, so one bad record never stops a batch.
+The schemas live in ``streams/schemas/`` (``event.schema.json`` for events,
+``item.schema.json`` for catalogue items: the input contracts of DESIGN.md).
+Every failure becomes a :class:`Rejection` with a machine-readable reason
+instead of an exception, so one bad record never stops a batch.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from typing import Any
 import fastjsonschema
 import orjson
 
-SCHEMA_RESOURCE = "schemas/event.schema.json"
+#: Published JSON Schemas of the input topics' values.
+EVENT_SCHEMA = "schemas/event.schema.json"
+ITEM_SCHEMA = "schemas/item.schema.json"
 
 
 class Reason(StrEnum):
@@ -41,27 +44,27 @@ class Rejection:
     detail: str
 
 
-def load_event_schema() -> dict[str, Any]:
-    """The published JSON Schema of an input event."""
-    text = resources.files("streams").joinpath(SCHEMA_RESOURCE).read_text(encoding="utf-8")
+def load_schema(resource: str = EVENT_SCHEMA) -> dict[str, Any]:
+    """A published JSON Schema (:data:`EVENT_SCHEMA` or :data:`ITEM_SCHEMA`)."""
+    text = resources.files("streams").joinpath(resource).read_text(encoding="utf-8")
     schema: dict[str, Any] = json.loads(text)
     return schema
 
 
-class EventValidator:
-    """Turns raw record values into event dicts or :class:`Rejection` s.
+class RecordValidator:
+    """Turns raw record values into dicts valid under a schema, or :class:`Rejection` s.
 
     Examples:
-        >>> validate = EventValidator(max_bytes=1024)
+        >>> validate = RecordValidator(max_bytes=1024)
         >>> validate(b'{"event_id":"e1","user_id":"u1","ts":1.0,"type":"view","item_id":"i1"}')
         {'event_id': 'e1', 'user_id': 'u1', 'ts': 1.0, 'type': 'view', 'item_id': 'i1'}
         >>> validate(b'{"event_id":"e1"').reason
         <Reason.INVALID_JSON: 'invalid_json'>
     """
 
-    def __init__(self, *, max_bytes: int) -> None:
+    def __init__(self, *, max_bytes: int, schema: str = EVENT_SCHEMA) -> None:
         self._max_bytes = max_bytes
-        self._check = fastjsonschema.compile(load_event_schema())
+        self._check = fastjsonschema.compile(load_schema(schema))
 
     def __call__(self, raw: bytes | None) -> dict[str, Any] | Rejection:
         if raw is None:

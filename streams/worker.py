@@ -6,6 +6,7 @@ the same ``INTENTSTREAM_APP_ID`` (they share the consumer group).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -28,14 +29,18 @@ log = logging.getLogger(__name__)
 
 
 class ReadinessWorker(faust.Worker):
-    """A Faust worker that announces readiness by creating ``ready_file``."""
+    """A Faust worker that creates ``ready_file`` once started and ``ready`` is set."""
 
-    def __init__(self, app: faust.App, *, ready_file: Path | None, **kwargs: Any) -> None:
+    def __init__(
+        self, app: faust.App, *, ready_file: Path | None, ready: asyncio.Event, **kwargs: Any
+    ) -> None:
         super().__init__(app, **kwargs)
         self._ready_file = ready_file
+        self._ready = ready
 
     async def on_startup_finished(self) -> None:
         await super().on_startup_finished()
+        await self._ready.wait()
         if self._ready_file is not None:
             self._ready_file.parent.mkdir(parents=True, exist_ok=True)
             self._ready_file.write_text(str(os.getpid()))
@@ -45,11 +50,16 @@ def run_worker(settings: Settings) -> None:
     """Create missing topics, then run a worker; returns when it has stopped cleanly."""
     log.info("worker config: %s", settings.redacted())
     ensure_topics(settings)
-    app = create_app(settings)
+    catalogue_loaded = asyncio.Event()
+    app = create_app(settings, catalogue_loaded=catalogue_loaded)
     if settings.ready_file is not None:
         settings.ready_file.unlink(missing_ok=True)
     worker = ReadinessWorker(
-        app, ready_file=settings.ready_file, loglevel=settings.worker_loglevel, quiet=True
+        app,
+        ready_file=settings.ready_file,
+        ready=catalogue_loaded,
+        loglevel=settings.worker_loglevel,
+        quiet=True,
     )
     try:
         worker.execute_from_commandline()

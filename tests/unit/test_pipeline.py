@@ -6,8 +6,9 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from model.baseline import BASELINE_VERSION
 from streams.features import UserFeatures
-from streams.pipeline import BASELINE_VERSION, BatchResult, EventPipeline
+from streams.pipeline import BatchResult, EventPipeline
 from streams.pseudonym import Pseudonymizer
 from streams.records import InputRecord
 from streams.settings import Settings

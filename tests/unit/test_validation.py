@@ -5,14 +5,14 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from streams.validation import EventValidator, Reason, Rejection, load_event_schema
+from streams.validation import Reason, RecordValidator, Rejection, load_schema
 
 GOOD = {"event_id": "e1", "user_id": "u1", "ts": 1.5, "type": "view", "item_id": "i1"}
 
 
 @pytest.fixture
-def validate() -> EventValidator:
-    return EventValidator(max_bytes=4096)
+def validate() -> RecordValidator:
+    return RecordValidator(max_bytes=4096)
 
 
 def _raw(**changes: object) -> bytes:
@@ -20,11 +20,11 @@ def _raw(**changes: object) -> bytes:
     return orjson.dumps({k: v for k, v in event.items() if v is not None})
 
 
-def test_a_valid_event_is_returned_with_unknown_fields_kept(validate: EventValidator) -> None:
+def test_a_valid_event_is_returned_with_unknown_fields_kept(validate: RecordValidator) -> None:
     assert validate(_raw(extra={"a": 1})) == {**GOOD, "extra": {"a": 1}}
 
 
-def test_search_needs_a_query_but_no_item(validate: EventValidator) -> None:
+def test_search_needs_a_query_but_no_item(validate: RecordValidator) -> None:
     assert validate(_raw(type="search", item_id=None, query="running shoes"))["query"] == (
         "running shoes"
     )
@@ -51,7 +51,7 @@ def test_search_needs_a_query_but_no_item(validate: EventValidator) -> None:
     ],
 )
 def test_undecodable_records_are_rejected(
-    validate: EventValidator, raw: bytes | None, reason: Reason
+    validate: RecordValidator, raw: bytes | None, reason: Reason
 ) -> None:
     outcome = validate(raw)
     assert isinstance(outcome, Rejection)
@@ -75,7 +75,7 @@ def test_undecodable_records_are_rejected(
     ],
 )
 def test_schema_violations_name_the_field(
-    validate: EventValidator, changes: dict[str, object], reason: Reason, detail_has: str
+    validate: RecordValidator, changes: dict[str, object], reason: Reason, detail_has: str
 ) -> None:
     outcome = validate(_raw(**changes))
     assert isinstance(outcome, Rejection)
@@ -84,7 +84,7 @@ def test_schema_violations_name_the_field(
 
 
 def test_the_published_schema_lists_the_design_fields() -> None:
-    schema = load_event_schema()
+    schema = load_schema()
     assert set(schema["required"]) == {"event_id", "user_id", "ts", "type"}
     assert schema["properties"]["type"]["enum"] == [
         "view",

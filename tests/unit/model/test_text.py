@@ -26,11 +26,6 @@ ENGLISH = [en for en, _ in CATALOGUE]
 CHINESE = [zh for _, zh in CATALOGUE]
 
 
-@pytest.fixture(scope="module")
-def encoder() -> TextEncoder:
-    return TextEncoder()
-
-
 def test_shape_dtype_and_unit_norm(encoder: TextEncoder) -> None:
     out = encoder.encode_many([*ENGLISH, *CHINESE])
     assert out.shape == (16, encoder.dim)

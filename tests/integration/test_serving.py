@@ -1,0 +1,95 @@
+"""A worker serving a trained checkpoint with the item catalogue, on Apache Kafka.
+
+Checks the serving path end to end: the checkpoint answers users whose items it
+knows and names its version, the baseline answers the rest, a Chinese search
+finds the English-titled item, a new item with only a title reaches a related
+user, and a bad catalogue record lands in the DLQ with its reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+import pytest
+import torch
+
+from model.baseline import BASELINE_VERSION
+from model.checkpoint import save_checkpoint
+from model.config import ScorerConfig
+from model.scorer import SequenceScorer
+from model.sessions import ItemVocab
+from streams.settings import Settings
+from tests.integration.kafka_io import collect, produce
+
+pytestmark = [pytest.mark.integration, pytest.mark.kafka]
+
+TITLES = {
+    "a": "red running shoes",
+    "b": "blue running shoes",
+    "c": "stainless steel kettle",
+    "d": "wireless bluetooth headphones",
+    "e": "yoga mat",
+    "new-shoe-zh": "女士跑步鞋",  # women's running shoes: no history anywhere
+}
+
+
+def _checkpoint(run: Path) -> str:
+    torch.manual_seed(0)
+    model = SequenceScorer(ScorerConfig(n_items=6, d_model=16, n_heads=2, max_len=8))
+    path = save_checkpoint(
+        run,
+        epoch=1,
+        model=model,
+        optimizer=torch.optim.Adam(model.parameters()),
+        vocab=ItemVocab.build([["a", "b", "c", "d", "e"]]),
+        meta={},
+    )
+    return str(orjson.loads((path / "meta.json").read_bytes())["version"])
+
+
+def _event(n: int, user: str, **fields: str) -> tuple[bytes, bytes]:
+    kind = "search" if "query" in fields else "view"
+    event = {"event_id": f"e{n}", "user_id": user, "ts": 1.7e9 + n, "type": kind, **fields}
+    return user.encode(), orjson.dumps(event)
+
+
+def test_worker_serves_the_checkpoint_search_and_cold_start(
+    kafka_bootstrap: str,
+    make_settings: Callable[..., Settings],
+    start_worker: Callable[[Settings], subprocess.Popen[bytes]],
+    tmp_path: Path,
+) -> None:
+    version = _checkpoint(tmp_path / "run")
+    settings = make_settings(
+        kafka_bootstrap, "kafka", partitions=1, top_k=5, model_path=tmp_path / "run"
+    )
+    items = [(k.encode(), orjson.dumps({"id": k, "title": t})) for k, t in TITLES.items()]
+    bad_item = (b"x", orjson.dumps({"id": "x"}))
+    asyncio.run(produce(settings.bootstrap, settings.items_topic, [*items, bad_item]))
+    start_worker(settings)  # ready only once the catalogue is loaded
+
+    events = [
+        _event(0, "u1", item_id="a"),
+        _event(1, "u2", item_id="unknown-item"),
+        _event(2, "u3", query="不锈钢水壶"),  # "stainless steel kettle"
+    ]
+    asyncio.run(produce(settings.bootstrap, settings.events_topic, events))
+    out = asyncio.run(
+        collect(settings.bootstrap, [settings.recommendations_topic, settings.dlq_topic], count=4)
+    )
+    recs = {
+        orjson.loads(m.value)["event_id"]: orjson.loads(m.value)
+        for m in out[settings.recommendations_topic]
+    }
+    assert recs["e0"]["model_version"] == version
+    assert "new-shoe-zh" in [item["item_id"] for item in recs["e0"]["items"]]
+    assert recs["e1"]["model_version"] == BASELINE_VERSION
+    assert recs["e2"]["context"] == "search" and recs["e2"]["items"][0]["item_id"] == "c"
+    [letter] = out[settings.dlq_topic]
+    assert letter.value == bad_item[1]
+    assert dict(letter.headers)["reason"] == b"missing_field"
+    assert dict(letter.headers)["source_topic"].decode() == settings.items_topic

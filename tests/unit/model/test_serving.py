@@ -1,0 +1,141 @@
+"""Serving: search ranking across languages, personalisation, cold start, checkpoint fallback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from model.baseline import BASELINE_VERSION, CooccurrenceRecommender
+from model.catalogue import TextCatalogue
+from model.checkpoint import load_checkpoint, save_checkpoint
+from model.config import ScorerConfig
+from model.scorer import SequenceScorer
+from model.serving import CheckpointScorer, ContextRanker, RankerConfig, RankRequest
+from model.sessions import ItemVocab
+from model.text import TextEncoder
+
+# A small shop with English and Chinese titles; "shoe-red"/"shoe-blue" are equally
+# relevant to a shoe query, so only behaviour can order them.
+TITLES = {
+    "shoe-red": "red running shoes",
+    "shoe-blue": "blue running shoes",
+    "kettle": "stainless steel kettle",
+    "headphones": "wireless bluetooth headphones",
+    "tea-zh": "有机绿茶",  # organic green tea
+    "wallet-zh": "男士皮夹",  # leather wallet for men
+    "mat-zh": "瑜伽垫",  # yoga mat
+}
+
+
+def _catalogue(encoder: TextEncoder, titles: dict[str, str]) -> TextCatalogue:
+    catalogue = TextCatalogue(dim=encoder.dim)
+    catalogue.add(list(titles), encoder.encode_many(list(titles.values())))
+    return catalogue
+
+
+def _baseline(*walks: list[str]) -> CooccurrenceRecommender:
+    baseline = CooccurrenceRecommender(refresh_every=1)
+    for walk in walks:
+        for position, item in enumerate(walk):
+            baseline.learn_one(walk[:position], item)
+    return baseline
+
+
+def _ranker(
+    encoder: TextEncoder, baseline: CooccurrenceRecommender, **config: int
+) -> ContextRanker:
+    return ContextRanker(
+        baseline,
+        fallback=baseline,
+        catalogue=_catalogue(encoder, TITLES),
+        encode_queries=encoder.encode_many,
+        config=RankerConfig(**{"top_k": 3, **config}),
+    )
+
+
+def test_a_chinese_query_finds_the_english_item_and_the_reverse(encoder: TextEncoder) -> None:
+    ranker = _ranker(encoder, _baseline(["kettle", "headphones"]))
+    tea, kettle = ranker.rank_many(
+        [RankRequest(history=(), query="green tea"), RankRequest(history=(), query="不锈钢水壶")]
+    )
+    assert tea.context == kettle.context == "search"
+    assert tea.items[0][0] == "tea-zh"
+    assert kettle.items[0][0] == "kettle"
+
+
+def test_search_is_personalised_by_behaviour(encoder: TextEncoder) -> None:
+    # Shoppers who look at the kettle go on to the blue shoes; headphones lead to red ones.
+    ranker = _ranker(
+        encoder,
+        _baseline(["kettle", "shoe-blue"], ["kettle", "shoe-blue"], ["headphones", "shoe-red"]),
+    )
+    after_kettle, after_headphones = ranker.rank_many(
+        [
+            RankRequest(history=("kettle",), query="跑步鞋"),  # "running shoes"
+            RankRequest(history=("headphones",), query="跑步鞋"),
+        ]
+    )
+    assert [item for item, _ in after_kettle.items[:2]] == ["shoe-blue", "shoe-red"]
+    assert [item for item, _ in after_headphones.items[:2]] == ["shoe-red", "shoe-blue"]
+
+
+def test_a_new_item_with_only_a_title_is_recommended_to_related_users(
+    encoder: TextEncoder,
+) -> None:
+    baseline = _baseline(["shoe-red", "shoe-blue", "kettle"], ["headphones", "kettle"])
+    ranker = ContextRanker(
+        baseline,
+        fallback=baseline,
+        catalogue=_catalogue(
+            encoder, {**TITLES, "new-shoe-zh": "女士跑步鞋", "new-mug-en": "ceramic coffee mug"}
+        ),
+        encode_queries=encoder.encode_many,
+        config=RankerConfig(top_k=5),
+    )
+    assert not baseline.knows("new-shoe-zh")
+    [runner] = ranker.rank_many([RankRequest(history=("shoe-red", "shoe-blue"))])
+    items = [item for item, _ in runner.items]
+    assert runner.context == "browse" and runner.model_version == BASELINE_VERSION
+    assert "new-shoe-zh" in items  # women's running shoes, in Chinese
+    assert "new-mug-en" not in items
+
+
+def _checkpoint(tmp_path: Path) -> CheckpointScorer:
+    torch.manual_seed(0)
+    model = SequenceScorer(ScorerConfig(n_items=6, d_model=16, n_heads=2, max_len=8))
+    vocab = ItemVocab.build([["a", "b", "c", "d", "e"]])
+    save_checkpoint(
+        tmp_path,
+        epoch=1,
+        model=model,
+        optimizer=torch.optim.Adam(model.parameters()),
+        vocab=vocab,
+        meta={},
+    )
+    return CheckpointScorer(load_checkpoint(tmp_path), chunk_size=2)
+
+
+def test_checkpoint_scores_known_users_and_the_baseline_answers_the_rest(tmp_path: Path) -> None:
+    scorer = _checkpoint(tmp_path)
+    baseline = _baseline(["x", "y"])
+    ranker = ContextRanker(scorer, fallback=baseline, config=RankerConfig(top_k=3))
+    known, unknown, mixed = ranker.rank_many(
+        [RankRequest(history=("a", "b")), RankRequest(history=("x",)), RankRequest(("x", "c"))]
+    )
+    assert known.model_version == mixed.model_version == scorer.version
+    assert scorer.version.startswith("seq-")
+    assert unknown.model_version == BASELINE_VERSION and unknown.items[0][0] == "y"
+    scores = [score for _, score in known.items]
+    assert scores == sorted(scores, reverse=True) and all(-1 <= s <= 1 for s in scores)
+    assert {item for item, _ in known.items} <= {"a", "b", "c", "d", "e"}
+
+
+def test_checkpoint_scoring_in_chunks_equals_one_by_one(tmp_path: Path) -> None:
+    scorer = _checkpoint(tmp_path)
+    histories = [("a",), ("b", "c"), ("e", "d", "a"), ("c",), ("zzz", "b")]
+    together = scorer.score_many(histories, k=5)
+    alone = [scorer.score_many([history], k=5)[0] for history in histories]
+    for row_together, row_alone in zip(together, alone, strict=True):
+        assert [i for i, _ in row_together] == [i for i, _ in row_alone]
+        assert [s for _, s in row_together] == [s for _, s in row_alone]

@@ -1,0 +1,361 @@
+"""Differential privacy: budgets never exceeded, calibrated OpenDP noise, clipping.
+
+The statistical tests cannot be seeded: OpenDP samples from the operating
+system's CSPRNG by design. They instead use enough samples and a 6-sigma
+tolerance on each estimator, so a false failure has probability ~1e-9 per
+check, while a scale off by 10 % would still fail.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Callable
+from fractions import Fraction
+from functools import partial
+
+import numpy as np
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streams import privacy
+from streams.errors import PrivacyError
+from streams.privacy import (
+    MICRO,
+    ContributionBound,
+    NoisyCounts,
+    PrivacyBudget,
+    clip_l1,
+    epsilon_units,
+    noisy_count,
+    noisy_vector,
+    release,
+)
+
+N = 20_000
+SIGMAS = 6.0
+
+epsilons = st.floats(min_value=1e-6, max_value=5.0)
+limits = st.floats(min_value=1e-3, max_value=10.0)
+windows = st.floats(min_value=1.0, max_value=1000.0)
+times = st.floats(min_value=-1e4, max_value=1e5)
+requests = st.lists(st.tuples(epsilons, times), max_size=60)
+
+
+def _discrete_laplace_abs(scale: float) -> tuple[float, float]:
+    """Mean and std of ``|X|`` for discrete Laplace: P(k) ~ exp(-|k| / scale)."""
+    a = math.exp(-1.0 / scale)
+    mean = 2 * a / (1 - a * a)
+    second = 2 * a / (1 - a) ** 2
+    return mean, math.sqrt(second - mean * mean)
+
+
+def _laplace_abs(scale: float) -> tuple[float, float]:
+    """Mean and std of ``|X|`` for Laplace(scale): ``|X|`` is Exponential(scale)."""
+    return scale, scale
+
+
+def _assert_scale(
+    noise: np.ndarray, scale: float, moments: Callable[[float], tuple[float, float]]
+) -> None:
+    """The mean of ``|noise|`` matches ``scale`` within 6 sigma of the estimator."""
+    mean, std = moments(scale)
+    tolerance = SIGMAS * std / math.sqrt(noise.size)
+    # Power: a scale 10 % off moves the expected mean twice as far as the tolerance.
+    assert tolerance < abs(moments(1.1 * scale)[0] - mean) / 2
+    assert abs(float(np.abs(noise).mean()) - mean) < tolerance
+    # And the noise is centred: E X = 0, E X^2 = mean^2 + std^2.
+    assert abs(float(noise.mean())) < SIGMAS * math.hypot(mean, std) / math.sqrt(noise.size)
+
+
+# Budget ----------------------------------------------------------------------
+
+
+@given(limit=limits, window=windows, spends=requests)
+def test_budget_is_never_exceeded_in_any_window(
+    limit: float, window: float, spends: list[tuple[float, float]]
+) -> None:
+    budget = PrivacyBudget(limit_epsilon=limit, window_seconds=window)
+    charged: defaultdict[float, Fraction] = defaultdict(Fraction)
+    starts = [budget.window_start]
+    for epsilon, now in spends:
+        before = budget.to_list()
+        if budget.try_spend(epsilon, now=now):
+            charged[budget.window_start] += Fraction(epsilon_units(epsilon), MICRO)
+        else:
+            assert budget.to_list() == before  # a refused spend changes nothing
+        starts.append(budget.window_start)
+    assert all(total <= Fraction(limit) for total in charged.values())
+    assert starts == sorted(starts)  # windows never reopen
+
+
+@given(
+    limit=limits,
+    window=windows,
+    spends=st.lists(st.tuples(epsilons, st.floats(min_value=0.0, max_value=1e5)), max_size=30),
+)
+def test_a_new_window_starts_with_the_full_budget(
+    limit: float, window: float, spends: list[tuple[float, float]]
+) -> None:
+    budget = PrivacyBudget(limit_epsilon=limit, window_seconds=window)
+    for epsilon, now in sorted(spends, key=lambda spend: spend[1]):
+        start = math.floor(now / window) * window
+        new_window = start > budget.window_start
+        accepted = budget.try_spend(epsilon, now=now)
+        if new_window:
+            assert accepted == (epsilon_units(epsilon) <= budget.limit_units)
+        if accepted:
+            assert budget.window_start == start  # aligned to multiples of the window
+
+
+def test_budget_example_and_window_roll() -> None:
+    budget = PrivacyBudget(limit_epsilon=1.0, window_seconds=100.0)
+    assert [budget.try_spend(0.1, now=5.0) for _ in range(11)] == [True] * 10 + [False]
+    assert budget.spent_units == MICRO
+    assert not budget.try_spend(0.1, now=50.0)  # a late event in the same window
+    assert budget.try_spend(1.0, now=100.0)
+    assert budget.to_list() == [100.0, MICRO]
+    assert not budget.try_spend(1e-9, now=3.0)  # late events charge the current window
+
+
+@given(
+    start=st.floats(allow_nan=False, allow_infinity=False),
+    spent=st.integers(min_value=0, max_value=2**53),
+)
+def test_budget_round_trips_through_json(start: float, spent: int) -> None:
+    budget = PrivacyBudget(2.0, 60.0, start, spent)
+    raw = orjson.loads(orjson.dumps(budget.to_list()))
+    assert PrivacyBudget.from_list(raw, limit_epsilon=2.0, window_seconds=60.0) == budget
+
+
+@pytest.mark.parametrize(
+    "state", [[], [0.0], [0.0, 1.5], [0.0, -1], [math.nan, 0], [0.0, True], [0.0, 1, 2]]
+)
+def test_malformed_budget_state_is_refused(state: list[float]) -> None:
+    with pytest.raises(ValueError):
+        PrivacyBudget.from_list(state, limit_epsilon=1.0, window_seconds=60.0)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"limit_epsilon": 0.0, "window_seconds": 60.0},
+        {"limit_epsilon": 1e-7, "window_seconds": 60.0},
+        {"limit_epsilon": math.inf, "window_seconds": 60.0},
+        {"limit_epsilon": 1.0, "window_seconds": 0.0},
+        {"limit_epsilon": 1.0, "window_seconds": math.nan},
+    ],
+)
+def test_bad_budget_configuration_is_refused(kwargs: dict[str, float]) -> None:
+    with pytest.raises(ValueError):
+        PrivacyBudget(**kwargs)
+
+
+@pytest.mark.parametrize("epsilon", [0.0, -1.0, math.nan, math.inf, True])
+def test_bad_epsilons_are_refused(epsilon: float) -> None:
+    budget = PrivacyBudget(limit_epsilon=1.0, window_seconds=60.0)
+    with pytest.raises(ValueError):
+        budget.try_spend(epsilon, now=0.0)
+    with pytest.raises(ValueError):
+        noisy_count(0, epsilon=epsilon)
+    with pytest.raises(ValueError):
+        budget.try_spend(0.1, now=math.nan)
+
+
+def test_epsilons_are_charged_in_exact_micro_units() -> None:
+    assert [epsilon_units(e) for e in (0.1, 0.7, 1.0, 1e-6, 1e-9, 0.1234567)] == [
+        100_000,
+        700_000,
+        1_000_000,
+        1,
+        1,
+        123_457,
+    ]
+    assert PrivacyBudget(limit_epsilon=0.1234567, window_seconds=1.0).limit_units == 123_456
+
+
+@settings(max_examples=40, deadline=None)
+@given(epsilon=epsilons, sensitivity=st.integers(min_value=1, max_value=50))
+def test_opendp_certifies_no_more_than_the_charge(epsilon: float, sensitivity: int) -> None:
+    # OpenDP's own privacy map is the authority on what a measurement costs.
+    charge = Fraction(epsilon_units(epsilon), MICRO)
+    for kind, d_in in (("count", sensitivity), ("vector", float(sensitivity))):
+        loss = Fraction(privacy._mechanism(kind, d_in, epsilon, 4).map(d_in))
+        assert loss <= charge
+        assert loss <= Fraction(epsilon)
+
+
+# Noise scale -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("epsilon", "sensitivity"), [(1.0, 1), (0.25, 3)])
+def test_noisy_count_has_scale_sensitivity_over_epsilon(epsilon: float, sensitivity: int) -> None:
+    noise = np.array([noisy_count(0, epsilon=epsilon, sensitivity=sensitivity) for _ in range(N)])
+    _assert_scale(noise, sensitivity / epsilon, _discrete_laplace_abs)
+
+
+def test_noisy_vector_has_scale_two_clip_over_epsilon() -> None:
+    # One row of N zeros: each coordinate is independent Laplace(2 * clip / epsilon).
+    noise = noisy_vector(np.zeros((1, N)), epsilon=0.5, clip=0.5).ravel()
+    _assert_scale(noise, 2 * 0.5 / 0.5, _laplace_abs)
+
+
+def test_popularity_noise_has_scale_max_items_over_epsilon() -> None:
+    counts = NoisyCounts([f"i{n}" for n in range(N)], max_items=4)
+    noise = np.array(list(counts.release(epsilon=2.0).values()))
+    _assert_scale(noise, 4 / 2.0, _discrete_laplace_abs)
+
+
+# Clipping --------------------------------------------------------------------
+
+
+def test_a_huge_value_never_shows_through_the_noise() -> None:
+    # Laplace(scale 2) exceeds 1e3 with probability exp(-500).
+    released = [noisy_vector([1e9], epsilon=1.0, clip=1.0)[0] for _ in range(200)]
+    assert max(abs(value) for value in released) < 1e3
+    assert noisy_vector(np.array([[1e308, 1e308]]), epsilon=1.0, clip=1.0).shape == (1, 2)
+
+
+finite = st.floats(min_value=-1e300, max_value=1e300)
+
+
+@given(
+    rows=st.lists(st.lists(finite, min_size=3, max_size=3), min_size=1, max_size=4),
+    clip=st.floats(min_value=1e-6, max_value=1e6),
+)
+def test_clipped_rows_never_exceed_the_bound(rows: list[list[float]], clip: float) -> None:
+    clipped = clip_l1(rows, clip=clip)
+    assert clipped.shape == (len(rows), 3)
+    for row, out in zip(rows, clipped, strict=True):
+        assert sum(Fraction(abs(float(v))) for v in out) <= Fraction(clip)
+        if math.fsum(abs(v) for v in row) <= clip * 0.5:
+            assert out.tolist() == row  # rows inside the bound are untouched
+
+
+@pytest.mark.parametrize("values", [[math.nan], [math.inf, 0.0], [[0.0], [-math.inf]]])
+def test_non_finite_features_are_refused(values: list[float]) -> None:
+    with pytest.raises(ValueError):
+        noisy_vector(values, epsilon=1.0, clip=1.0)
+
+
+def test_bad_clip_and_shape_are_refused() -> None:
+    with pytest.raises(ValueError):
+        clip_l1([1.0], clip=0.0)
+    with pytest.raises(ValueError):
+        noisy_vector(np.zeros((2, 2, 2)), epsilon=1.0, clip=1.0)
+    assert noisy_vector([], epsilon=1.0, clip=1.0).shape == (0,)
+
+
+# Release ---------------------------------------------------------------------
+
+
+def test_a_spent_budget_reuses_the_last_release_or_withholds() -> None:
+    budget = PrivacyBudget(limit_epsilon=1.0, window_seconds=60.0)
+    draw = partial(noisy_vector, [0.2, -0.3], clip=1.0)
+    first = release(budget, draw, epsilon=0.6, now=0.0, last=None)
+    assert first is not None and first.shape == (2,)
+    assert release(budget, draw, epsilon=0.6, now=1.0, last=first) is first
+    assert release(budget, draw, epsilon=0.6, now=2.0, last=None) is None
+    assert budget.spent_units == 600_000
+    fresh = release(budget, draw, epsilon=0.6, now=60.0, last=first)
+    assert fresh is not None and fresh is not first
+
+
+@given(limit=limits, window=windows, calls=requests)
+def test_releases_never_draw_beyond_the_budget(
+    limit: float, window: float, calls: list[tuple[float, float]]
+) -> None:
+    budget = PrivacyBudget(limit_epsilon=limit, window_seconds=window)
+    drawn: defaultdict[float, Fraction] = defaultdict(Fraction)
+    draws: list[float] = []
+    last: int | None = None
+
+    def draw(*, epsilon: float) -> int:
+        draws.append(epsilon)
+        drawn[budget.window_start] += Fraction(epsilon)
+        return len(draws)
+
+    for epsilon, now in calls:
+        count = len(draws)
+        out = release(budget, draw, epsilon=epsilon, now=now, last=last)
+        # Either one fresh draw at the requested epsilon, or the last value again.
+        assert (out, draws[count:]) in ((count + 1, [epsilon]), (last, []))
+        last = out
+    # Exact float epsilons may exceed their micro-unit charge by < 1e-16 each;
+    # the noise is calibrated to the charge (test_opendp_certifies_...).
+    assert all(total <= Fraction(limit) * (1 + Fraction(1, 10**12)) for total in drawn.values())
+
+
+def test_a_failing_draw_still_costs_the_budget() -> None:
+    budget = PrivacyBudget(limit_epsilon=1.0, window_seconds=60.0)
+
+    def broken(*, epsilon: float) -> float:
+        raise RuntimeError(epsilon)
+
+    with pytest.raises(RuntimeError):
+        release(budget, broken, epsilon=1.0, now=0.0, last=None)
+    assert budget.spent_units == MICRO
+
+
+# Popularity counts -----------------------------------------------------------
+
+
+@given(
+    events=st.lists(st.tuples(st.sampled_from("abcdefgh"), times), max_size=60),
+    max_items=st.integers(min_value=1, max_value=4),
+    window=windows,
+)
+def test_each_user_adds_at_most_max_items_distinct_items_per_window(
+    events: list[tuple[str, float]], max_items: int, window: float
+) -> None:
+    budget = PrivacyBudget(limit_epsilon=10.0, window_seconds=window)
+    bound = ContributionBound(max_items=max_items, window_seconds=window)
+    admitted: defaultdict[float, list[str]] = defaultdict(list)
+    for item, now in events:
+        if bound.admit(item, now=now, budget=budget, epsilon=0.5):
+            admitted[bound.window_start].append(item)
+    for items in admitted.values():
+        assert len(items) == len(set(items)) <= max_items
+    assert budget.spent_units <= 500_000 * len(admitted)
+
+
+def test_contributions_charge_once_per_window_and_respect_the_budget() -> None:
+    budget = PrivacyBudget(limit_epsilon=1.0, window_seconds=1000.0)
+    bound = ContributionBound(max_items=3, window_seconds=100.0)
+    assert [bound.admit(i, now=1.0, budget=budget, epsilon=0.6) for i in "abca"] == [
+        True,
+        True,
+        True,
+        False,
+    ]
+    assert budget.spent_units == 600_000  # once for the whole window
+    assert not bound.admit("d", now=50.0, budget=budget, epsilon=0.6)  # window full
+    assert not bound.admit("d", now=150.0, budget=budget, epsilon=0.6)  # budget spent
+    assert bound.to_list() == [0.0, ["a", "b", "c"]]  # a refusal changed nothing
+    assert bound.admit("d", now=1050.0, budget=budget, epsilon=0.6)
+    assert bound.to_list() == [1000.0, ["d"]]
+    raw = orjson.loads(orjson.dumps(bound.to_list()))
+    assert ContributionBound.from_list(raw, max_items=3, window_seconds=100.0) == bound
+    with pytest.raises(ValueError):
+        ContributionBound.from_list([0.0], max_items=3, window_seconds=100.0)
+    with pytest.raises(ValueError):
+        ContributionBound(max_items=0, window_seconds=100.0)
+
+
+def test_counts_release_the_whole_domain_once() -> None:
+    counts = NoisyCounts(["a", "b", "a"], max_items=1)
+    assert counts.add("a") and not counts.add("unknown")
+    released = counts.release(epsilon=1e6)  # scale 1e-6: noise is 0 but for exp(-1e6)
+    assert released == {"a": 1, "b": 0}
+    with pytest.raises(PrivacyError):
+        counts.release(epsilon=1.0)
+    assert NoisyCounts([], max_items=1).release(epsilon=1.0) == {}
+
+
+def test_measurements_are_built_once_per_setting() -> None:
+    noisy_count(0, epsilon=0.37, sensitivity=2)
+    hits = privacy._mechanism.cache_info().hits
+    noisy_count(0, epsilon=0.37, sensitivity=2)
+    assert privacy._mechanism.cache_info().hits == hits + 1
