@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, MutableMapping
 
 import faust
 
@@ -18,6 +18,7 @@ from streams.pipeline import BatchResult, EventPipeline
 from streams.records import InputRecord, OutputRecord
 from streams.settings import Settings
 from streams.topics import Topics
+from streams.user_state import TableChanges
 
 log = logging.getLogger(__name__)
 
@@ -28,23 +29,24 @@ def register_agents(
     settings: Settings,
     topics: Topics,
     users: faust.Table,
+    keys: faust.Table,
     pipeline: EventPipeline,
 ) -> None:
     """Attach ``recommend_for_events`` to ``app``."""
-    changelog = users.changelog_topic.get_topic_name()
+    changelogs = (users.changelog_topic.get_topic_name(), keys.changelog_topic.get_topic_name())
     isolate_tails = settings.broker_kind == "tansu"
 
-    @app.agent(topics.events, name="recommend_for_events")
+    @app.agent(topics.inputs, name="recommend_for_events")
     async def recommend_for_events(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
-        store = users.data
+        state_store, key_store = users.data, keys.data
         async for events in stream.take_events(settings.batch_max, within=settings.batch_within):
             records = [_input_record(event.message) for event in events]
-            result = pipeline.process(records, read_state=store.get)
-            body, tails = _outputs(result, changelog, isolate_tails=isolate_tails)
+            result = pipeline.process(records, read_state=state_store.get, read_key=key_store.get)
+            body, tails = _outputs(result, changelogs, isolate_tails=isolate_tails)
             await send_all(app.producer, body)
             await send_all(app.producer, tails)
-            for user, (_, state) in result.states.items():
-                store[user] = state
+            _apply(state_store, result.changes.states)
+            _apply(key_store, result.changes.keys)
             yield None
 
 
@@ -59,28 +61,38 @@ def _input_record(message: faust.types.Message) -> InputRecord:
     )
 
 
+def _apply(store: MutableMapping[bytes, bytes], changes: TableChanges) -> None:
+    for user, (_, value) in changes.items():
+        if value is None:
+            store.pop(user, None)
+        else:
+            store[user] = value
+
+
 def _outputs(
-    result: BatchResult, changelog: str, *, isolate_tails: bool
+    result: BatchResult, changelogs: tuple[str, str], *, isolate_tails: bool
 ) -> tuple[list[OutputRecord], list[OutputRecord]]:
     """The batch's records to send, as (body, tails) sent one after the other.
 
     Tansu reports a partition's end offset as the base offset of its last
     producer batch + 1, so Faust's changelog recovery stops before the rest of
     that batch and silently loses table updates. With ``isolate_tails`` the last
-    changelog record of each partition is held back and sent after the body is
-    acknowledged, so it travels alone and the end offset Tansu reports is right.
+    changelog record of each changelog partition is held back and sent after the
+    body is acknowledged, so it travels alone and the end offset Tansu reports is right.
     """
-    states = [
-        OutputRecord(topic=changelog, key=user, value=state, partition=partition)
-        for user, (partition, state) in result.states.items()
+    changes = (result.changes.states, result.changes.keys)
+    table_records = [
+        OutputRecord(topic=topic, key=user, value=value, partition=partition)
+        for topic, table in zip(changelogs, changes, strict=True)
+        for user, (partition, value) in table.items()
     ]
-    body = [*result.recommendations, *result.dead_letters]
+    body = [*result.recommendations, *result.dead_letters, *result.audit]
     if not isolate_tails:
-        return [*body, *states], []
-    last = {record.partition: index for index, record in enumerate(states)}
-    tails = [states[index] for index in sorted(last.values())]
+        return [*body, *table_records], []
+    last = {(r.topic, r.partition): index for index, r in enumerate(table_records)}
     held = set(last.values())
-    body += [record for index, record in enumerate(states) if index not in held]
+    tails = [table_records[index] for index in sorted(held)]
+    body += [record for index, record in enumerate(table_records) if index not in held]
     return body, tails
 
 

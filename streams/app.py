@@ -20,10 +20,11 @@ from model.serving import CheckpointScorer
 from model.text import TextEncoder
 from streams.agents import register_agents, send_all
 from streams.catalogue_feed import CatalogueFollower
+from streams.crypto import load_master_key
 from streams.pipeline import EventPipeline
 from streams.pseudonym import Pseudonymizer, load_pseudonym_key
 from streams.settings import Settings
-from streams.tables import build_user_table
+from streams.tables import build_key_table, build_user_table
 from streams.topics import build_topics
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ def create_app(
     settings: Settings,
     *,
     pseudonym_key: bytes | None = None,
+    master_key: bytes | None = None,
     catalogue_loaded: asyncio.Event | None = None,
 ) -> faust.App:
     """Build a configured app with its topic, table, agent and catalogue follower.
@@ -62,30 +64,36 @@ def create_app(
     Args:
         settings: the one configuration object.
         pseudonym_key: HMAC key; defaults to :func:`load_pseudonym_key`.
+        master_key: state master key; defaults to :func:`load_master_key`.
         catalogue_loaded: set once the item catalogue has been read to its end
             (with ``text_search`` on); the worker waits for it before it is ready.
     """
     key = pseudonym_key if pseudonym_key is not None else load_pseudonym_key(settings)
+    master = master_key if master_key is not None else load_master_key(settings)
     app = faust.App(settings.app_id, autodiscover=False, **faust_options(settings))
     topics = build_topics(app, settings)
-    users = build_user_table(app, settings)
+    users, keys = build_user_table(app, settings), build_key_table(app, settings)
     scorer = load_scorer(settings)
     encoder = TextEncoder() if settings.text_search else None
     catalogue = TextCatalogue(dim=encoder.dim) if encoder is not None else None
     pipeline = EventPipeline(
         settings,
         pseudonymizer=Pseudonymizer(key),
+        master_key=master,
         scorer=scorer,
         catalogue=catalogue,
         encode_queries=encoder.encode_many if encoder is not None else None,
     )
-    register_agents(app, settings=settings, topics=topics, users=users, pipeline=pipeline)
+    register_agents(
+        app, settings=settings, topics=topics, users=users, keys=keys, pipeline=pipeline
+    )
     if encoder is not None and catalogue is not None:
         follower = CatalogueFollower(
             settings,
             catalogue=catalogue,
             encoder=encoder,
             send_dead_letters=lambda records: send_all(app.producer, records),
+            seal=pipeline.seal_dead_letter,
             loaded=catalogue_loaded or asyncio.Event(),
         )
         app.task(follower.run)

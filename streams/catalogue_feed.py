@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from model.catalogue import TextCatalogue
 from model.text import TextEncoder
-from streams.records import InputRecord, OutputRecord, dead_letter
+from streams.records import InputRecord, OutputRecord, Sealer, dead_letter
 from streams.settings import Settings
 from streams.validation import ITEM_SCHEMA, RecordValidator, Rejection
 
@@ -44,7 +44,7 @@ class ItemChanges:
 
 
 def item_changes(
-    records: Sequence[InputRecord], validate: RecordValidator, *, dlq_topic: str
+    records: Sequence[InputRecord], validate: RecordValidator, *, dlq_topic: str, seal: Sealer
 ) -> ItemChanges:
     """Fold records in offset order: the last record of an item wins."""
     changes = ItemChanges()
@@ -56,7 +56,7 @@ def item_changes(
             continue
         outcome = validate(record.value)
         if isinstance(outcome, Rejection):
-            changes.dead_letters.append(dead_letter(record, outcome, topic=dlq_topic))
+            changes.dead_letters.append(dead_letter(record, outcome, topic=dlq_topic, seal=seal))
             continue
         changes.removed.discard(outcome["id"])
         changes.titles[outcome["id"]] = outcome["title"]
@@ -73,12 +73,14 @@ class CatalogueFollower:
         catalogue: TextCatalogue,
         encoder: TextEncoder,
         send_dead_letters: SendDeadLetters,
+        seal: Sealer,
         loaded: asyncio.Event,
     ) -> None:
         self._settings = settings
         self._catalogue = catalogue
         self._encoder = encoder
         self._send_dead_letters = send_dead_letters
+        self._seal = seal
         self._validate = RecordValidator(max_bytes=settings.max_event_bytes, schema=ITEM_SCHEMA)
         self.loaded = loaded
 
@@ -116,7 +118,9 @@ class CatalogueFollower:
 
     async def apply(self, records: Sequence[InputRecord]) -> None:
         """Encode the new titles (in a thread), then update the catalogue and DLQ bad records."""
-        changes = item_changes(records, self._validate, dlq_topic=self._settings.dlq_topic)
+        changes = item_changes(
+            records, self._validate, dlq_topic=self._settings.dlq_topic, seal=self._seal
+        )
         if changes.titles:
             ids, titles = list(changes.titles), list(changes.titles.values())
             vectors = await asyncio.to_thread(self._encoder.encode_many, titles)

@@ -46,6 +46,8 @@ from collections import OrderedDict
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from streams.errors import ConfigurationError, StateDecryptionError
 from streams.keys import load_key
@@ -223,6 +225,54 @@ class StateCipher:
         self._cache.move_to_end(pseudonym)
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
+
+
+class RecordSealer:
+    """Seals whole records (key and value) under a key derived from the master key.
+
+    For copies of input that must be kept but may hold raw ids, such as the
+    dead-letter topic's copies of rejected events: a reader without the master
+    key learns their sizes only. ``purpose`` separates the derived keys (HKDF-SHA256).
+
+    Examples:
+        >>> sealer = RecordSealer(bytes(32), purpose=b"dlq")
+        >>> sealer.open(sealer.seal(b"u1", b'{"oops'))
+        (b'u1', b'{"oops')
+        >>> sealer.open(sealer.seal(None, None))
+        (None, None)
+    """
+
+    def __init__(self, master_key: bytes, *, purpose: bytes) -> None:
+        if len(master_key) != KEY_BYTES:
+            raise ConfigurationError(f"the state master key must be {KEY_BYTES} bytes")
+        derive = HKDF(
+            algorithm=SHA256(), length=KEY_BYTES, salt=None, info=b"intentstream " + purpose
+        )
+        self._aead = AESGCM(derive.derive(master_key))
+        self._aad = _RECORD_HEADER + purpose
+
+    def seal(self, key: bytes | None, value: bytes | None) -> bytes:
+        """One opaque blob holding both (``len(key) + len(value) + 34`` bytes)."""
+        flags = (key is not None) | (value is not None) << 1
+        body = bytes([flags]) + len(key or b"").to_bytes(4, "big") + (key or b"") + (value or b"")
+        nonce = os.urandom(NONCE_BYTES)
+        return _RECORD_HEADER + nonce + self._aead.encrypt(nonce, body, self._aad)
+
+    def open(self, sealed: bytes) -> tuple[bytes | None, bytes | None]:
+        """The (key, value) sealed by :meth:`seal`.
+
+        Raises:
+            StateDecryptionError: wrong master key or purpose, tampered or truncated.
+        """
+        if len(sealed) < SEAL_OVERHEAD or sealed[0] != RECORD_VERSION:
+            raise StateDecryptionError("not a sealed record of a known format")
+        try:
+            body = self._aead.decrypt(sealed[1:_BODY], sealed[_BODY:], self._aad)
+        except InvalidTag:
+            raise StateDecryptionError("sealed record failed authentication") from None
+        flags, size = body[0], int.from_bytes(body[1:5], "big")
+        key, value = body[5 : 5 + size], body[5 + size :]
+        return (key if flags & 1 else None), (value if flags & 2 else None)
 
 
 def load_master_key(settings: Settings, *, create: bool = False) -> bytes:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from streams.admin import ensure_topics
 from streams.brokers import local_broker
+from streams.crypto import load_master_key
 from streams.demo_view import DemoMonitor, render_summary, watch
 from streams.errors import ConfigurationError
 from streams.pseudonym import load_pseudonym_key
@@ -62,6 +63,7 @@ def run_demo(settings: Settings, options: DemoOptions) -> int:
     started = time.monotonic()
     path = resolve_data(settings, options.data)
     load_pseudonym_key(settings, create=True)
+    load_master_key(settings, create=True)
     with _broker(settings) as running:
         ensure_topics(running)
         running = running.model_copy(update={"ready_file": running.home / "demo-worker.ready"})

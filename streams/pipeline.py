@@ -1,8 +1,9 @@
 """The per-batch work of the scoring agent, free of Faust so it can be tested alone.
 
-:meth:`EventPipeline.process` turns a batch of raw ``shop.events`` records into
-the records to produce (recommendations, dead letters, changelog updates). The
-agent only decodes, calls it, and sends.
+:meth:`EventPipeline.process` turns a batch of raw ``shop.events`` and
+``shop.privacy.requests`` records into the records to produce (recommendations,
+sealed dead letters, erasure audits) and the sealed table changes. The agent
+only decodes, calls it, and sends.
 """
 
 from __future__ import annotations
@@ -18,25 +19,34 @@ import orjson
 from model.baseline import CooccurrenceRecommender, NextPurchaseRate
 from model.catalogue import TextCatalogue
 from model.serving import ContextRanker, ItemScorer, QueryEncoder, RankerConfig, RankRequest
-from streams.features import EVENT_TYPES, TYPE_INDEX, UserFeatures, apply_event
+from streams.crypto import RecordSealer, StateCipher
+from streams.features import EVENT_TYPES, TYPE_INDEX, apply_event
 from streams.pseudonym import Pseudonymizer
 from streams.records import InputRecord, OutputRecord, dead_letter
 from streams.settings import Settings
-from streams.validation import Reason, RecordValidator, Rejection
+from streams.user_state import StateChanges, TableReader, UserStates
+from streams.validation import PRIVACY_REQUEST_SCHEMA, Reason, RecordValidator, Rejection
 
 log = logging.getLogger(__name__)
 
-StateReader = Callable[[bytes], bytes | None]
+#: HKDF purpose of the key that seals the DLQ's copies of rejected records.
+DLQ_PURPOSE = b"dead letters"
 
 
 @dataclass(slots=True)
 class BatchResult:
-    """Everything one batch produces; ``states`` maps pseudonym -> (partition, state)."""
+    """Everything one batch produces.
+
+    ``changes`` holds the sealed user states and wrapped keys to write (None =
+    tombstone), each with the partition of the record that changed it.
+    """
 
     recommendations: list[OutputRecord] = field(default_factory=list)
     dead_letters: list[OutputRecord] = field(default_factory=list)
-    states: dict[bytes, tuple[int, bytes]] = field(default_factory=dict)
+    audit: list[OutputRecord] = field(default_factory=list)
+    changes: StateChanges = field(default_factory=StateChanges)
     redelivered: int = 0
+    erased: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +62,10 @@ class _Pending:
 class EventPipeline:
     """Validates, pseudonymises, updates features and scores a batch of events.
 
+    The batch may also hold erasure requests (``shop.privacy.requests``): they
+    are applied in order with the events, so an event after the request starts
+    from empty state.
+
     With a trained ``scorer`` every accepted event of a batch is ranked in one
     call at the end of the batch. Without one, the stream-learned baseline ranks
     each event before the next event teaches it, so a batch gives exactly what
@@ -64,14 +78,22 @@ class EventPipeline:
         settings: Settings,
         *,
         pseudonymizer: Pseudonymizer,
+        master_key: bytes,
         clock: Callable[[], float] = time.time,
         scorer: ItemScorer | None = None,
         catalogue: TextCatalogue | None = None,
         encode_queries: QueryEncoder | None = None,
     ) -> None:
         self._settings = settings
-        self._validate = RecordValidator(max_bytes=settings.max_event_bytes)
+        self._validators = {
+            settings.events_topic: RecordValidator(max_bytes=settings.max_event_bytes),
+            settings.privacy_requests_topic: RecordValidator(
+                max_bytes=settings.max_event_bytes, schema=PRIVACY_REQUEST_SCHEMA
+            ),
+        }
         self._pseudonyms = pseudonymizer
+        self._cipher = StateCipher(master_key)
+        self.seal_dead_letter = RecordSealer(master_key, purpose=DLQ_PURPOSE).seal
         self._clock = clock
         self.recommender = CooccurrenceRecommender()
         self.intent = NextPurchaseRate(n_types=len(EVENT_TYPES))
@@ -84,60 +106,107 @@ class EventPipeline:
         )
         self._rank_each_event = scorer is None
 
-    def process(self, records: Sequence[InputRecord], read_state: StateReader) -> BatchResult:
+    def process(
+        self, records: Sequence[InputRecord], *, read_state: TableReader, read_key: TableReader
+    ) -> BatchResult:
         """Handle one batch in record order.
 
         Args:
-            records: consumed records, in offset order per partition.
-            read_state: the user table lookup (pseudonym bytes -> state bytes or None).
+            records: consumed events and privacy requests, in offset order per partition.
+            read_state: the ``user_features`` lookup (pseudonym -> sealed state or None).
+            read_key: the ``user_keys`` lookup (pseudonym -> wrapped data key or None).
 
         Returns:
-            The outputs of the batch; each user's state appears once, as of its last event.
+            The outputs of the batch; each user's state appears once, as of its last record.
         """
         result = BatchResult()
-        checked = [self._validate(record.value) for record in records]
-        accepted = [event for event in checked if isinstance(event, dict)]
-        users = iter(self._pseudonyms.many(event["user_id"] for event in accepted))
-        sessions = iter(self._pseudonyms.many(event.get("session_id", "") for event in accepted))
-        states: dict[bytes, UserFeatures] = {}
+        checked = [self._check(record) for record in records]
+        raw_ids = [
+            self._raw_id(record, outcome) for record, outcome in zip(records, checked, strict=True)
+        ]
+        users = iter(self._pseudonyms.many(uid for uid in raw_ids if uid is not None))
+        states = UserStates(self._cipher, read_state=read_state, read_key=read_key)
         pending: list[_Pending] = []
         for record, outcome in zip(records, checked, strict=True):
             if isinstance(outcome, Rejection):
-                result.dead_letters.append(
-                    dead_letter(record, outcome, topic=self._settings.dlq_topic)
-                )
+                result.dead_letters.append(self._dead_letter(record, outcome))
                 continue
-            user, session = next(users).encode(), next(sessions)[:16]
+            user = next(users).encode()
             try:
-                pending.append(
-                    self._handle(record, outcome, user, session, states, read_state, result)
-                )
+                if record.topic == self._settings.privacy_requests_topic:
+                    result.audit.append(self._erase(record, outcome, user, states, result))
+                else:
+                    pending.append(self._handle(record, outcome, user, states, result))
             except Exception as exc:  # a bug on odd input must not stop the worker
                 log.exception("failed on %s[%d]@%d", record.topic, record.partition, record.offset)
                 reject = Rejection(Reason.PROCESSING_ERROR, f"{type(exc).__name__}: {exc}"[:200])
-                result.dead_letters.append(
-                    dead_letter(record, reject, topic=self._settings.dlq_topic)
-                )
+                result.dead_letters.append(self._dead_letter(record, reject))
             if self._rank_each_event:
                 result.recommendations += self._recommendations(pending)
                 pending.clear()
         result.recommendations += self._recommendations(pending)
+        result.changes = states.changes()
         return result
+
+    def _check(self, record: InputRecord) -> dict[str, Any] | Rejection:
+        outcome = self._validators[record.topic](record.value)
+        if record.topic == self._settings.privacy_requests_topic and isinstance(outcome, dict):
+            if not record.key:
+                return Rejection(Reason.MISSING_FIELD, "record key (the raw user id) is missing")
+            try:
+                record.key.decode("utf-8")
+            except UnicodeDecodeError:
+                return Rejection(Reason.NOT_UTF8, "record key is not UTF-8")
+        return outcome
+
+    def _raw_id(self, record: InputRecord, outcome: dict[str, Any] | Rejection) -> str | None:
+        if isinstance(outcome, Rejection):
+            return None
+        if record.topic == self._settings.privacy_requests_topic:
+            return (record.key or b"").decode("utf-8")
+        return str(outcome["user_id"])
+
+    def _dead_letter(self, record: InputRecord, rejection: Rejection) -> OutputRecord:
+        return dead_letter(
+            record, rejection, topic=self._settings.dlq_topic, seal=self.seal_dead_letter
+        )
+
+    def _erase(
+        self,
+        record: InputRecord,
+        request: dict[str, Any],
+        user: bytes,
+        states: UserStates,
+        result: BatchResult,
+    ) -> OutputRecord:
+        """Delete the user's state and key; the outcome goes to the audit topic."""
+        existed = states.erase(user, record.partition)
+        result.erased += 1
+        now = self._clock()
+        outcome = {
+            "request_id": request["request_id"],
+            "action": "erase",
+            "outcome": "erased" if existed else "no_state",
+            "ts": round(now, 6),
+            "latency_ms": round(max(0.0, now - record.timestamp) * 1000.0, 3),
+        }
+        return OutputRecord(
+            topic=self._settings.privacy_audit_topic,
+            key=str(request["request_id"]).encode(),
+            value=orjson.dumps(outcome),
+        )
 
     def _handle(
         self,
         record: InputRecord,
         event: dict[str, Any],
         user: bytes,
-        session: str,
-        states: dict[bytes, UserFeatures],
-        read_state: StateReader,
+        states: UserStates,
         result: BatchResult,
     ) -> _Pending:
         state = states.get(user)
-        if state is None:
-            state = states[user] = UserFeatures.from_bytes(read_state(user))
         previous_items, previous_type = list(state.items[-1:]), state.last_type
+        session = self._pseudonyms.one(event.get("session_id", ""))[:16]
         fresh = apply_event(
             state,
             event,
@@ -151,7 +220,7 @@ class EventPipeline:
                 self.recommender.learn_one(previous_items, event["item_id"])
             if previous_type >= 0:
                 self.intent.learn_one(previous_type, TYPE_INDEX[event["type"]])
-            result.states[user] = (record.partition, state.to_bytes())
+            states.changed(user, record.partition)
         else:
             result.redelivered += 1
         query = event.get("query") if event["type"] == "search" else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from streams.validation import Rejection
@@ -32,8 +33,19 @@ class OutputRecord:
     headers: Headers = field(default_factory=list)
 
 
-def dead_letter(record: InputRecord, rejection: Rejection, *, topic: str) -> OutputRecord:
-    """The DLQ copy of a rejected record: original key and bytes, reason and position in headers."""
+#: Seals a record's (key, value) into one opaque value (``streams.crypto.RecordSealer.seal``).
+Sealer = Callable[[bytes | None, bytes | None], bytes]
+
+
+def dead_letter(
+    record: InputRecord, rejection: Rejection, *, topic: str, seal: Sealer
+) -> OutputRecord:
+    """The DLQ copy of a rejected record, nothing dropped and no raw id in the clear.
+
+    The original key and bytes are sealed together into the value (they may hold
+    raw user ids, which may appear only in the input and output topics); the
+    reason, detail and source position stay readable in the headers.
+    """
     headers = [
         ("reason", rejection.reason.value.encode()),
         ("detail", rejection.detail.encode("utf-8", "replace")),
@@ -41,4 +53,6 @@ def dead_letter(record: InputRecord, rejection: Rejection, *, topic: str) -> Out
         ("source_partition", str(record.partition).encode()),
         ("source_offset", str(record.offset).encode()),
     ]
-    return OutputRecord(topic=topic, key=record.key, value=record.value, headers=headers)
+    return OutputRecord(
+        topic=topic, key=None, value=seal(record.key, record.value), headers=headers
+    )

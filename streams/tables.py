@@ -1,4 +1,4 @@
-"""The per-user feature table, keyed by pseudonym, holding compact state bytes."""
+"""The per-user tables, keyed by pseudonym: sealed feature state, and wrapped data keys."""
 
 from __future__ import annotations
 
@@ -7,6 +7,18 @@ import faust
 from streams.settings import Settings
 
 USER_TABLE = "user_features"
+KEY_TABLE = "user_keys"
+
+#: Changelog settings of ``user_keys``: compact soon after a key is destroyed, so the
+#: superseded wrapped key is gone from the broker within minutes, not days
+#: (crypto-shredding; docs/privacy.md). Apache Kafka honours them; Tansu keeps
+#: everything in memory until it restarts.
+KEY_CHANGELOG_CONFIGS: dict[str, str] = {
+    "segment.ms": "10000",
+    "min.cleanable.dirty.ratio": "0.01",
+    "min.compaction.lag.ms": "0",
+    "delete.retention.ms": "10000",
+}
 
 
 def build_user_table(app: faust.App, settings: Settings) -> faust.Table:
@@ -22,4 +34,16 @@ def build_user_table(app: faust.App, settings: Settings) -> faust.Table:
         value_type=bytes,
         partitions=settings.partitions,
         default=None,
+    )
+
+
+def build_key_table(app: faust.App, settings: Settings) -> faust.Table:
+    """Declare ``user_keys``: wrapped data keys, co-partitioned like ``user_features``."""
+    return app.Table(
+        KEY_TABLE,
+        key_type=bytes,
+        value_type=bytes,
+        partitions=settings.partitions,
+        default=None,
+        extra_topic_configs=KEY_CHANGELOG_CONFIGS,
     )

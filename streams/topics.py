@@ -13,17 +13,22 @@ from streams.settings import Settings
 class Topics:
     """Topic handles of one app. Values stay raw bytes: the pipeline decodes them itself."""
 
-    events: faust.TopicT
+    inputs: faust.TopicT
 
 
 def build_topics(app: faust.App, settings: Settings) -> Topics:
-    """Declare the input topic with raw (undecoded) keys and values."""
-    events = app.topic(
+    """Declare the agent's input: events and privacy requests, raw keys and values.
+
+    One agent reads both, so an erasure and the user's events are applied by a
+    single writer, in order, in the same batches (``streams.pipeline``).
+    """
+    inputs = app.topic(
         settings.events_topic,
+        settings.privacy_requests_topic,
         key_type=bytes,
         value_type=bytes,
         key_serializer="raw",
         value_serializer="raw",
         partitions=settings.partitions,
     )
-    return Topics(events=events)
+    return Topics(inputs=inputs)

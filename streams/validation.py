@@ -1,7 +1,8 @@
 """Decode and validate raw input records against the published schemas.
 
 The schemas live in ``streams/schemas/`` (``event.schema.json`` for events,
-``item.schema.json`` for catalogue items: the input contracts of DESIGN.md).
+``item.schema.json`` for catalogue items, ``privacy_request.schema.json`` for
+erasure requests: the input contracts of DESIGN.md).
 Every failure becomes a :class:`Rejection` with a machine-readable reason
 instead of an exception, so one bad record never stops a batch.
 """
@@ -20,6 +21,7 @@ import orjson
 #: Published JSON Schemas of the input topics' values.
 EVENT_SCHEMA = "schemas/event.schema.json"
 ITEM_SCHEMA = "schemas/item.schema.json"
+PRIVACY_REQUEST_SCHEMA = "schemas/privacy_request.schema.json"
 
 
 class Reason(StrEnum):

@@ -17,6 +17,7 @@ from streams.worker import wait_until_ready, worker_process
 
 WORKER_READY_SECONDS = 90.0
 TEST_KEY = "integration-test-key-0123456789abcdef"
+TEST_MASTER_KEY = bytes(range(32))
 
 
 @pytest.fixture
@@ -36,6 +37,7 @@ def make_settings(new_topic_name: Callable[[str], str], tmp_path: Path) -> Calla
             privacy_audit_topic=new_topic_name("privacy-audit"),
             models_topic=new_topic_name("models"),
             pseudonym_key=TEST_KEY,
+            state_key=TEST_MASTER_KEY.hex(),
             home=tmp_path / "home",
             worker_loglevel="info",
             **overrides,  # type: ignore[arg-type]

@@ -22,7 +22,10 @@ from model.checkpoint import save_checkpoint
 from model.config import ScorerConfig
 from model.scorer import SequenceScorer
 from model.sessions import ItemVocab
+from streams.crypto import RecordSealer
+from streams.pipeline import DLQ_PURPOSE
 from streams.settings import Settings
+from tests.integration.conftest import TEST_MASTER_KEY
 from tests.integration.kafka_io import collect, produce
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka]
@@ -90,6 +93,6 @@ def test_worker_serves_the_checkpoint_search_and_cold_start(
     assert recs["e1"]["model_version"] == BASELINE_VERSION
     assert recs["e2"]["context"] == "search" and recs["e2"]["items"][0]["item_id"] == "c"
     [letter] = out[settings.dlq_topic]
-    assert letter.value == bad_item[1]
+    assert RecordSealer(TEST_MASTER_KEY, purpose=DLQ_PURPOSE).open(letter.value) == bad_item
     assert dict(letter.headers)["reason"] == b"missing_field"
     assert dict(letter.headers)["source_topic"].decode() == settings.items_topic

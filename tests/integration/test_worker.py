@@ -15,13 +15,14 @@ from collections.abc import Callable
 import orjson
 import pytest
 
+from streams.crypto import RecordSealer, StateCipher
 from streams.features import UserFeatures
-from streams.pipeline import EventPipeline
+from streams.pipeline import DLQ_PURPOSE, EventPipeline
 from streams.pseudonym import Pseudonymizer
 from streams.records import InputRecord
 from streams.settings import Settings
-from streams.tables import USER_TABLE
-from tests.integration.conftest import TEST_KEY, stop_worker
+from streams.tables import KEY_TABLE, USER_TABLE
+from tests.integration.conftest import TEST_KEY, TEST_MASTER_KEY, stop_worker
 from tests.integration.kafka_io import collect, produce
 
 pytestmark = pytest.mark.integration
@@ -90,9 +91,15 @@ def _stable(value: bytes) -> dict[str, object]:
     return {k: v for k, v in rec.items() if k not in VOLATILE}
 
 
-def _changelog_states(settings: Settings, records: list) -> dict[bytes, UserFeatures]:
-    latest = {record.key: record.value for record in records}
-    return {key: UserFeatures.from_bytes(value) for key, value in latest.items()}
+def _changelog_states(states: list, keys: list) -> dict[bytes, UserFeatures]:
+    """Each user's latest state in the changelogs, opened with their wrapped key."""
+    latest_state = {record.key: record.value for record in states}
+    latest_key = {record.key: record.value for record in keys}
+    cipher = StateCipher(TEST_MASTER_KEY)
+    return {
+        user: UserFeatures.from_bytes(cipher.open(user, latest_key[user], sealed))
+        for user, sealed in latest_state.items()
+    }
 
 
 @pytest.mark.kafka
@@ -114,13 +121,16 @@ def test_exact_recommendations_and_dead_letters_on_kafka(
     inputs = out[settings.events_topic]
 
     # The same records through the pure pipeline, in the order the worker saw them.
-    expected_pipeline = EventPipeline(settings, pseudonymizer=Pseudonymizer(TEST_KEY.encode()))
+    expected_pipeline = EventPipeline(
+        settings, pseudonymizer=Pseudonymizer(TEST_KEY.encode()), master_key=TEST_MASTER_KEY
+    )
     expected = expected_pipeline.process(
         [
             InputRecord(m.key, m.value, m.topic, m.partition, m.offset, m.timestamp / 1000)
             for m in inputs
         ],
         read_state=lambda _: None,
+        read_key=lambda _: None,
     )
     recs = out[settings.recommendations_topic]
     assert [_stable(m.value) for m in recs] == [
@@ -132,8 +142,11 @@ def test_exact_recommendations_and_dead_letters_on_kafka(
 
     letters = out[settings.dlq_topic]
     position = {m.value: m.offset for m in inputs}
-    assert [(m.key, m.value) for m in letters] == [(k, v) for k, v, _ in BAD]
+    sealer = RecordSealer(TEST_MASTER_KEY, purpose=DLQ_PURPOSE)
+    assert all(m.key is None for m in letters)
+    assert [sealer.open(m.value) for m in letters] == [(k, v) for k, v, _ in BAD]
     for letter, (_, value, reason) in zip(letters, BAD, strict=True):
+        assert value not in letter.value  # sealed, not a plain copy
         headers = dict(letter.headers)
         assert headers["reason"].decode() == reason
         assert headers["detail"]
@@ -150,6 +163,7 @@ def _restart_flow(
     first = [(u.encode(), _event(i, u, item=f"p{i}")) for i, u in enumerate(users * 3)]
     second = [(u.encode(), _event(100 + i, u, item=f"q{i}")) for i, u in enumerate(users * 2)]
     changelog = f"{settings.app_id}-{USER_TABLE}-changelog"
+    key_changelog = f"{settings.app_id}-{KEY_TABLE}-changelog"
 
     worker = start_worker(settings)
     asyncio.run(produce(settings.bootstrap, settings.events_topic, first))
@@ -163,8 +177,8 @@ def _restart_flow(
     out = asyncio.run(
         collect(
             settings.bootstrap,
-            [settings.recommendations_topic, changelog],
-            count=len(first) + len(second) + len(users),
+            [settings.recommendations_topic, changelog, key_changelog],
+            count=len(first) + len(second) + 2 * len(users),
         )
     )
 
@@ -175,7 +189,7 @@ def _restart_flow(
     assert max(answered.values()) == 1, "a clean restart must not answer an event twice"
 
     pseudonyms = Pseudonymizer(TEST_KEY.encode())
-    states = _changelog_states(settings, out[changelog])
+    states = _changelog_states(out[changelog], out[key_changelog])
     for user in users:
         state = states[pseudonyms.one(user).encode()]
         history = [orjson.loads(v)["item_id"] for k, v in first + second if k == user.encode()]

@@ -10,7 +10,9 @@ KEY = b"k" * 32
 
 
 def test_tansu_latency_fix_uses_the_short_fetch_wait_transport() -> None:
-    app = create_app(Settings(broker_kind="tansu", kafka="127.0.0.1:1"), pseudonym_key=KEY)
+    app = create_app(
+        Settings(broker_kind="tansu", kafka="127.0.0.1:1"), pseudonym_key=KEY, master_key=bytes(32)
+    )
     assert type(app.transport) is Transport
     assert app.transport.Consumer is TansuConsumer
     assert TANSU_FETCH_MAX_WAIT_MS <= 50
@@ -18,15 +20,28 @@ def test_tansu_latency_fix_uses_the_short_fetch_wait_transport() -> None:
 
 
 def test_apache_kafka_uses_faust_stock_transport() -> None:
-    app = create_app(Settings(broker_kind="kafka", kafka="127.0.0.1:1"), pseudonym_key=KEY)
+    app = create_app(
+        Settings(broker_kind="kafka", kafka="127.0.0.1:1"), pseudonym_key=KEY, master_key=bytes(32)
+    )
     assert type(app.transport) is not Transport
     assert app.transport.Consumer is not TansuConsumer
 
 
 def test_app_has_the_scoring_agent_and_user_table() -> None:
     settings = Settings(broker_kind="kafka", kafka="127.0.0.1:1", partitions=3)
-    app = create_app(settings, pseudonym_key=KEY)
+    app = create_app(settings, pseudonym_key=KEY, master_key=bytes(32))
     assert set(app.agents) == {"recommend_for_events"}
     table = app.tables["user_features"]
     assert table.partitions == 3
     assert table.changelog_topic.get_topic_name() == "intentstream-user_features-changelog"
+
+
+def test_keys_table_compacts_fast_and_the_agent_reads_privacy_requests() -> None:
+    settings = Settings(broker_kind="kafka", kafka="127.0.0.1:1", partitions=3)
+    app = create_app(settings, pseudonym_key=KEY, master_key=bytes(32))
+    keys = app.tables["user_keys"]
+    assert keys.partitions == 3
+    assert keys.changelog_topic.config["delete.retention.ms"] == "10000"
+    assert keys.changelog_topic.compacting
+    topics = set(app.agents["recommend_for_events"].channel.topics)
+    assert topics == {settings.events_topic, settings.privacy_requests_topic}

@@ -5,10 +5,12 @@ from __future__ import annotations
 import orjson
 
 from streams.catalogue_feed import item_changes
+from streams.crypto import RecordSealer
 from streams.records import InputRecord
 from streams.validation import ITEM_SCHEMA, RecordValidator
 
 VALIDATE = RecordValidator(max_bytes=4096, schema=ITEM_SCHEMA)
+SEALER = RecordSealer(bytes(32), purpose=b"test")
 
 
 def _records(*pairs: tuple[bytes, bytes | None]) -> list[InputRecord]:
@@ -34,6 +36,7 @@ def test_the_last_record_of_an_item_wins_and_tombstones_remove() -> None:
         ),
         VALIDATE,
         dlq_topic="dlq",
+        seal=SEALER.seal,
     )
     assert changes.titles == {"a": "new title", "c": "back again"}
     assert changes.removed == {"b"}
@@ -45,9 +48,10 @@ def test_bad_item_records_become_dead_letters_with_reasons() -> None:
         _records((b"x", b'{"id": "x"}'), (b"y", b"not json"), (b"z", b'{"id": 5, "title": "t"}')),
         VALIDATE,
         dlq_topic="dlq",
+        seal=SEALER.seal,
     )
     assert changes.titles == {}
     reasons = [dict(letter.headers)["reason"] for letter in changes.dead_letters]
     assert reasons == [b"missing_field", b"invalid_json", b"wrong_type"]
-    assert changes.dead_letters[0].value == b'{"id": "x"}'
+    assert SEALER.open(changes.dead_letters[0].value or b"") == (b"x", b'{"id": "x"}')
     assert {letter.topic for letter in changes.dead_letters} == {"dlq"}

@@ -2,23 +2,46 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from model.baseline import BASELINE_VERSION
+from streams.crypto import RecordSealer, StateCipher
+from streams.errors import StateDecryptionError
 from streams.features import UserFeatures
-from streams.pipeline import BatchResult, EventPipeline
+from streams.pipeline import DLQ_PURPOSE, BatchResult, EventPipeline
 from streams.pseudonym import Pseudonymizer
 from streams.records import InputRecord
 from streams.settings import Settings
 
 KEY = b"p" * 32
+MASTER = bytes(range(32))
 SETTINGS = Settings(pseudonym_key="p" * 32, top_k=3)
+SEALER = RecordSealer(MASTER, purpose=DLQ_PURPOSE)
 
 
-def _pipeline() -> EventPipeline:
-    return EventPipeline(SETTINGS, pseudonymizer=Pseudonymizer(KEY), clock=lambda: 100.0)
+@dataclass
+class Tables:
+    """The worker's two tables: sealed states and wrapped keys, by pseudonym."""
+
+    states: dict[bytes, bytes] = field(default_factory=dict)
+    keys: dict[bytes, bytes] = field(default_factory=dict)
+
+    def plain(self, user: str) -> UserFeatures:
+        """A user's state, opened with the master key."""
+        pseudonym = Pseudonymizer(KEY).one(user).encode()
+        sealed, wrapped = self.states[pseudonym], self.keys[pseudonym]
+        return UserFeatures.from_bytes(StateCipher(MASTER).open(pseudonym, wrapped, sealed))
+
+
+def _pipeline(master: bytes = MASTER) -> EventPipeline:
+    return EventPipeline(
+        SETTINGS, pseudonymizer=Pseudonymizer(KEY), master_key=master, clock=lambda: 100.0
+    )
 
 
 def _record(value: bytes | None, offset: int, *, partition: int = 0) -> InputRecord:
@@ -45,16 +68,22 @@ def _view(user: str, item: str, event_id: str = "e") -> bytes:
     )
 
 
-def _run(
-    pipeline: EventPipeline, records: list[InputRecord], store: dict[bytes, bytes]
-) -> BatchResult:
-    result = pipeline.process(records, read_state=store.get)
-    store.update({user: state for user, (_, state) in result.states.items()})
+def _run(pipeline: EventPipeline, records: list[InputRecord], store: Tables) -> BatchResult:
+    result = pipeline.process(records, read_state=store.states.get, read_key=store.keys.get)
+    for table, changes in (
+        (store.states, result.changes.states),
+        (store.keys, result.changes.keys),
+    ):
+        for user, (_, value) in changes.items():
+            if value is None:
+                table.pop(user, None)
+            else:
+                table[user] = value
     return result
 
 
 def test_one_recommendation_per_accepted_event_in_the_design_format() -> None:
-    store: dict[bytes, bytes] = {}
+    store = Tables()
     result = _run(
         _pipeline(), [_record(_view("u1", "a", "e1"), 0), _record(_view("u1", "b", "e2"), 1)], store
     )
@@ -79,11 +108,14 @@ def test_one_recommendation_per_accepted_event_in_the_design_format() -> None:
 
 def test_bad_records_become_dead_letters_with_original_bytes_and_position() -> None:
     bad = b'{"event_id": "e1", "user_id": 7'
-    result = _run(_pipeline(), [_record(bad, 5, partition=2), _record(_view("u", "i"), 6)], {})
+    result = _run(
+        _pipeline(), [_record(bad, 5, partition=2), _record(_view("u", "i"), 6)], Tables()
+    )
     assert len(result.recommendations) == 1
     [letter] = result.dead_letters
     assert letter.topic == SETTINGS.dlq_topic
-    assert letter.value == bad and letter.key == b"k"
+    assert letter.key is None and b"user_id" not in (letter.value or b"")
+    assert SEALER.open(letter.value or b"") == (b"k", bad)
     assert dict(letter.headers) == {
         "reason": b"invalid_json",
         "detail": letter.headers[1][1],
@@ -94,32 +126,33 @@ def test_bad_records_become_dead_letters_with_original_bytes_and_position() -> N
 
 
 def test_state_is_keyed_by_pseudonym_and_holds_no_raw_ids() -> None:
-    store: dict[bytes, bytes] = {}
+    store = Tables()
     result = _run(_pipeline(), [_record(_view("alice@example.com", "i9"), 3, partition=4)], store)
-    [(user, (partition, state))] = result.states.items()
-    assert user == Pseudonymizer(KEY).one("alice@example.com").encode()
-    assert partition == 4
-    assert b"alice" not in user + state and b"s1" not in state
-    assert UserFeatures.from_bytes(state).items == ["i9"]
+    [(user, (partition, sealed))] = result.changes.states.items()
+    [(key_user, (key_partition, wrapped))] = result.changes.keys.items()
+    assert user == key_user == Pseudonymizer(KEY).one("alice@example.com").encode()
+    assert partition == key_partition == 4
+    assert b"alice" not in user + (sealed or b"") + (wrapped or b"")
+    assert b"i9" not in (sealed or b"") and b"s1" not in (sealed or b"")  # sealed, not plain
+    assert store.plain("alice@example.com").items == ["i9"]
 
 
 def test_search_events_are_answered_in_search_context() -> None:
     search = orjson.dumps(
         {"event_id": "q1", "user_id": "u", "ts": 2.0, "type": "search", "query": "red shoes"}
     )
-    result = _run(_pipeline(), [_record(search, 0)], {})
+    result = _run(_pipeline(), [_record(search, 0)], Tables())
     assert orjson.loads(result.recommendations[0].value or b"")["context"] == "search"
 
 
 def test_a_redelivered_batch_is_answered_again_but_not_counted_twice() -> None:
-    pipeline, store = _pipeline(), {}
+    pipeline, store = _pipeline(), Tables()
     records = [_record(_view("u", "a"), 0), _record(_view("u", "b"), 1)]
     _run(pipeline, records, store)
     again = _run(pipeline, records, store)
     assert len(again.recommendations) == 2 and again.redelivered == 2
-    assert again.states == {}
-    [state] = store.values()
-    assert UserFeatures.from_bytes(state).items == ["a", "b"]
+    assert again.changes.states == {} and again.changes.keys == {}
+    assert store.plain("u").items == ["a", "b"]
 
 
 EVENTS = st.lists(
@@ -142,10 +175,86 @@ def test_batched_processing_equals_per_event_processing(
     ]
     outputs = []
     for size in (1, batch_size):
-        pipeline, store = _pipeline(), {}
+        pipeline, store = _pipeline(), Tables()
         produced = []
         for start in range(0, len(records), size):
             result = _run(pipeline, records[start : start + size], store)
-            produced += [r.value for r in result.recommendations + result.dead_letters]
-        outputs.append((sorted(produced, key=repr), store))
+            produced += [r.value for r in result.recommendations]
+            produced += [SEALER.open(r.value or b"") for r in result.dead_letters]
+        states = {user: store.plain(user) for user in ("u1", "u2", "u3") if _known(store, user)}
+        outputs.append((sorted(produced, key=repr), states))
     assert outputs[0] == outputs[1]
+
+
+def _known(store: Tables, user: str) -> bool:
+    return Pseudonymizer(KEY).one(user).encode() in store.states
+
+
+def _erase(
+    user: str | None, request_id: str, offset: int, body: bytes | None = None
+) -> InputRecord:
+    return InputRecord(
+        key=user.encode() if user is not None else None,
+        value=body or orjson.dumps({"action": "erase", "request_id": request_id}),
+        topic=SETTINGS.privacy_requests_topic,
+        partition=0,
+        offset=offset,
+        timestamp=99.0,
+    )
+
+
+def test_erasure_deletes_state_and_key_and_the_next_event_starts_empty() -> None:
+    pipeline, store = _pipeline(), Tables()
+    _run(pipeline, [_record(_view("u", "a"), 0), _record(_view("v", "b"), 1)], store)
+    old_sealed = dict(store.states)
+    result = _run(pipeline, [_erase("u", "r1", 0)], store)
+    user = Pseudonymizer(KEY).one("u").encode()
+    assert result.changes.states == {user: (0, None)} and result.changes.keys == {user: (0, None)}
+    assert user not in store.states and user not in store.keys
+    [audit] = result.audit
+    assert audit.topic == SETTINGS.privacy_audit_topic and audit.key == b"r1"
+    outcome = orjson.loads(audit.value or b"")
+    assert outcome["outcome"] == "erased" and outcome["latency_ms"] == 1000.0
+    assert set(outcome) == {"request_id", "action", "outcome", "ts", "latency_ms"}  # no user id
+
+    _run(pipeline, [_record(_view("u", "c"), 2)], store)
+    assert store.plain("u").items == ["c"]  # starts from empty state, under a new key
+    cipher = StateCipher(MASTER)
+    with pytest.raises(StateDecryptionError):  # the old record does not open with the new key
+        cipher.open(user, store.keys[user], old_sealed[user])
+    assert store.plain("v").items == ["b"]  # other users untouched
+
+
+def test_erasure_in_the_middle_of_a_batch_applies_in_order() -> None:
+    pipeline, store = _pipeline(), Tables()
+    records = [_record(_view("u", "a"), 0), _erase("u", "r1", 0), _record(_view("u", "b"), 1)]
+    result = _run(pipeline, records, store)
+    assert orjson.loads(result.audit[0].value or b"")["outcome"] == "erased"
+    assert store.plain("u").items == ["b"]
+    again = _run(pipeline, [_erase("nobody", "r2", 1)], store)
+    assert orjson.loads(again.audit[0].value or b"")["outcome"] == "no_state"
+
+
+def test_bad_privacy_requests_go_to_the_dead_letter_topic() -> None:
+    result = _run(
+        _pipeline(),
+        [
+            _erase(None, "r1", 0),
+            _erase("u", "r2", 1, body=b'{"action": "forget-me", "request_id": "r2"}'),
+            _erase("u", "r3", 2, body=b'{"action": "erase"}'),
+        ],
+        Tables(),
+    )
+    assert result.audit == [] and result.changes.states == {}
+    reasons = [dict(letter.headers)["reason"] for letter in result.dead_letters]
+    assert reasons == [b"missing_field", b"invalid_value", b"missing_field"]
+
+
+def test_state_sealed_under_another_master_key_reads_as_a_new_user() -> None:
+    store = Tables()
+    _run(_pipeline(), [_record(_view("u", "a"), 0)], store)
+    other = _pipeline(master=bytes(32))
+    _run(other, [_record(_view("u", "b"), 1)], store)
+    user = Pseudonymizer(KEY).one("u").encode()
+    opened = StateCipher(bytes(32)).open(user, store.keys[user], store.states[user])
+    assert UserFeatures.from_bytes(opened).items == ["b"]
