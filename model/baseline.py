@@ -3,8 +3,9 @@
 Used until a trained transformer is loaded, and kept as its fallback:
 
 * :class:`CooccurrenceRecommender`: "shoppers who looked at X next looked at Y"
-  counted over each user's consecutive items, backed by popularity so that even
-  a cold user gets a full list.
+  counted over each user's consecutive items, then the user's own recent items,
+  backed by popularity so that even a cold user gets a full list. In the worker
+  it learns only from differentially private releases (``streams.shared_counts``).
 * :class:`NextPurchaseRate`: the purchase intent is the observed rate at which an
   event of a given type is followed by a purchase from the same user.
 
@@ -17,10 +18,12 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 #: Weights of the user's most recent items when summing their neighbours.
 RECENCY_WEIGHTS: tuple[float, ...] = (1.0, 0.5, 0.25)
+#: Scale of the user's own recent items: below co-occurrence evidence, above popularity.
+RECENT_SCALE = 0.05
 #: Scale of popularity scores below any co-occurrence evidence.
 POPULARITY_SCALE = 0.01
 
@@ -71,17 +74,27 @@ class CooccurrenceRecommender:
 
     def learn_one(self, history: Sequence[str], item: str) -> None:
         """Count ``item`` after the user's previous item (``history[-1]``)."""
-        if history:
-            self._next[history[-1]][item] += 1
-        self._popularity[item] += 1
-        self._events += 1
+        transitions = {(history[-1], item): 1} if history else {}
+        self.learn_counts({item: 1}, transitions)
+
+    def learn_counts(
+        self, popularity: Mapping[str, int], transitions: Mapping[tuple[str, str], int]
+    ) -> None:
+        """Add released counts: item -> count, and (item, next item) -> count."""
+        for (previous, item), count in transitions.items():
+            self._next[previous][item] += count
+        for item, count in popularity.items():
+            self._popularity[item] += count
+            self._events += count
 
     def recommend(self, history: Sequence[str], *, k: int) -> ScoredItems:
         """Top-``k`` (item, score) for a user whose recent items are ``history``.
 
         Scores are in [0, 1]: a recency-weighted share of next-item transitions,
-        then popularity (scaled below any co-occurrence evidence) to fill up.
-        Ties break by item id, so the output is deterministic.
+        then the user's own recent items (their own data, most recent first, at
+        most :data:`RECENT_SCALE`), then popularity (at most
+        :data:`POPULARITY_SCALE`) to fill up. Ties break by item id, so the
+        output is deterministic.
         """
         scores: defaultdict[str, float] = defaultdict(float)
         recent = list(reversed(history[-len(RECENCY_WEIGHTS) :]))
@@ -94,8 +107,14 @@ class CooccurrenceRecommender:
             for candidate, count in row.items():
                 scores[candidate] += weight * count / (row_total * total_weight)
         best = heapq.nsmallest(k, scores.items(), key=_rank_key)
+        chosen = {item for item, _ in best}
+        for rank, item in enumerate(dict.fromkeys(reversed(history))):
+            if len(best) >= k:
+                break
+            if item not in chosen:
+                best.append((item, RECENT_SCALE / (rank + 1)))
+                chosen.add(item)
         if len(best) < k:
-            chosen = {item for item, _ in best}
             fill = (pair for pair in self._top_popular(k + len(chosen)) if pair[0] not in chosen)
             best.extend(pair for _, pair in zip(range(k - len(best)), fill, strict=False))
         return [(item, round(score, 6)) for item, score in best]
@@ -129,12 +148,16 @@ class NextPurchaseRate:
     def __init__(self, *, n_types: int, purchase_type: int = 4) -> None:
         self._purchases = [0] * n_types
         self._totals = [0] * n_types
-        self._purchase_type = purchase_type
+        self.purchase_type = purchase_type
 
     def learn_one(self, previous_type: int, current_type: int) -> None:
         """Record that an event of ``previous_type`` was followed by ``current_type``."""
-        self._totals[previous_type] += 1
-        self._purchases[previous_type] += current_type == self._purchase_type
+        self.learn_counts(previous_type, purchases=current_type == self.purchase_type, count=1)
+
+    def learn_counts(self, previous_type: int, *, purchases: bool, count: int) -> None:
+        """Record ``count`` events of ``previous_type`` followed by a purchase or not."""
+        self._totals[previous_type] += count
+        self._purchases[previous_type] += count if purchases else 0
 
     def predict_one(self, current_type: int) -> float:
         """Probability that the event after one of ``current_type`` is a purchase."""

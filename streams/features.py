@@ -15,7 +15,7 @@ import orjson
 
 EVENT_TYPES: tuple[str, ...] = ("view", "click", "search", "add_to_cart", "purchase")
 TYPE_INDEX: dict[str, int] = {name: i for i, name in enumerate(EVENT_TYPES)}
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 
 @dataclass(slots=True)
@@ -32,6 +32,10 @@ class UserFeatures:
         last_type: index of the last event type, -1 before the first event.
         offsets: source ``partition -> offset`` of the last applied event, so a
             batch re-delivered after a crash is not applied twice.
+        privacy_budget: the user's DP budget, ``[window_start, micro-epsilons spent]``
+            (``streams.privacy.PrivacyBudget``).
+        contributions: what the user added to the shared counts this window,
+            ``[window_start, items]`` (``streams.privacy.ContributionBound``).
     """
 
     items: list[str] = field(default_factory=list)
@@ -42,6 +46,8 @@ class UserFeatures:
     last_ts: float = 0.0
     last_type: int = -1
     offsets: dict[str, int] = field(default_factory=dict)
+    privacy_budget: list[float | int] = field(default_factory=lambda: [0.0, 0])
+    contributions: list[Any] = field(default_factory=lambda: [0.0, []])
 
     def to_bytes(self) -> bytes:
         """Compact serialised form for the table and its changelog."""
@@ -56,6 +62,8 @@ class UserFeatures:
                 self.last_ts,
                 self.last_type,
                 self.offsets,
+                self.privacy_budget,
+                self.contributions,
             ]
         )
 

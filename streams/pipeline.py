@@ -24,6 +24,7 @@ from streams.features import EVENT_TYPES, TYPE_INDEX, apply_event
 from streams.pseudonym import Pseudonymizer
 from streams.records import InputRecord, OutputRecord, dead_letter
 from streams.settings import Settings
+from streams.shared_counts import SharedCounts, SharingConfig
 from streams.user_state import StateChanges, TableReader, UserStates
 from streams.validation import PRIVACY_REQUEST_SCHEMA, Reason, RecordValidator, Rejection
 
@@ -68,9 +69,10 @@ class EventPipeline:
 
     With a trained ``scorer`` every accepted event of a batch is ranked in one
     call at the end of the batch. Without one, the stream-learned baseline ranks
-    each event before the next event teaches it, so a batch gives exactly what
-    the same events would give one by one. The baseline keeps learning either
-    way: it answers for users whose items the scorer does not know.
+    each event before the next event can change it, so a batch gives exactly
+    what the same events would give one by one. The baseline learns either way,
+    from the differentially private releases of :mod:`streams.shared_counts`:
+    it answers for users whose items the scorer does not know.
     """
 
     def __init__(
@@ -97,6 +99,17 @@ class EventPipeline:
         self._clock = clock
         self.recommender = CooccurrenceRecommender()
         self.intent = NextPurchaseRate(n_types=len(EVENT_TYPES))
+        self.shared = SharedCounts(
+            SharingConfig(
+                budget_epsilon=settings.privacy_epsilon_per_window,
+                epsilon=settings.shared_counts_epsilon,
+                delta=settings.shared_counts_delta,
+                max_items=settings.shared_counts_max_items,
+                window_seconds=settings.privacy_window_seconds,
+            ),
+            recommender=self.recommender,
+            intent=self.intent,
+        )
         self.ranker = ContextRanker(
             scorer or self.recommender,
             fallback=self.recommender,
@@ -205,7 +218,8 @@ class EventPipeline:
         result: BatchResult,
     ) -> _Pending:
         state = states.get(user)
-        previous_items, previous_type = list(state.items[-1:]), state.last_type
+        previous_item = state.items[-1] if state.items else None
+        previous_type = state.last_type
         session = self._pseudonyms.one(event.get("session_id", ""))[:16]
         fresh = apply_event(
             state,
@@ -216,13 +230,18 @@ class EventPipeline:
             history_len=self._settings.history_len,
         )
         if fresh:
-            if "item_id" in event:
-                self.recommender.learn_one(previous_items, event["item_id"])
-            if previous_type >= 0:
-                self.intent.learn_one(previous_type, TYPE_INDEX[event["type"]])
+            self.shared.contribute(
+                state,
+                item=event.get("item_id"),
+                previous_item=previous_item,
+                previous_type=previous_type,
+                current_type=TYPE_INDEX[event["type"]],
+                now=float(event["ts"]),
+            )
             states.changed(user, record.partition)
         else:
             result.redelivered += 1
+        self.shared.advance(float(event["ts"]))
         query = event.get("query") if event["type"] == "search" else None
         return _Pending(
             record=record,

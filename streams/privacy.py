@@ -8,8 +8,8 @@ user's own state goes through here:
   :class:`PrivacyBudget`;
 * trending/popularity counts: each user adds at most ``max_items`` distinct items
   per window (:class:`ContributionBound`, charged once per window) and
-  :class:`NoisyCounts` releases a window's counts once, with Laplace noise of
-  scale ``max_items / epsilon``;
+  :class:`ThresholdCounts` releases a window's counts once, with Laplace noise of
+  scale ``max_keys / epsilon`` and a threshold for the keys' own privacy (delta);
 * single aggregates such as per-item metrics: :func:`noisy_count`.
 
 Noise comes from OpenDP's vetted samplers only, never from numpy. OpenDP draws
@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
@@ -53,7 +53,7 @@ _FLOAT_K = -60
 # the rescale (relative error < n * 2**-53 for n values) never ends above it.
 _SHRINK = 1.0 - 1e-9
 
-_Kind = Literal["count", "counts", "vector"]
+_Kind = Literal["count", "vector"]
 FloatArray = npt.NDArray[np.float64]
 T_co = TypeVar("T_co", covariant=True)
 
@@ -176,7 +176,7 @@ class ContributionBound:
     Bounding every user to ``max_items`` distinct items (+1 each) per window makes
     the L1 sensitivity of a window's count vector ``max_items``. The first item
     of each window charges the user's budget the epsilon at which that window's
-    counts are released (:meth:`NoisyCounts.release`, exactly once).
+    counts are released (:meth:`ThresholdCounts.release`, exactly once).
 
     Attributes:
         max_items: most distinct items per window, >= 1.
@@ -249,67 +249,84 @@ class ContributionBound:
         return cls(max_items, window_seconds, float(start), [str(item) for item in items])
 
 
-class NoisyCounts:
-    """One window's popularity counts over a public item domain, released once.
+class ThresholdCounts:
+    """One window's counts over keys nobody lists in advance, released once, (epsilon, delta)-DP.
 
-    Every item of the domain is released, so the released keys reveal nothing;
-    items outside it are not counted. The noise is Laplace with scale
-    ``max_items / epsilon`` (one OpenDP call for the whole vector).
+    OpenDP's Laplace threshold mechanism (Rogers 2023): every count gets discrete
+    Laplace noise of scale ``max_keys / epsilon`` and keys whose noisy count is
+    below a threshold are dropped, so a key only one user holds comes out with
+    probability at most ``delta``. Each contributor adds +1 to at most
+    ``max_keys`` distinct keys per window (:class:`ContributionBound`).
 
     Args:
-        items: the public item domain (e.g. the ``shop.items`` catalogue).
-        max_items: the :class:`ContributionBound` every contributor obeys (the
-            L1 sensitivity).
-
-    Raises:
-        ValueError: ``max_items`` < 1.
+        max_keys: the most keys one contributor adds to (its L0 sensitivity).
 
     Examples:
-        >>> counts = NoisyCounts(["a", "b"], max_items=1)
-        >>> counts.add("a"), counts.add("zzz")
-        (True, False)
-        >>> sorted(counts.release(epsilon=1.0))
-        ['a', 'b']
+        >>> counts = ThresholdCounts(max_keys=1)
+        >>> for key in ["a"] * 40 + ["rare"]:
+        ...     counts.add(key)
+        >>> released = counts.release(epsilon=1.0, delta=1e-6)
+        >>> "rare" in released, 20 < released["a"] < 60
+        (False, True)
     """
 
-    __slots__ = ("_counts", "_index", "_released", "max_items")
+    __slots__ = ("_counts", "_released", "max_keys")
 
-    def __init__(self, items: Iterable[str], *, max_items: int) -> None:
-        _check_count("max_items", max_items)
-        self.max_items = max_items
-        self._index = {item: i for i, item in enumerate(dict.fromkeys(items))}
-        self._counts = [0] * len(self._index)
+    def __init__(self, *, max_keys: int) -> None:
+        _check_count("max_keys", max_keys)
+        self.max_keys = max_keys
+        self._counts: dict[str, int] = {}
         self._released = False
 
-    def add(self, item: str) -> bool:
-        """Count one admitted contribution; False when ``item`` is not in the domain."""
-        index = self._index.get(item)
-        if index is None:
-            return False
-        self._counts[index] += 1
-        return True
+    def __len__(self) -> int:
+        return len(self._counts)
 
-    def release(self, *, epsilon: float) -> dict[str, int]:
-        """Noisy count of every domain item (may be < 0; clamping is free).
+    def add(self, key: str) -> None:
+        """Count one admitted contribution to ``key``."""
+        self._counts[key] = self._counts.get(key, 0) + 1
 
-        Args:
-            epsilon: the epsilon every contributor was charged for this window.
-
-        Returns:
-            ``item -> noisy count``.
+    def release(self, *, epsilon: float, delta: float) -> dict[str, int]:
+        """Noisy counts of the keys that pass the threshold.
 
         Raises:
             PrivacyError: the counts were already released.
-            ValueError: ``epsilon`` is not finite and > 0.
+            ValueError: ``epsilon`` or ``delta`` out of range.
         """
         if self._released:
             raise PrivacyError("a window's counts may be released only once")
+        if not 0.0 < delta < 1.0:
+            raise ValueError(f"delta must be in (0, 1), got {delta!r}")
+        self._released = True
         if not self._counts:
             return {}
-        measurement = _mechanism("counts", self.max_items, epsilon, 0)
-        noisy = measurement(self._counts)
-        self._released = True
-        return dict(zip(self._index, map(int, noisy), strict=True))
+        measurement = _threshold_mechanism(self.max_keys, epsilon, delta)
+        return {key: int(count) for key, count in measurement(self._counts).items()}
+
+
+@functools.lru_cache(maxsize=64)
+def _threshold_mechanism(max_keys: int, epsilon: float, delta: float) -> dp.Measurement:
+    """The cheapest threshold certifying (epsilon, delta) at scale ``max_keys / epsilon``."""
+    dp.enable_features("contrib")
+    space = (
+        dp.map_domain(dp.atom_domain(T=str), dp.atom_domain(T="i64")),
+        dp.l01inf_distance(dp.absolute_distance(T="i64")),
+    )
+    target, d_in = _loss_target(epsilon), (max_keys, max_keys, 1)
+    scale = max_keys / epsilon
+    for attempt in range(64):
+        # The smallest threshold whose delta fits, by OpenDP's own binary search.
+        threshold = dp.binary_search(
+            lambda t, scale=scale: (
+                dp.m.make_laplace_threshold(*space, scale=scale, threshold=t).map(d_in)[1] <= delta
+            ),
+            bounds=(1, 1 << 30),
+            T=int,
+        )
+        measurement = dp.m.make_laplace_threshold(*space, scale=scale, threshold=threshold)
+        if measurement.map(d_in)[0] <= target:
+            return measurement
+        scale += scale * 2.0 ** (attempt - 52)
+    raise ValueError(f"no threshold mechanism certifies epsilon={epsilon}, delta={delta}")
 
 
 def noisy_count(true_count: int, *, epsilon: float, sensitivity: int = 1) -> int:
@@ -460,9 +477,6 @@ def _build(kind: _Kind, scale: float, size: int) -> dp.Measurement:
     dp.enable_features("contrib")
     if kind == "count":
         space = dp.atom_domain(T="i64"), dp.absolute_distance(T="i64")
-        return dp.m.make_laplace(*space, scale=scale)
-    if kind == "counts":
-        space = dp.vector_domain(dp.atom_domain(T="i64")), dp.l1_distance(T="i64")
         return dp.m.make_laplace(*space, scale=scale)
     # An explicit grid (k) needs a sized domain in OpenDP 0.16.
     domain = dp.vector_domain(dp.atom_domain(T=float, nan=False), size=size)

@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 log = logging.getLogger(__name__)
@@ -75,6 +75,27 @@ class Settings(BaseSettings):
         "if missing.",
     )
 
+    privacy_window_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Length of a privacy window in event-time seconds: budgets, contribution "
+        "bounds and shared-count releases are per window.",
+    )
+    privacy_epsilon_per_window: float = Field(
+        default=2.0, gt=0, description="Each user's differential-privacy budget per window."
+    )
+    shared_counts_epsilon: float = Field(
+        default=1.0,
+        gt=0,
+        description="Epsilon a user spends per window on the shared popularity, next-item and "
+        "purchase-rate counts the baseline learns from.",
+    )
+    shared_counts_delta: float = Field(
+        default=1e-6, gt=0, lt=1, description="Delta of each window's shared-count release."
+    )
+    shared_counts_max_items: int = Field(
+        default=3, ge=1, description="Distinct items one user adds to the shared counts per window."
+    )
     max_event_bytes: int = Field(default=65_536, ge=256, description="Larger inputs go to the DLQ.")
     batch_max: int = Field(default=2_000, ge=1, description="Most events one agent batch takes.")
     batch_within: float = Field(default=0.02, gt=0, description="Seconds to wait to fill a batch.")
@@ -102,6 +123,15 @@ class Settings(BaseSettings):
         default=Path("../shared/data"),
         description="Folder of the public data sets the demo replays (see its README).",
     )
+
+    @model_validator(mode="after")
+    def _budget_covers_the_shared_counts(self) -> Settings:
+        if self.shared_counts_epsilon > self.privacy_epsilon_per_window:
+            raise ValueError(
+                "shared_counts_epsilon must not exceed privacy_epsilon_per_window, or no user "
+                "could ever contribute"
+            )
+        return self
 
     @field_validator("kafka")
     @classmethod

@@ -13,16 +13,22 @@ def _learn(rec: CooccurrenceRecommender, sequences: list[list[str]]) -> None:
             rec.learn_one(sequence[:position], item)
 
 
-def test_next_items_rank_by_transition_share_then_popularity() -> None:
+def test_next_items_rank_by_transition_share_then_own_items_then_popularity() -> None:
     rec = CooccurrenceRecommender(refresh_every=1)
-    _learn(rec, [["a", "b"], ["a", "b"], ["a", "c"], ["d"], ["d"], ["d"]])
-    # after "a": b twice, c once; then the rest by popularity (d 3, a 3 -> a before d by id).
-    assert rec.recommend(["a"], k=4) == [
+    _learn(rec, [["a", "b"], ["a", "b"], ["a", "c"], ["d"], ["d"], ["d"], ["e"]])
+    # After "a": b twice, c once; then the user's own item a; then popularity (d 3, e 1).
+    assert rec.recommend(["a"], k=5) == [
         ("b", pytest.approx(2 / 3, abs=1e-6)),
         ("c", pytest.approx(1 / 3, abs=1e-6)),
-        ("a", pytest.approx(0.01 * 3 / 9, abs=1e-6)),
-        ("d", pytest.approx(0.01 * 3 / 9, abs=1e-6)),
+        ("a", pytest.approx(0.05, abs=1e-6)),
+        ("d", pytest.approx(0.01 * 3 / 10, abs=1e-6)),
+        ("e", pytest.approx(0.01 * 1 / 10, abs=1e-6)),
     ]
+
+
+def test_own_recent_items_fill_in_before_anything_is_learned() -> None:
+    rec = CooccurrenceRecommender()
+    assert rec.recommend(["x", "y", "x", "z"], k=5) == [("z", 0.05), ("x", 0.025), ("y", 0.016667)]
 
 
 def test_older_items_count_less_than_the_latest() -> None:

@@ -21,6 +21,15 @@ from streams.settings import Settings
 KEY = b"p" * 32
 MASTER = bytes(range(32))
 SETTINGS = Settings(pseudonym_key="p" * 32, top_k=3)
+# Windows of 10 s and an epsilon so large that the DP noise is 0 (but with probability
+# ~exp(-1e5)): the shared counts are released exactly, so outputs can be checked exactly.
+EXACT = Settings(
+    pseudonym_key="p" * 32,
+    top_k=3,
+    privacy_window_seconds=10.0,
+    privacy_epsilon_per_window=1e6,
+    shared_counts_epsilon=1e6,
+)
 SEALER = RecordSealer(MASTER, purpose=DLQ_PURPOSE)
 
 
@@ -38,9 +47,9 @@ class Tables:
         return UserFeatures.from_bytes(StateCipher(MASTER).open(pseudonym, wrapped, sealed))
 
 
-def _pipeline(master: bytes = MASTER) -> EventPipeline:
+def _pipeline(master: bytes = MASTER, settings: Settings = EXACT) -> EventPipeline:
     return EventPipeline(
-        SETTINGS, pseudonymizer=Pseudonymizer(KEY), master_key=master, clock=lambda: 100.0
+        settings, pseudonymizer=Pseudonymizer(KEY), master_key=master, clock=lambda: 100.0
     )
 
 
@@ -55,12 +64,12 @@ def _record(value: bytes | None, offset: int, *, partition: int = 0) -> InputRec
     )
 
 
-def _view(user: str, item: str, event_id: str = "e") -> bytes:
+def _view(user: str, item: str, event_id: str = "e", ts: float = 1.0) -> bytes:
     return orjson.dumps(
         {
             "event_id": event_id,
             "user_id": user,
-            "ts": 1.0,
+            "ts": ts,
             "type": "view",
             "item_id": item,
             "session_id": "s1",
@@ -83,24 +92,29 @@ def _run(pipeline: EventPipeline, records: list[InputRecord], store: Tables) -> 
 
 
 def test_one_recommendation_per_accepted_event_in_the_design_format() -> None:
-    store = Tables()
-    result = _run(
-        _pipeline(), [_record(_view("u1", "a", "e1"), 0), _record(_view("u1", "b", "e2"), 1)], store
-    )
-    assert [r.key for r in result.recommendations] == [b"u1", b"u1"]
+    views = [("u1", "a", 1.0), ("u1", "b", 2.0), ("u3", "a", 3.0), ("u3", "b", 4.0)]
+    views += [("u2", "a", 5.0), ("u2", "c", 12.0)]
+    records = [_record(_view(u, i, f"e{n}", ts), n) for n, (u, i, ts) in enumerate(views)]
+    result = _run(_pipeline(), records, Tables())
+    assert [r.key for r in result.recommendations] == [b"u1", b"u1", b"u3", b"u3", b"u2", b"u2"]
+    # Before the first window's release (at the event of ts 12) a user sees only their own items.
+    for rec, (user, _, _) in zip(result.recommendations[:5], views, strict=False):
+        own = {item for u, item, _ in views if u == user}
+        assert {i["item_id"] for i in orjson.loads(rec.value or b"")["items"]} <= own
     last = orjson.loads(result.recommendations[-1].value or b"")
     items = last.pop("items")
     intent = last.pop("purchase_intent")
     assert last == {
-        "user_id": "u1",
-        "event_id": "e2",
+        "user_id": "u2",
+        "event_id": "e5",
         "ts": 100.0,
         "context": "browse",
         "model_version": BASELINE_VERSION,
         "latency_ms": 500.0,
     }
-    # a -> b was just learned, so b leads; a follows on popularity.
-    assert [item["item_id"] for item in items] == ["b", "a"]
+    # Window 0 taught a -> b (two users): b leads for a user whose 2nd-latest item is a;
+    # the user's own items follow.
+    assert [item["item_id"] for item in items] == ["b", "c", "a"]
     assert items[0]["score"] == round(0.5 / 1.5, 6)  # a is the 2nd-latest item: weight 0.5
     assert 0 < intent < 1
     assert result.dead_letters == []
@@ -169,8 +183,9 @@ EVENTS = st.lists(
 def test_batched_processing_equals_per_event_processing(
     events: list[tuple[str, str, bool]], batch_size: int
 ) -> None:
+    # Event time runs 3 s per event, so the 10 s windows are released along the way.
     records = [
-        _record(_view(user, item, f"e{i}") if valid else b"{oops", i, partition=0)
+        _record(_view(user, item, f"e{i}", ts=3.0 * i) if valid else b"{oops", i, partition=0)
         for i, (user, item, valid) in enumerate(events)
     ]
     outputs = []
@@ -258,3 +273,39 @@ def test_state_sealed_under_another_master_key_reads_as_a_new_user() -> None:
     user = Pseudonymizer(KEY).one("u").encode()
     opened = StateCipher(bytes(32)).open(user, store.keys[user], store.states[user])
     assert UserFeatures.from_bytes(opened).items == ["b"]
+
+
+def test_a_rare_item_is_never_released_to_other_users() -> None:
+    settings = SETTINGS.model_copy(update={"privacy_window_seconds": 10.0})
+    pipeline = _pipeline(settings=settings)
+    crowd = [(f"user{n}", "popular", 1.0 + n / 100) for n in range(300)]
+    secret = [("loner", "secret-item", 2.0), ("loner", "popular", 2.5)]
+    later = [("late", "popular", 15.0)]
+    records = [
+        _record(_view(u, i, f"e{n}", ts), n) for n, (u, i, ts) in enumerate(crowd + secret + later)
+    ]
+    result = _run(pipeline, records, Tables())
+    last = orjson.loads(result.recommendations[-1].value or b"")
+    assert pipeline.shared.released_windows == 1
+    assert [item["item_id"] for item in last["items"]] == ["popular"]  # released, noisy count
+    assert not pipeline.recommender.knows("secret-item")  # below the DP threshold
+
+
+def test_contributions_are_bounded_and_charged_once_per_window() -> None:
+    settings = EXACT.model_copy(
+        update={"privacy_epsilon_per_window": 1e6, "shared_counts_epsilon": 1e6}
+    )
+    pipeline, store = _pipeline(settings=settings), Tables()
+    # Two users view the same 8 distinct items in one window.
+    views = [(u, f"i{n}", 1.0 + n) for n in range(8) for u in ("u", "w")]
+    records = [_record(_view(u, i, f"e{n}", ts), n) for n, (u, i, ts) in enumerate(views)]
+    records.append(_record(_view("v", "x", "late", 25.0), 9))
+    _run(pipeline, records, store)
+    budget, contributions = store.plain("u").privacy_budget, store.plain("u").contributions
+    # Bounded to max_items keys per window: two items and the one purchase-rate slot.
+    assert contributions[1] == ["i0", "i1", "\x00intent"]
+    assert budget[1] == 1_000_000 * 1_000_000  # charged once for the window, in micro-epsilons
+    assert [item for item in ["i0", "i1", "i2", "i3"] if pipeline.recommender.knows(item)] == [
+        "i0",
+        "i1",
+    ]

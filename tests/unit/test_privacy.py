@@ -25,8 +25,8 @@ from streams.errors import PrivacyError
 from streams.privacy import (
     MICRO,
     ContributionBound,
-    NoisyCounts,
     PrivacyBudget,
+    ThresholdCounts,
     clip_l1,
     epsilon_units,
     noisy_count,
@@ -202,10 +202,14 @@ def test_noisy_vector_has_scale_two_clip_over_epsilon() -> None:
     _assert_scale(noise, 2 * 0.5 / 0.5, _laplace_abs)
 
 
-def test_popularity_noise_has_scale_max_items_over_epsilon() -> None:
-    counts = NoisyCounts([f"i{n}" for n in range(N)], max_items=4)
-    noise = np.array(list(counts.release(epsilon=2.0).values()))
-    _assert_scale(noise, 4 / 2.0, _discrete_laplace_abs)
+def test_popularity_noise_has_scale_max_keys_over_epsilon() -> None:
+    counts, keys, true = ThresholdCounts(max_keys=4), N, 80  # far above the threshold
+    for n in range(keys):
+        for _ in range(true):
+            counts.add(f"i{n}")
+    released = counts.release(epsilon=2.0, delta=1e-6)
+    assert len(released) == keys
+    _assert_scale(np.array(list(released.values())) - true, 4 / 2.0, _discrete_laplace_abs)
 
 
 # Clipping --------------------------------------------------------------------
@@ -344,14 +348,24 @@ def test_contributions_charge_once_per_window_and_respect_the_budget() -> None:
         ContributionBound(max_items=0, window_seconds=100.0)
 
 
-def test_counts_release_the_whole_domain_once() -> None:
-    counts = NoisyCounts(["a", "b", "a"], max_items=1)
-    assert counts.add("a") and not counts.add("unknown")
-    released = counts.release(epsilon=1e6)  # scale 1e-6: noise is 0 but for exp(-1e6)
-    assert released == {"a": 1, "b": 0}
+def test_threshold_counts_hide_rare_keys_and_release_once() -> None:
+    counts = ThresholdCounts(max_keys=2)
+    for key in ["common"] * 500 + ["only-one-user"]:
+        counts.add(key)
+    released = counts.release(epsilon=1.0, delta=1e-6)
+    assert set(released) == {"common"}  # a key of one contributor passes w.p. <= delta
+    assert abs(released["common"] - 500) < 100
     with pytest.raises(PrivacyError):
-        counts.release(epsilon=1.0)
-    assert NoisyCounts([], max_items=1).release(epsilon=1.0) == {}
+        counts.release(epsilon=1.0, delta=1e-6)
+    assert ThresholdCounts(max_keys=1).release(epsilon=1.0, delta=1e-6) == {}
+    with pytest.raises(ValueError):
+        ThresholdCounts(max_keys=1).release(epsilon=1.0, delta=0.0)
+
+
+def test_threshold_mechanism_is_certified_within_the_charge() -> None:
+    measurement = privacy._threshold_mechanism(3, 0.7, 1e-7)
+    epsilon, delta = measurement.map((3, 3, 1))
+    assert epsilon <= 0.7 and delta <= 1e-7
 
 
 def test_measurements_are_built_once_per_setting() -> None:

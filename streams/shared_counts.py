@@ -1,0 +1,144 @@
+"""What the stream teaches everyone's recommendations, learned only through DP releases.
+
+The baseline recommender's popularity and item-to-next-item counts, and the
+purchase rate per event type, are aggregates over many users that every
+recommendation reveals a little of (DESIGN.md privacy model). So a worker does
+not learn them event by event: per tumbling window of event time each user
+contributes at most ``max_items`` distinct items (each with the transition into
+it, from their previous item) and counts once towards the purchase rate, and is
+charged ``epsilon`` from their per-window budget for it
+(:class:`~streams.privacy.ContributionBound`). When the stream's event time
+passes the end of a window, that window's counts are released once with
+OpenDP's threshold mechanism (:class:`~streams.privacy.ThresholdCounts`,
+(epsilon, delta)-DP per user and window) and only then learned by the baseline.
+A user whose budget is spent contributes nothing more until the next window.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from model.baseline import CooccurrenceRecommender, NextPurchaseRate
+from streams.features import UserFeatures
+from streams.privacy import ContributionBound, PrivacyBudget, ThresholdCounts
+
+log = logging.getLogger(__name__)
+
+SEP = "\x1f"
+#: The pseudo-item a user's one purchase-rate contribution per window is admitted as.
+INTENT_SLOT = "\x00intent"
+
+
+@dataclass(frozen=True)
+class SharingConfig:
+    """Privacy parameters of the shared counts (from :class:`~streams.settings.Settings`).
+
+    Attributes:
+        budget_epsilon: each user's epsilon per window, for everything released.
+        epsilon: charged per window to a user who contributes to the shared counts.
+        delta: the threshold mechanism's delta per window.
+        max_items: distinct items (with their transitions) one user adds per window.
+        window_seconds: window length in event-time seconds.
+    """
+
+    budget_epsilon: float
+    epsilon: float
+    delta: float
+    max_items: int
+    window_seconds: float
+
+    @property
+    def max_keys(self) -> int:
+        """Keys one user adds to per window: items, transitions, one purchase-rate key."""
+        return 2 * self.max_items + 1
+
+
+class SharedCounts:
+    """Collects bounded contributions per window and teaches the baseline their release."""
+
+    def __init__(
+        self,
+        config: SharingConfig,
+        *,
+        recommender: CooccurrenceRecommender,
+        intent: NextPurchaseRate,
+    ) -> None:
+        self.config = config
+        self._recommender = recommender
+        self._intent = intent
+        self._windows: dict[float, ThresholdCounts] = {}
+        self._released_before = float("-inf")
+        self.released_windows = 0
+        self.dropped = 0
+
+    def contribute(
+        self,
+        state: UserFeatures,
+        *,
+        item: str | None,
+        previous_item: str | None,
+        previous_type: int,
+        current_type: int,
+        now: float,
+    ) -> None:
+        """Add one event's contribution, within the user's bound and budget (updates ``state``)."""
+        config = self.config
+        budget = PrivacyBudget.from_list(
+            state.privacy_budget,
+            limit_epsilon=config.budget_epsilon,
+            window_seconds=config.window_seconds,
+        )
+        bound = ContributionBound.from_list(
+            state.contributions, max_items=config.max_items, window_seconds=config.window_seconds
+        )
+        keys = []
+        if item is not None and bound.admit(item, now=now, budget=budget, epsilon=config.epsilon):
+            keys.append(f"i{SEP}{item}")
+            if previous_item is not None:
+                keys.append(f"p{SEP}{previous_item}{SEP}{item}")
+        admit_intent = previous_type >= 0 and bound.admit(
+            INTENT_SLOT, now=now, budget=budget, epsilon=config.epsilon
+        )
+        if admit_intent:
+            keys.append(
+                f"t{SEP}{previous_type}{SEP}{int(current_type == self._intent.purchase_type)}"
+            )
+        state.privacy_budget, state.contributions = budget.to_list(), bound.to_list()
+        if not keys:
+            return
+        if bound.window_start < self._released_before:
+            self.dropped += len(keys)  # a late event for a window already released
+            return
+        window = self._windows.get(bound.window_start)
+        if window is None:
+            window = self._windows[bound.window_start] = ThresholdCounts(max_keys=config.max_keys)
+        for key in keys:
+            window.add(key)
+
+    def advance(self, now: float) -> int:
+        """Release every window that ended at or before event time ``now``; keys learned."""
+        current = now - now % self.config.window_seconds
+        self._released_before = max(self._released_before, current)
+        learned = 0
+        for start in sorted(start for start in self._windows if start < current):
+            released = self._windows.pop(start).release(
+                epsilon=self.config.epsilon, delta=self.config.delta
+            )
+            self._learn(released)
+            self.released_windows += 1
+            learned += len(released)
+        return learned
+
+    def _learn(self, released: dict[str, int]) -> None:
+        popularity: dict[str, int] = {}
+        transitions: dict[tuple[str, str], int] = {}
+        for key, count in released.items():
+            kind, *parts = key.split(SEP)
+            if kind == "i":
+                popularity[parts[0]] = count
+            elif kind == "p":
+                transitions[(parts[0], parts[1])] = count
+            else:
+                self._intent.learn_counts(int(parts[0]), purchases=bool(int(parts[1])), count=count)
+        self._recommender.learn_counts(popularity, transitions)
