@@ -1,0 +1,262 @@
+"""What privacy costs: pipeline throughput with it on and off, and erasure latency.
+
+1. **Throughput, same run, same events** (RetailRocket, repeated with fresh user
+   ids): the pure per-batch pipeline (``streams.pipeline.EventPipeline``) in
+   batches of 2,000, with privacy on (HMAC pseudonyms, AES-GCM sealed state with
+   per-user keys, DP budget and bounded contributions, threshold releases) and
+   with each part swapped for a pass-through (``off``), so the difference is
+   what privacy costs the hot path.
+2. **Erasure latency** on a local Apache Kafka with a real worker that holds
+   state for every user: erasure requests are produced one by one (5 per
+   second); the latency is request sent -> its audit record received.
+
+Run: ``.venv/bin/python bench/privacy.py --events 100000 --erasures 50``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+import timeit
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from streams.admin import ensure_topics
+from streams.brokers import local_broker
+from streams.crypto import StateCipher
+from streams.features import UserFeatures
+from streams.pipeline import EventPipeline
+from streams.privacy import PrivacyBudget
+from streams.pseudonym import Pseudonymizer
+from streams.records import InputRecord
+from streams.replay import produce_records, read_events
+from streams.settings import DEFAULT_HOME, Settings
+from streams.worker import worker_process
+
+DATA = Path("../shared/data/retailrocket-sample/events.csv.gz")
+KEY = "bench-pseudonym-key-0123456789abcdef"
+MASTER = bytes(range(32))
+BATCH = 2_000
+
+
+class PlaintextCipher(StateCipher):
+    """Privacy off: state stored as is (same interface as the AES-GCM cipher)."""
+
+    def new_wrapped_key(self, pseudonym: bytes) -> bytes:
+        return b"k"
+
+    def seal(self, pseudonym: bytes, wrapped_key: bytes, plaintext: bytes) -> bytes:
+        return plaintext
+
+    def open(self, pseudonym: bytes, wrapped_key: bytes, sealed: bytes) -> bytes:
+        return sealed
+
+
+class IdentityPseudonyms(Pseudonymizer):
+    """Privacy off: the raw id is the key."""
+
+    def many(self, user_ids: Any) -> list[str]:
+        return list(user_ids)
+
+    def one(self, user_id: str) -> str:
+        return user_id
+
+
+class RawSharedCounts:
+    """Privacy off: the baseline learns every event's counts at once, no budget, no noise."""
+
+    def __init__(self, pipeline: EventPipeline) -> None:
+        self._recommender, self._intent = pipeline.recommender, pipeline.intent
+
+    def contribute(
+        self,
+        state: UserFeatures,
+        *,
+        item: str | None,
+        previous_item: str | None,
+        previous_type: int,
+        current_type: int,
+        now: float,
+    ) -> None:
+        if item is not None:
+            history = [previous_item] if previous_item is not None else []
+            self._recommender.learn_one(history, item)
+        if previous_type >= 0:
+            self._intent.learn_one(previous_type, current_type)
+
+    def advance(self, now: float) -> int:
+        return 0
+
+
+def _records(n: int) -> list[InputRecord]:
+    base = list(read_events(DATA))
+    records = []
+    for i in range(n):
+        event = dict(base[i % len(base)])
+        event["user_id"] = f"{event['user_id']}-r{i // len(base)}"
+        value = orjson.dumps(event)
+        records.append(InputRecord(None, value, "shop.events", i % 8, i // 8, time.time()))
+    return records
+
+
+def _pipeline(*, private: bool) -> EventPipeline:
+    settings = Settings(pseudonym_key=KEY, text_search=False)
+    if private:
+        return EventPipeline(settings, pseudonymizer=Pseudonymizer(KEY.encode()), master_key=MASTER)
+    pipeline = EventPipeline(
+        settings, pseudonymizer=IdentityPseudonyms(KEY.encode()), master_key=MASTER
+    )
+    pipeline._cipher = PlaintextCipher(MASTER)  # the bench swaps the parts out
+    pipeline.shared = RawSharedCounts(pipeline)  # type: ignore[assignment]
+    return pipeline
+
+
+def throughput(records: list[InputRecord], *, private: bool) -> float:
+    """Events/s of the pipeline over ``records`` in agent-sized batches, tables in dicts."""
+    pipeline = _pipeline(private=private)
+    states: dict[bytes, bytes] = {}
+    keys: dict[bytes, bytes] = {}
+    started = time.perf_counter()
+    for start in range(0, len(records), BATCH):
+        result = pipeline.process(
+            records[start : start + BATCH], read_state=states.get, read_key=keys.get
+        )
+        for table, changes in ((states, result.changes.states), (keys, result.changes.keys)):
+            for user, (_, value) in changes.items():
+                if value is None:
+                    table.pop(user, None)
+                else:
+                    table[user] = value
+    return len(records) / (time.perf_counter() - started)
+
+
+async def _erasure_latencies(settings: Settings, users: list[str], rate: float) -> list[float]:
+    consumer = AIOKafkaConsumer(
+        settings.privacy_audit_topic,
+        bootstrap_servers=settings.bootstrap,
+        auto_offset_reset="earliest",  # the topic is this run's own; keys are unique
+        enable_auto_commit=False,
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, linger_ms=0)
+    await consumer.start()
+    await producer.start()
+    latencies = []
+    try:
+        for n, user in enumerate(users):
+            request = orjson.dumps({"action": "erase", "request_id": f"bench-{n}"})
+            sent = time.perf_counter()
+            await producer.send_and_wait(
+                settings.privacy_requests_topic, request, key=user.encode()
+            )
+            while True:
+                message = await consumer.getone()
+                if message.key == f"bench-{n}".encode():
+                    break
+            latencies.append(1000 * (time.perf_counter() - sent))
+            await asyncio.sleep(1 / rate)
+    finally:
+        await consumer.stop()
+        await producer.stop()
+    return latencies
+
+
+def erasure(n_users: int, workdir: Path) -> list[float]:
+    """Erasure latencies (ms) on Apache Kafka with a worker that has state for every user."""
+    broker = local_broker("kafka", home=workdir, port=19_392, cache=DEFAULT_HOME)
+    bootstrap = broker.start()
+    try:
+        run = uuid.uuid4().hex[:8]
+        settings = Settings(
+            kafka=bootstrap,
+            broker_kind="kafka",
+            app_id=f"bench-{run}",
+            pseudonym_key=KEY,
+            state_key=MASTER.hex(),
+            events_topic=f"ev-{run}",
+            recommendations_topic=f"rec-{run}",
+            privacy_requests_topic=f"req-{run}",
+            privacy_audit_topic=f"audit-{run}",
+            dlq_topic=f"dlq-{run}",
+            text_search=False,
+        )
+        ensure_topics(settings)
+        users = [f"erase-me-{n}" for n in range(n_users)]
+        events = [
+            (
+                u.encode(),
+                orjson.dumps(
+                    {
+                        "event_id": f"{u}-{k}",
+                        "user_id": u,
+                        "ts": 1.7e9 + k,
+                        "type": "view",
+                        "item_id": f"i{k}",
+                    }
+                ),
+            )
+            for u in users
+            for k in range(3)
+        ]
+        with worker_process(settings, log_file=workdir / "worker.log"):
+            asyncio.run(produce_records(bootstrap, settings.events_topic, events))
+            time.sleep(5)
+            return asyncio.run(_erasure_latencies(settings, users, rate=5.0))
+    finally:
+        broker.stop()
+
+
+def components() -> dict[str, float]:
+    """Microseconds per call of each privacy step on the hot path (best of 5 timeit runs)."""
+    cipher, pseudonyms = StateCipher(MASTER), Pseudonymizer(KEY.encode())
+    user, state = b"0" * 32, bytes(300)
+    wrapped = cipher.new_wrapped_key(user)
+    sealed = cipher.seal(user, wrapped, state)
+    budget = PrivacyBudget(limit_epsilon=1e9, window_seconds=3600.0)
+    calls: dict[str, Callable[[], object]] = {
+        "HMAC pseudonym of one id": lambda: pseudonyms.one("user-12345"),
+        "seal a 300-byte state (key cached)": lambda: cipher.seal(user, wrapped, state),
+        "open a 300-byte state (key cached)": lambda: cipher.open(user, wrapped, sealed),
+        "new wrapped data key": lambda: cipher.new_wrapped_key(b"1" * 32),
+        "budget check and spend": lambda: budget.try_spend(0.001, now=1.0),
+    }
+    return {
+        name: 1e6 * min(timeit.repeat(call, number=2_000, repeat=5)) / 2_000
+        for name, call in calls.items()
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--erasures", type=int, default=50)
+    args = parser.parse_args()
+    print("| privacy step | µs per call |\n|---|---|")
+    for name, micros in components().items():
+        print(f"| {name} | {micros:.2f} |")
+    records = _records(args.events)
+    print()
+    print("| round | privacy | pipeline events/s |\n|---|---|---|")
+    for round_ in (1, 2):  # alternate, so neither side gets a warmer machine
+        for name in ("off", "on"):
+            rate = throughput(records, private=name == "on")
+            print(f"| {round_} | {name} | {rate:,.0f} |", flush=True)
+    if args.erasures:
+        with tempfile.TemporaryDirectory(prefix="intentstream-bench-") as tmp:
+            latencies = erasure(args.erasures, Path(tmp))
+        q = statistics.quantiles(latencies, n=100)
+        print(
+            f"\nerasure latency over {len(latencies)} requests: p50 {q[49]:.1f} ms, "
+            f"p95 {q[94]:.1f} ms, max {max(latencies):.1f} ms"
+        )
+
+
+if __name__ == "__main__":
+    main()
