@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import socket
+import subprocess
 import tempfile
 import time
 import uuid
@@ -42,6 +43,7 @@ from streams.worker import worker_process
 
 DATA = Path("../shared/data/retailrocket-sample/events.csv.gz")
 KEY = "bench-pseudonym-key-0123456789abcdef"
+MASTER_KEY = "ab" * 32
 
 
 @dataclass(frozen=True)
@@ -107,8 +109,14 @@ async def _raw_pass_through(bootstrap: str, source: str, sink: str, n: int) -> f
         await producer.stop()
 
 
-async def _output_span(settings: Settings, n: int, timeout: float) -> tuple[int, float]:
-    """Wait for n recommendations; return (count, last ts - first ts)."""
+async def _output_span(
+    settings: Settings, n: int, timeout: float, worker: subprocess.Popen[bytes]
+) -> tuple[int, float]:
+    """Wait for n recommendations; return (count, last ts - first ts).
+
+    Raises:
+        RuntimeError: the worker exited first.
+    """
     consumer = AIOKafkaConsumer(
         settings.recommendations_topic,
         settings.dlq_topic,
@@ -121,6 +129,8 @@ async def _output_span(settings: Settings, n: int, timeout: float) -> tuple[int,
     deadline = time.monotonic() + timeout
     try:
         while len(stamps) < n and time.monotonic() < deadline:
+            if worker.poll() is not None:
+                raise RuntimeError(f"the worker exited with code {worker.returncode}")
             batches = await consumer.getmany(timeout_ms=500, max_records=10000)
             for messages in batches.values():
                 stamps.extend(m.timestamp / 1000 for m in messages)
@@ -142,6 +152,7 @@ def _settings(
         dlq_topic=f"bench-dlq-{run}-{variant}",
         items_topic=f"bench-items-{run}",
         pseudonym_key=KEY,
+        state_key=MASTER_KEY,
         **extra,  # type: ignore[arg-type]
     )
 
@@ -179,8 +190,8 @@ def run_one(
         raw_seconds = asyncio.run(_raw_pass_through(bootstrap, settings.events_topic, sink, n))
         results = [Result(kind, "raw aiokafka pass-through", n, raw_seconds)]
         for variant, settings in variants.items():
-            with worker_process(settings, log_file=workdir / f"{kind}-{variant}.log"):
-                count, span = asyncio.run(_output_span(settings, n, timeout=900))
+            with worker_process(settings, log_file=workdir / f"{kind}-{variant}.log") as worker:
+                count, span = asyncio.run(_output_span(settings, n, timeout=900, worker=worker))
             if count < n:
                 raise RuntimeError(f"{kind} {variant}: only {count} of {n} outputs arrived")
             results.append(Result(kind, f"intentstream worker, {variant}", count, span))

@@ -21,6 +21,7 @@ from model.checkpoint import fingerprint, latest_checkpoint, save_checkpoint
 from model.config import ScorerConfig
 from model.evaluate import load_protocol
 from model.metrics import RankingMetrics
+from model.private import train_private, trained_parameters
 from model.scorer import PrefixRanker, SequenceScorer
 from model.sessions import prefix_cases
 from model.train import EpochReport, TrainConfig, train
@@ -66,18 +67,26 @@ def fit(
     train_config: TrainConfig,
     scorer_options: dict[str, Any] | None = None,
     progress: bool = True,
+    device: torch.device | None = None,
 ) -> list[EpochReport]:
-    """Train a scorer on ``data`` into ``run_dir``, resuming from its latest checkpoint."""
+    """Train a scorer on ``data`` into ``run_dir``, resuming from its latest checkpoint.
+
+    With ``train_config.dp_epsilon`` set, trains with DP-SGD (:mod:`model.private`) and
+    each checkpoint's meta records the privacy spent (``"privacy"``; null otherwise).
+    ``device`` defaults to :func:`pick_device`.
+    """
     torch.manual_seed(train_config.seed)
     protocol = load_protocol(data)
     split = validation_split(protocol.train, seed=train_config.seed)
     sequences = [s for s in split.train if len(s) >= 2]
     val_prefixes, val_targets = split.prefixes, split.targets
-    device = pick_device()
+    device = device or pick_device()
     config = ScorerConfig(n_items=len(protocol.vocab), **(scorer_options or {}))
     model = SequenceScorer(config).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=train_config.learning_rate)
-    start_epoch = _maybe_resume(run_dir, model, optimizer, config)
+    private = train_config.dp_epsilon is not None
+    parameters = trained_parameters(model) if private else list(model.parameters())
+    optimizer = torch.optim.Adam(parameters, lr=train_config.learning_rate)
+    start_epoch, resumed_privacy = _maybe_resume(run_dir, model, optimizer, config, private)
     meta: dict[str, Any] = {
         "data": str(data),
         "data_name": protocol.name,
@@ -102,6 +111,7 @@ def fit(
                 "loss": report.loss,
                 "seconds": report.seconds,
                 "validation": report.metrics,
+                **({"epsilon": report.privacy["epsilon"]} if report.privacy else {}),
             }
         )
         path = save_checkpoint(
@@ -110,10 +120,22 @@ def fit(
             model=model,
             optimizer=opt,
             vocab=protocol.vocab,
-            meta={**meta, "metrics": report.metrics},
+            meta={**meta, "metrics": report.metrics, "privacy": report.privacy},
         )
         log.info("checkpoint %s", path)
 
+    if private:
+        return train_private(
+            model,
+            sequences,
+            train_config,
+            optimizer=optimizer,
+            start_epoch=start_epoch,
+            resumed=resumed_privacy,
+            validate=validate,
+            on_epoch=checkpoint,
+            progress=progress,
+        )
     return train(
         model,
         sequences,
@@ -127,15 +149,25 @@ def fit(
 
 
 def _maybe_resume(
-    run_dir: Path, model: SequenceScorer, optimizer: torch.optim.Optimizer, config: ScorerConfig
-) -> int:
+    run_dir: Path,
+    model: SequenceScorer,
+    optimizer: torch.optim.Optimizer,
+    config: ScorerConfig,
+    private: bool,
+) -> tuple[int, dict[str, Any] | None]:
+    """Epochs done and the privacy meta of the latest checkpoint (0, None: none yet)."""
     latest = latest_checkpoint(run_dir)
     if latest is None:
-        return 0
+        return 0, None
     meta = json.loads((latest / "meta.json").read_text())
     if meta["config"] != config.to_dict():
         raise ValueError(f"{run_dir} holds a run with another model config; use a new --out")
+    privacy = meta.get("privacy")
+    if (privacy is not None) != private:
+        # Mixing private and non-private epochs would leave no valid guarantee.
+        kind = "a differentially private" if privacy is not None else "a non-private"
+        raise ValueError(f"{run_dir} holds {kind} run; resume it as such or use a new --out")
     model.load_state_dict(torch.load(latest / "weights.pt", weights_only=True))
     optimizer.load_state_dict(torch.load(latest / "optimizer.pt", weights_only=True))
     log.info("resuming %s after epoch %d", run_dir, meta["epoch"])
-    return int(meta["epoch"])
+    return int(meta["epoch"]), privacy

@@ -38,13 +38,15 @@ class EventEmbedding(nn.Module):
 
     def forward(self, batch: HistoryBatch) -> torch.Tensor:
         """(B, T) histories -> (B, T, D) float32 inputs of the first block."""
-        t = batch.items.shape[1]
-        positions = torch.arange(t, device=batch.items.device)
+        b, t = batch.items.shape
+        # A (B, T) index, not (T,): per-sample gradient hooks (Opacus, model/private.py)
+        # read the batch size from every layer's input.
+        positions = torch.arange(t, device=batch.items.device).expand(b, t)
         summed = (
             self.items(batch.items)
             + self.types(batch.types)
             + self.gaps(batch.gaps)
-            + self.positions(positions)[None]
+            + self.positions(positions)
         )
         out: torch.Tensor = self.dropout(self.norm(summed))
         return out

@@ -10,9 +10,11 @@ faster per epoch than the full softmax over 43k items (docs/quality.md).
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any, Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -24,9 +26,24 @@ from model.scorer import SequenceScorer
 log = logging.getLogger(__name__)
 
 
+Accountant = Literal["prv", "rdp"]
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation settings (hyperparameters of the model are in ScorerConfig)."""
+    """Optimisation settings (hyperparameters of the model are in ScorerConfig).
+
+    Attributes:
+        dp_epsilon: train with DP-SGD (``model/private.py``) to this target epsilon
+            over ``epochs``; None trains without differential privacy.
+        dp_delta: the delta of the guarantee; keep it below 1 / (training sessions).
+        dp_max_grad_norm: per-session gradient clipping norm C.
+        dp_accountant: Opacus accountant that calibrates the noise and tracks the
+            spend: "prv" (tighter) or "rdp".
+
+    With ``dp_epsilon`` set, ``batch_size`` is the expected size of the Poisson-sampled
+    batches and ``bf16`` is ignored (DP steps run in float32).
+    """
 
     epochs: int = 6
     batch_size: int = 256
@@ -35,22 +52,42 @@ class TrainConfig:
     bf16: bool = True
     seed: int = 0
     max_minutes: float | None = None
+    dp_epsilon: float | None = None
+    dp_delta: float = 1e-5
+    dp_max_grad_norm: float = 1.0
+    dp_accountant: Accountant = "prv"
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.negatives < 0:
             raise ValueError("epochs and batch_size must be >= 1, negatives >= 0")
         if self.learning_rate <= 0:
             raise ValueError("learning_rate must be > 0")
+        # `not x > 0` also rejects NaN.
+        if self.dp_epsilon is not None and not (0 < self.dp_epsilon < math.inf):
+            raise ValueError(f"dp_epsilon must be finite and > 0, got {self.dp_epsilon}")
+        if not 0 < self.dp_delta < 1:
+            raise ValueError(f"dp_delta must be in (0, 1), got {self.dp_delta}")
+        if not 0 < self.dp_max_grad_norm < math.inf:
+            raise ValueError(
+                f"dp_max_grad_norm must be finite and > 0, got {self.dp_max_grad_norm}"
+            )
+        if self.dp_accountant not in get_args(Accountant):
+            raise ValueError(f"dp_accountant must be one of {get_args(Accountant)}")
 
 
 @dataclass(frozen=True)
 class EpochReport:
-    """What one epoch did: mean loss, seconds, and validation metrics."""
+    """What one epoch did: mean loss, seconds, validation metrics, privacy spent so far.
+
+    ``privacy`` is None for non-private training, else what
+    :func:`model.private.train_private` spent (epsilon, delta, clipping norm, ...).
+    """
 
     epoch: int
     loss: float
     seconds: float
     metrics: dict[str, float]
+    privacy: dict[str, Any] | None = None
 
 
 Validate = Callable[[SequenceScorer], dict[str, float]]
@@ -112,7 +149,12 @@ def train(
         validate: metrics of the model after each epoch.
         on_epoch: called after each epoch, e.g. to write a checkpoint.
         progress: show a progress bar.
+
+    Raises:
+        ValueError: ``config`` asks for differential privacy (see model/private.py).
     """
+    if config.dp_epsilon is not None:
+        raise ValueError("config.dp_epsilon is set: train with model.private.train_private")
     generator = torch.Generator().manual_seed(config.seed)
     log.info("training config: %s", asdict(config))
     deadline = time.monotonic() + 60 * config.max_minutes if config.max_minutes else None

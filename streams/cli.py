@@ -112,8 +112,16 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
         "negatives": args.negatives,
         "seed": args.seed,
         "max_minutes": args.minutes,
+        "dp_epsilon": args.dp_epsilon,
+        "dp_delta": args.dp_delta,
+        "dp_max_grad_norm": args.dp_max_grad_norm,
+        "dp_accountant": args.dp_accountant,
     }
-    config = TrainConfig(**{k: v for k, v in train_options.items() if v is not None})
+    try:
+        config = TrainConfig(**{k: v for k, v in train_options.items() if v is not None})
+    except ValueError as exc:
+        log.error("invalid training options: %s", exc)
+        return 2
     scorer_options = {
         "d_model": args.d_model,
         "n_layers": args.layers,
@@ -127,6 +135,13 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
         console.print(
             f"epoch {report.epoch}: loss {report.loss:.3f}, {report.seconds:.0f} s, "
             f"validation {shown}"
+        )
+    privacy = reports[-1].privacy if reports else None
+    if privacy:
+        console.print(
+            f"differential privacy per {privacy['unit']}: epsilon {privacy['epsilon']:.3f} spent "
+            f"(target {privacy['target_epsilon']}), delta {privacy['delta']:g}, "
+            f"clip {privacy['max_grad_norm']:g}, noise multiplier {privacy['noise_multiplier']:.3f}"
         )
     console.print(f"checkpoints in {args.out}")
     return 0
@@ -217,6 +232,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--dropout", type=float, help="inside the blocks")
     train.add_argument("--embedding-dropout", type=float)
     train.add_argument("--seed", type=int)
+    train.add_argument(
+        "--dp-epsilon", type=float, help="train with DP-SGD (Opacus) to this epsilon per session"
+    )
+    train.add_argument("--dp-delta", type=float, help="with --dp-epsilon (default 1e-5)")
+    train.add_argument(
+        "--dp-max-grad-norm", type=float, help="per-session clipping norm (default 1.0)"
+    )
+    train.add_argument("--dp-accountant", choices=["prv", "rdp"], help="default prv")
     train.set_defaults(func=cmd_train)
 
     evaluate = sub.add_parser("evaluate", parents=[common], help="SR-GNN protocol table")
