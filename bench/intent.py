@@ -4,9 +4,11 @@ Each prefix of a session that holds no purchase yet is one case; its label is
 whether a purchase follows later in the session. Sessions are split in time: the
 first 80 % (by first event) train, the last 20 % test. Two models, same run:
 
-* river: StandardScaler | LogisticRegression, learned online (one pass, time
-  order) on the prefix's counts per event type, length, distinct items, minutes
-  since the session started and the last event type;
+* river: ``online_learning.intent.IntentModel`` (StandardScaler |
+  LogisticRegression), learned online (one pass, time order) on
+  ``intent_features`` of the prefix: counts per event type, length,
+  add-to-carts, distinct items, minutes since the session started and the last
+  event type (the function the stream calls too, there with its own counters);
 * transformer: the intent head of ``SequenceScorer`` (items, event types, time
   gaps), trained on the same cases with binary cross-entropy.
 
@@ -16,22 +18,20 @@ Run: ``.venv/bin/python bench/intent.py``
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from river import linear_model, preprocessing
 from scipy.stats import rankdata
 
 from model.batches import HistoryBatch, gap_bucket, pad_histories
 from model.config import ScorerConfig
 from model.scorer import SequenceScorer
 from model.sessions import ItemVocab, Session, load_sessions
+from online_learning.intent import EVENT_TYPES, IntentModel, intent_features
 
-TYPES = ("view", "click", "search", "add_to_cart", "purchase")
 DATA = Path("../shared/data/retailrocket-sample/events.csv.gz")
 MAX_LEN = 50
 
@@ -60,23 +60,24 @@ def cases(session: Session) -> list[tuple[int, int]]:
 
 
 def features(session: Session, n: int) -> dict[str, float]:
+    """``intent_features`` of the session's first ``n`` events."""
     kinds = session.types[:n]
-    out = {f"n_{kind}": float(kinds.count(kind)) for kind in TYPES[:4]}
-    out["length"] = float(n)
-    out["distinct"] = float(len(set(session.items[:n])))
-    out["minutes"] = math.log1p((session.timestamps[n - 1] - session.timestamps[0]) / 60)
-    out[f"last_{kinds[-1]}"] = 1.0
-    return out
+    return intent_features(
+        [kinds.count(kind) for kind in EVENT_TYPES],
+        session_events=n,
+        session_carts=kinds.count("add_to_cart"),
+        distinct_items=len(set(session.items[:n])),
+        last_type=EVENT_TYPES.index(kinds[-1]),
+        session_seconds=session.timestamps[n - 1] - session.timestamps[0],
+    )
 
 
 def river_scores(train: list[Session], test: list[Session]) -> np.ndarray:
-    model = preprocessing.StandardScaler() | linear_model.LogisticRegression()
+    model = IntentModel()
     for session in train:
         for n, label in cases(session):
-            model.learn_one(features(session, n), label)
-    return np.array(
-        [model.predict_proba_one(features(s, n))[True] for s in test for n, _ in cases(s)]
-    )
+            model.learn_one(features(session, n), bool(label))
+    return model.predict_many([features(s, n) for s in test for n, _ in cases(s)])
 
 
 def _batch(sessions: list[Session], vocab: ItemVocab, max_len: int) -> HistoryBatch:
@@ -85,7 +86,7 @@ def _batch(sessions: list[Session], vocab: ItemVocab, max_len: int) -> HistoryBa
         Session(s.session_id, s.items[:max_len], s.types[:max_len], s.timestamps[:max_len])
         for s in sessions
     ]
-    types = [[TYPES.index(k) + 1 for k in s.types] for s in sessions]
+    types = [[EVENT_TYPES.index(k) + 1 for k in s.types] for s in sessions]
     gaps = [
         [0] + [gap_bucket(b - a, 16) for a, b in zip(s.timestamps, s.timestamps[1:], strict=False)]
         for s in sessions

@@ -1,4 +1,4 @@
-"""The ``intentstream`` command line: brokers, topics, worker, replay, tail, demo.
+"""The ``intentstream`` command line: brokers, topics, worker, replay, tail, demo, models.
 
 Every command takes ``--bootstrap HOST:PORT`` (or ``INTENTSTREAM_KAFKA``) to use an
 existing cluster, and ``--kind tansu|kafka`` for the local broker / quirk handling.
@@ -179,6 +179,25 @@ def cmd_keygen(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if created else 1
 
 
+def cmd_model(args: argparse.Namespace, settings: Settings) -> int:
+    from online_learning.errors import OnlineLearningError
+    from streams import releases
+
+    try:
+        if args.action == "list":
+            console.print(releases.versions_table(releases.store_of(settings)))
+        elif args.action == "publish":
+            published = releases.publish(settings, args.checkpoint, parent=args.parent)
+            console.print(f"published {published.version} to {published.uri}; now current")
+        else:
+            restored = releases.rollback(settings, args.version)
+            console.print(f"{restored.version} is current again; workers are swapping to it")
+    except OnlineLearningError as exc:
+        log.error("%s", exc)
+        return 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--bootstrap", help="existing Kafka cluster (env INTENTSTREAM_KAFKA)")
@@ -275,6 +294,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_pace_options(demo, default_rate=2000.0)
     demo.set_defaults(func=cmd_demo)
+
+    model = sub.add_parser("model", help="list, publish or roll back model versions")
+    actions = model.add_subparsers(dest="action", required=True)
+    actions.add_parser("list", parents=[common], help="versions in the model store")
+    publish = actions.add_parser(
+        "publish", parents=[common], help="import a training checkpoint, announce it"
+    )
+    publish.add_argument("checkpoint", type=Path, help="run or checkpoint folder of `train`")
+    publish.add_argument("--parent", help="version it was derived from (default: none)")
+    rollback = actions.add_parser(
+        "rollback", parents=[common], help="announce an older version and make it current"
+    )
+    rollback.add_argument("version", help="an accepted version (see `intentstream model list`)")
+    model.set_defaults(func=cmd_model)
     return parser
 
 

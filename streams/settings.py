@@ -106,6 +106,16 @@ class Settings(BaseSettings):
         description="Checkpoint the worker scores with (a run folder, whose LATEST is used, or "
         "one epoch folder); unset = the co-occurrence baseline learned from the stream.",
     )
+    model_store: Path = Field(
+        default=DEFAULT_HOME / "models",
+        description="Model store: one folder per published version (verified by a SHA-256 "
+        "manifest) and a CURRENT pointer; `intentstream model list|publish|rollback` use it.",
+    )
+    model_name: str = Field(
+        default="intentstream-scorer",
+        min_length=1,
+        description="Name of the served model: the key of its announcements on the models topic.",
+    )
     text_search: bool = Field(
         default=True,
         description="Load the multilingual text encoder and follow the item catalogue, for "

@@ -1,0 +1,441 @@
+"""Model store: published scorer versions, verified on load, and the CURRENT pointer.
+
+Every version the online learner (or ``intentstream model publish``) publishes is
+a checkpoint folder in the store, never changed afterwards, plus an
+:class:`~online_learning.announcement.Announcement` on the models topic so that
+workers swap to it. A worker :meth:`~ModelStore.load` s the announced version,
+which checks the SHA-256 manifest (:mod:`online_learning.manifest`) before it
+reads any weights; when that raises :class:`~online_learning.errors.ModelRejected`,
+or :func:`guard` rejects the version's online metrics, the worker keeps its
+previous model.
+
+Layout of a store (``Settings.model_store``, ``~/.cache/intentstream/models`` by default)::
+
+    <root>/
+      CURRENT                    id of the version to serve (replaced atomically)
+      <version>/                 one version, e.g. seq-2026-11-28T030000Z-ab12cd34
+        weights.pt               state dict of the SequenceScorer
+        vocab.json               item ids from index 1 on (0 is padding)
+        meta.json                config, version, parent, created_at, metrics, privacy,
+                                 model_name, source (+ the training checkpoint's meta)
+        MANIFEST.json            size and SHA-256 of the three files above
+        REJECTED                 only once rejected: {"reason", "rejected_at"}
+      .staging-<hex>/            a publish in progress, renamed into place when complete
+
+Publishing writes the folder under ``.staging-*``, loads it back, and renames it
+with ``os.replace``, so a reader sees a version whole or not at all; ``CURRENT``
+and ``REJECTED`` are replaced the same way. A rollback is
+:meth:`ModelStore.set_current` with an older accepted version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from model.checkpoint import Checkpoint, latest_checkpoint
+from online_learning.announcement import (
+    Announcement,
+    PrivacySpend,
+    finite_number,
+    is_version_id,
+    parse_metrics,
+)
+from online_learning.errors import ModelRejected, RegistryError, UnknownVersion
+from online_learning.manifest import (
+    decode,
+    manifest,
+    read_meta,
+    read_verified,
+    sync_dir,
+    write_atomic,
+    write_synced,
+)
+
+__all__ = [
+    "CURRENT",
+    "DEFAULT_MODEL_NAME",
+    "REJECTED",
+    "Announcement",
+    "ModelStore",
+    "PrivacySpend",
+    "Verdict",
+    "VersionInfo",
+    "checkpoint_meta",
+    "guard",
+]
+
+#: Model name announced when none is configured (``Settings.model_name``).
+DEFAULT_MODEL_NAME = "intentstream-scorer"
+CURRENT = "CURRENT"
+REJECTED = "REJECTED"
+
+Status = Literal["accepted", "rejected"]
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """One version of the store, as listed by :meth:`ModelStore.versions`.
+
+    ``status`` is ``"rejected"`` when the version was marked rejected or its
+    ``meta.json`` cannot be read; ``reason`` then says why.
+    """
+
+    version: str
+    parent: str | None
+    created_at: float
+    metrics: Mapping[str, float]
+    privacy: PrivacySpend | None
+    status: Status
+    path: Path
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Outcome of :func:`guard`: whether the version may serve, and why."""
+
+    accepted: bool
+    reason: str
+
+
+def guard(
+    metrics: Mapping[str, float],
+    baseline_metrics: Mapping[str, float],
+    *,
+    max_drop: float,
+    keys: Sequence[str] | None = None,
+) -> Verdict:
+    """Accept a version unless an online metric fell more than ``max_drop`` below the baseline.
+
+    Metrics are higher-is-better and compared in their own units (percent for
+    ``RankingMetrics``). A key without a finite baseline is not compared; a key
+    the candidate lacks, or a non-finite candidate value, rejects it.
+
+    Args:
+        metrics: the candidate's online metrics.
+        baseline_metrics: those of the version serving now, over the same events.
+        max_drop: largest tolerated drop, >= 0.
+        keys: the metrics that count (default: every key of the baseline).
+
+    Returns:
+        The verdict; when rejected, its reason names the first failing metric.
+
+    Raises:
+        ValueError: ``max_drop`` is negative or not finite.
+
+    Examples:
+        >>> guard({"MRR@20": 17.5}, {"MRR@20": 18.0}, max_drop=1.0).accepted
+        True
+        >>> guard({"MRR@20": 16.0}, {"MRR@20": 18.0}, max_drop=1.0).reason
+        'MRR@20 fell from 18 to 16 (more than 1)'
+    """
+    if not (finite_number(max_drop) and max_drop >= 0):
+        raise ValueError(f"max_drop must be a finite number >= 0, got {max_drop!r}")
+    for key in baseline_metrics if keys is None else keys:
+        baseline = baseline_metrics.get(key)
+        if baseline is None or not finite_number(baseline):
+            continue
+        value = metrics.get(key)
+        if value is None or not finite_number(value):
+            return Verdict(False, f"{key} is missing or not a finite number")
+        if baseline - value > max_drop:
+            drop = f"{key} fell from {baseline:g} to {value:g}"
+            return Verdict(False, f"{drop} (more than {max_drop:g})")
+    return Verdict(True, "no guarded metric fell more than the allowed drop")
+
+
+@dataclass(frozen=True)
+class ModelStore:
+    """Published scorer versions in a folder (see the module docstring for the layout).
+
+    Args:
+        root: the store folder, created on first publish.
+        name: model name announced for its versions.
+        clock: seconds since the epoch, for ``created_at`` and version ids.
+    """
+
+    root: Path
+    name: str = DEFAULT_MODEL_NAME
+    clock: Callable[[], float] = field(default=time.time, repr=False)
+
+    def path(self, version: str) -> Path:
+        """Folder of ``version``.
+
+        Raises:
+            UnknownVersion: the id is invalid or not in the store.
+        """
+        if not is_version_id(version) or not (self.root / version).is_dir():
+            raise UnknownVersion(f"no model version {version!r} in {self.root}")
+        return self.root / version
+
+    def publish(
+        self,
+        source: Path | Checkpoint,
+        *,
+        parent: str | None,
+        metrics: Mapping[str, float],
+        privacy: Mapping[str, Any] | None,
+    ) -> Announcement:
+        """Copy a checkpoint into the store as a new version, verified and atomically.
+
+        Args:
+            source: a checkpoint folder (or a run folder, whose ``LATEST`` is used)
+                written by ``intentstream train``, or a loaded or updated
+                :class:`~model.checkpoint.Checkpoint` (its ``path`` is not read).
+                Optimizer state is not copied: the store is for serving.
+            parent: the version it was learned from (must be in the store), or None.
+            metrics: finite numbers, kept in ``meta.json`` and announced.
+            privacy: the privacy spent (``epsilon`` and ``delta``; other keys are
+                kept in ``meta.json``), or None for a non-private model.
+
+        Returns:
+            The announcement to send on the models topic. ``CURRENT`` is unchanged.
+
+        Raises:
+            UnknownVersion: ``parent`` is not in the store.
+            RegistryError: ``source`` is not a readable checkpoint, or the same
+                content was already published in the same second.
+            ModelRejected: the copy does not load; nothing is stored.
+            ValueError: ``metrics`` or ``privacy`` are invalid.
+        """
+        if parent is not None:
+            self.path(parent)
+        metrics = parse_metrics(metrics)
+        spend = PrivacySpend.from_json(privacy)
+        weights, vocab, source_meta = _source_files(source)
+        now = self.clock()
+        version = _version_id(now, weights, vocab)
+        meta = {
+            **source_meta,
+            "version": version,
+            "parent": parent,
+            "created_at": now,
+            "metrics": metrics,
+            "privacy": None if privacy is None else dict(privacy),
+            "model_name": self.name,
+            "source": _provenance(source, source_meta),
+        }
+        meta_bytes = json.dumps(meta, indent=2, sort_keys=True, default=str).encode()
+        files = {"weights.pt": weights, "vocab.json": vocab, "meta.json": meta_bytes}
+        final = self._write_version(version, files)
+        return Announcement(self.name, version, parent, str(final), metrics, spend, now)
+
+    def _write_version(self, version: str, files: Mapping[str, bytes]) -> Path:
+        final = self.root / version
+        if final.exists():
+            raise RegistryError(f"model version {version} is already in {self.root}")
+        self.root.mkdir(parents=True, exist_ok=True)
+        staging = self.root / f".staging-{uuid.uuid4().hex}"
+        staging.mkdir()
+        try:
+            for name, data in files.items():
+                write_synced(staging / name, data)
+            write_synced(staging / "MANIFEST.json", manifest(files))
+            decode(version, read_verified(version, staging), staging)
+            try:
+                os.replace(staging, final)
+            except OSError as exc:
+                raise RegistryError(f"cannot store model version {version}: {exc}") from exc
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging)
+        sync_dir(self.root)
+        return final
+
+    def versions(self) -> list[VersionInfo]:
+        """Every version in the store, newest first (by ``created_at``, then id)."""
+        if not self.root.is_dir():
+            return []
+        names = [p.name for p in self.root.iterdir() if p.is_dir() and is_version_id(p.name)]
+        infos = [self.info(name) for name in names]
+        return sorted(infos, key=lambda info: (info.created_at, info.version), reverse=True)
+
+    def info(self, version: str) -> VersionInfo:
+        """What the store knows of ``version``, without verifying its files.
+
+        Raises:
+            UnknownVersion: it is not in the store.
+        """
+        path = self.path(version)
+        reason = self._rejection(version)
+        try:
+            meta = read_meta(version, path)
+        except ModelRejected as exc:
+            mtime = path.stat().st_mtime
+            return VersionInfo(version, None, mtime, {}, None, "rejected", path, exc.reason)
+        parent, created = meta.get("parent"), meta.get("created_at", 0.0)
+        try:
+            metrics = parse_metrics(meta.get("metrics") or {})
+            privacy = PrivacySpend.from_json(meta.get("privacy"))
+        except ValueError:
+            metrics, privacy = {}, None
+        return VersionInfo(
+            version=version,
+            parent=parent if is_version_id(parent) else None,
+            created_at=float(created) if created is not None and finite_number(created) else 0.0,
+            metrics=metrics,
+            privacy=privacy,
+            status="accepted" if reason is None else "rejected",
+            path=path,
+            reason=reason,
+        )
+
+    def announcement(self, version: str) -> Announcement:
+        """The announcement of a stored version, e.g. to announce it again on rollback.
+
+        Raises:
+            UnknownVersion: it is not in the store.
+            ModelRejected: its ``meta.json`` cannot be read.
+        """
+        read_meta(version, self.path(version))
+        info = self.info(version)
+        return Announcement(
+            self.name,
+            version,
+            info.parent,
+            str(info.path),
+            info.metrics,
+            info.privacy,
+            info.created_at,
+        )
+
+    def load(self, version: str) -> Checkpoint:
+        """Verify ``version`` against its manifest, then load it for scoring (on the CPU).
+
+        Returns:
+            The checkpoint, model in eval mode, ``meta["version"] == version``;
+            serve it with :class:`model.serving.CheckpointScorer`.
+
+        Raises:
+            UnknownVersion: it is not in the store.
+            ModelRejected: it was marked rejected; its manifest is missing or
+                unreadable; a file is missing or differs from the manifest;
+                ``meta.json`` or ``vocab.json`` is invalid; or the weights do not
+                load into the configured model.
+        """
+        path = self.path(version)
+        reason = self._rejection(version)
+        if reason is not None:
+            raise ModelRejected(version, f"marked rejected: {reason}")
+        return decode(version, read_verified(version, path), path)
+
+    def verify(self, version: str) -> Checkpoint:
+        """:meth:`load`, marking the version rejected when it fails for a new reason.
+
+        Raises:
+            UnknownVersion: it is not in the store.
+            ModelRejected: as :meth:`load`.
+        """
+        already = self._rejection(version) is not None
+        try:
+            return self.load(version)
+        except ModelRejected as exc:
+            if not already:
+                self.mark_rejected(version, exc.reason)
+            raise
+
+    def mark_rejected(self, version: str, reason: str) -> None:
+        """Record that ``version`` must not be served; it stays listed, CURRENT is unchanged.
+
+        Raises:
+            UnknownVersion: it is not in the store.
+        """
+        body = {"reason": reason, "rejected_at": self.clock()}
+        write_atomic(self.path(version) / REJECTED, json.dumps(body).encode())
+
+    def current(self) -> str | None:
+        """The version ``CURRENT`` names, or None before the first :meth:`set_current`."""
+        try:
+            text = (self.root / CURRENT).read_text().strip()
+        except FileNotFoundError:
+            return None
+        return text or None
+
+    def set_current(self, version: str, *, verify: bool = True) -> None:
+        """Point ``CURRENT`` at ``version`` (a rollback when it is an older one).
+
+        Args:
+            version: an accepted version of the store.
+            verify: :meth:`verify` it first; pass False only right after a
+                successful :meth:`verify` of the same version.
+
+        Raises:
+            UnknownVersion: it is not in the store.
+            ModelRejected: it was rejected, or fails verification (and is then
+                marked rejected). ``CURRENT`` is then left as it was.
+        """
+        reason = self._rejection(version)
+        if reason is not None:
+            raise ModelRejected(version, f"marked rejected: {reason}")
+        if verify:
+            self.verify(version)
+        write_atomic(self.root / CURRENT, f"{version}\n".encode())
+
+    def _rejection(self, version: str) -> str | None:
+        """Why ``version`` was marked rejected, or None."""
+        try:
+            body = json.loads((self.path(version) / REJECTED).read_bytes())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            return "unreadable REJECTED marker"
+        reason = body.get("reason") if isinstance(body, dict) else None
+        return str(reason) if reason else "no reason given"
+
+
+def _source_files(source: Path | Checkpoint) -> tuple[bytes, bytes, dict[str, Any]]:
+    """``weights.pt`` and ``vocab.json`` bytes and the meta of a checkpoint to publish."""
+    if isinstance(source, Checkpoint):
+        buffer = io.BytesIO()
+        torch.save(source.model.state_dict(), buffer)
+        meta = {**source.meta, "config": source.model.config.to_dict()}
+        return buffer.getvalue(), json.dumps(source.vocab.ids[1:]).encode(), meta
+    folder = latest_checkpoint(source) or source
+    meta = checkpoint_meta(folder)
+    try:
+        return (folder / "weights.pt").read_bytes(), (folder / "vocab.json").read_bytes(), meta
+    except OSError as exc:
+        raise RegistryError(f"{source} is not a readable checkpoint: {exc}") from exc
+
+
+def checkpoint_meta(checkpoint: Path) -> dict[str, Any]:
+    """``meta.json`` of a training checkpoint folder, or of a run folder's ``LATEST``.
+
+    Its ``metrics`` and ``privacy`` are what :meth:`ModelStore.publish` takes.
+
+    Raises:
+        RegistryError: it is missing, unreadable or not a JSON object.
+    """
+    path = (latest_checkpoint(checkpoint) or checkpoint) / "meta.json"
+    try:
+        meta = json.loads(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise RegistryError(f"{checkpoint} is not a readable checkpoint: {exc}") from exc
+    if not isinstance(meta, dict):
+        raise RegistryError(f"{path} is not a JSON object")
+    return meta
+
+
+def _provenance(source: Path | Checkpoint, meta: Mapping[str, Any]) -> dict[str, Any]:
+    """Where a version came from: the training checkpoint's path, version and time."""
+    path = source.path if isinstance(source, Checkpoint) else source
+    return {"path": str(path), "version": meta.get("version"), "created_at": meta.get("created_at")}
+
+
+def _version_id(now: float, weights: bytes, vocab: bytes) -> str:
+    """``seq-<UTC time to the second>-<first 8 hex digits of the content's SHA-256>``."""
+    digest = hashlib.sha256(weights)
+    digest.update(vocab)
+    return f"seq-{time.strftime('%Y-%m-%dT%H%M%SZ', time.gmtime(now))}-{digest.hexdigest()[:8]}"

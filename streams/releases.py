@@ -1,0 +1,135 @@
+"""``intentstream model list|publish|rollback``: the model store from the command line.
+
+Run ``intentstream model list`` to see the versions of ``INTENTSTREAM_MODEL_STORE``,
+``intentstream model publish RUN_OR_CHECKPOINT [--parent V]`` to import a checkpoint
+of ``intentstream train`` and make it current, and ``intentstream model rollback V``
+to serve an older version again. Publish and rollback announce the version on the
+models topic, so every worker swaps to it; ``CURRENT`` changes only once the broker
+has acknowledged that announcement, so a failed command leaves it as it was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+
+import aiokafka.errors
+import kafka.errors
+from rich.table import Table
+
+from online_learning.registry import Announcement, ModelStore, VersionInfo, checkpoint_meta
+from streams.errors import BrokerError
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: How long an announcement may take to be acknowledged, connection included.
+ANNOUNCE_TIMEOUT_SECONDS = 30.0
+
+#: Metrics shown by ``model list`` when a version has them (the RankingMetrics names).
+KEY_METRICS = ("P@20", "MRR@20", "NDCG@10")
+
+
+def store_of(settings: Settings) -> ModelStore:
+    """The model store the settings name."""
+    return ModelStore(settings.model_store, name=settings.model_name)
+
+
+def versions_table(store: ModelStore) -> Table:
+    """A table of the store's versions, newest first; ``*`` marks the current one."""
+    current = store.current()
+    table = Table(title=f"{store.name} versions in {store.root}")
+    for column in ("", "version", "parent", "created (UTC)", "metrics", "epsilon", "status"):
+        table.add_column(column, no_wrap=column in ("version", "parent"))
+    for info in store.versions():
+        table.add_row(
+            "*" if info.version == current else "",
+            info.version,
+            info.parent or "-",
+            time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(info.created_at)),
+            _metrics_cell(info),
+            "-" if info.privacy is None else f"{info.privacy.epsilon:.3g}",
+            info.status if info.reason is None else f"{info.status}: {info.reason}",
+        )
+    return table
+
+
+def _metrics_cell(info: VersionInfo) -> str:
+    shown = [name for name in KEY_METRICS if name in info.metrics] or sorted(info.metrics)[:3]
+    return ", ".join(f"{name} {info.metrics[name]:.2f}" for name in shown) or "-"
+
+
+def publish(settings: Settings, checkpoint: Path, *, parent: str | None) -> Announcement:
+    """Import a training checkpoint into the store, announce it, then make it current.
+
+    Its metrics and privacy spend come from the checkpoint's ``meta.json``.
+
+    Raises:
+        OnlineLearningError: the checkpoint is not readable or does not load.
+        BrokerError: the announcement was not acknowledged; the version stays
+            in the store, not current (``model rollback`` it to retry).
+    """
+    store = store_of(settings)
+    meta = checkpoint_meta(checkpoint)
+    announcement = store.publish(
+        checkpoint,
+        parent=parent,
+        metrics=meta.get("metrics") or {},
+        privacy=meta.get("privacy"),
+    )
+    _announce_and_set_current(settings, store, announcement)
+    return announcement
+
+
+def rollback(settings: Settings, version: str) -> Announcement:
+    """Serve ``version`` again: verify it, announce it, then point ``CURRENT`` at it.
+
+    Raises:
+        UnknownVersion: it is not in the store.
+        ModelRejected: it was rejected or fails verification (now marked rejected).
+        BrokerError: the announcement was not acknowledged; ``CURRENT`` is unchanged.
+    """
+    store = store_of(settings)
+    store.verify(version)
+    announcement = store.announcement(version)
+    _announce_and_set_current(settings, store, announcement)
+    return announcement
+
+
+def _announce_and_set_current(
+    settings: Settings, store: ModelStore, announcement: Announcement
+) -> None:
+    # Announce first: a CURRENT that no worker was told about would make the store
+    # and the fleet disagree, while an announcement that is never made current is
+    # repaired by announcing again.
+    announce(settings, announcement)
+    store.set_current(announcement.version, verify=False)
+    log.info("announced %s on %s", announcement.version, settings.models_topic)
+
+
+def announce(settings: Settings, announcement: Announcement) -> None:
+    """Send ``announcement`` on the models topic and wait for the broker's acknowledgement.
+
+    Raises:
+        BrokerError: the broker is unreachable or did not acknowledge in time.
+    """
+    from streams.admin import ensure_topics
+    from streams.replay import produce_records
+
+    record = [(announcement.key, announcement.to_bytes())]
+    try:
+        ensure_topics(settings)
+        asyncio.run(
+            asyncio.wait_for(
+                produce_records(settings.bootstrap, settings.models_topic, record, acks="all"),
+                timeout=ANNOUNCE_TIMEOUT_SECONDS,
+            )
+        )
+    except (kafka.errors.KafkaError, aiokafka.errors.KafkaError, OSError, TimeoutError) as exc:
+        raise BrokerError(
+            f"could not announce model version {announcement.version} on "
+            f"{settings.models_topic} at {settings.bootstrap} ({type(exc).__name__}: {exc}); "
+            "CURRENT is unchanged"
+        ) from exc
