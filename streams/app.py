@@ -18,11 +18,14 @@ from model.catalogue import TextCatalogue
 from model.checkpoint import load_checkpoint
 from model.serving import CheckpointScorer
 from model.text import TextEncoder
+from online_learning.registry import ModelStore
 from streams.agents import register_agents, send_all
 from streams.catalogue_feed import CatalogueFollower
 from streams.crypto import load_master_key
+from streams.model_feed import ModelFollower
 from streams.pipeline import EventPipeline
 from streams.pseudonym import Pseudonymizer, load_pseudonym_key
+from streams.records import OutputRecord
 from streams.settings import Settings
 from streams.tables import build_key_table, build_user_table
 from streams.topics import build_topics
@@ -57,7 +60,7 @@ def create_app(
     *,
     pseudonym_key: bytes | None = None,
     master_key: bytes | None = None,
-    catalogue_loaded: asyncio.Event | None = None,
+    ready: list[asyncio.Event] | None = None,
 ) -> faust.App:
     """Build a configured app with its topic, table, agent and catalogue follower.
 
@@ -65,8 +68,9 @@ def create_app(
         settings: the one configuration object.
         pseudonym_key: HMAC key; defaults to :func:`load_pseudonym_key`.
         master_key: state master key; defaults to :func:`load_master_key`.
-        catalogue_loaded: set once the item catalogue has been read to its end
-            (with ``text_search`` on); the worker waits for it before it is ready.
+        ready: gets the events that are set once the item catalogue and the model
+            announcements have been read to their end; the worker waits for all
+            of them before it reports ready.
     """
     key = pseudonym_key if pseudonym_key is not None else load_pseudonym_key(settings)
     master = master_key if master_key is not None else load_master_key(settings)
@@ -87,18 +91,32 @@ def create_app(
     register_agents(
         app, settings=settings, topics=topics, users=users, keys=keys, pipeline=pipeline
     )
+    ready = ready if ready is not None else []
+
+    async def send(records: list[OutputRecord]) -> None:
+        await send_all(app.producer, records)
+
+    models = ModelFollower(
+        settings,
+        pipeline=pipeline,
+        store=ModelStore(settings.model_store, name=settings.model_name),
+        send_dead_letters=send,
+        seal=pipeline.seal_dead_letter,
+        loaded=asyncio.Event(),
+    )
+    app.task(models.run)
+    ready.append(models.loaded)
     if encoder is not None and catalogue is not None:
         follower = CatalogueFollower(
             settings,
             catalogue=catalogue,
             encoder=encoder,
-            send_dead_letters=lambda records: send_all(app.producer, records),
+            send_dead_letters=send,
             seal=pipeline.seal_dead_letter,
-            loaded=catalogue_loaded or asyncio.Event(),
+            loaded=asyncio.Event(),
         )
         app.task(follower.run)
-    elif catalogue_loaded is not None:
-        catalogue_loaded.set()
+        ready.append(follower.loaded)
     return app
 
 

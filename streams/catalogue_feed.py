@@ -14,24 +14,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from model.catalogue import TextCatalogue
 from model.text import TextEncoder
-from streams.records import InputRecord, OutputRecord, Sealer, dead_letter
+from streams.follower import follow
+from streams.records import InputRecord, OutputRecord, Sealer, SendRecords, dead_letter
 from streams.settings import Settings
 from streams.validation import ITEM_SCHEMA, RecordValidator, Rejection
 
 log = logging.getLogger(__name__)
-
-#: Longest a poll waits for new items (they change rarely; events never wait on it).
-POLL_TIMEOUT_MS = 1_000
-MAX_POLL_RECORDS = 1_024
-
-SendDeadLetters = Callable[[list[OutputRecord]], Awaitable[None]]
 
 
 @dataclass
@@ -72,7 +65,7 @@ class CatalogueFollower:
         *,
         catalogue: TextCatalogue,
         encoder: TextEncoder,
-        send_dead_letters: SendDeadLetters,
+        send_dead_letters: SendRecords,
         seal: Sealer,
         loaded: asyncio.Event,
     ) -> None:
@@ -85,36 +78,10 @@ class CatalogueFollower:
         self.loaded = loaded
 
     async def run(self) -> None:
-        """Follow the topic until cancelled.
-
-        Without a group, aiokafka assigns the consumer every partition of the
-        subscribed topic, and with no committed offsets it starts at the beginning.
-        """
-        consumer = AIOKafkaConsumer(
-            self._settings.items_topic,
-            bootstrap_servers=self._settings.bootstrap,
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=100,
+        """Follow the catalogue topic until cancelled (``streams.follower``)."""
+        await follow(
+            self._settings, self._settings.items_topic, apply=self.apply, loaded=self.loaded
         )
-        await consumer.start()
-        ends: dict[TopicPartition, int] = {}
-        try:
-            while True:
-                batches = await consumer.getmany(
-                    timeout_ms=POLL_TIMEOUT_MS, max_records=MAX_POLL_RECORDS
-                )
-                for records in batches.values():
-                    await self.apply([_input_record(r) for r in records])
-                if self.loaded.is_set() or not consumer.assignment():
-                    continue
-                ends = ends or await consumer.end_offsets(list(consumer.assignment()))
-                if await _reached(consumer, ends):
-                    log.info("catalogue loaded: %d items", len(self._catalogue))
-                    self.loaded.set()
-        finally:
-            await consumer.stop()
 
     async def apply(self, records: Sequence[InputRecord]) -> None:
         """Encode the new titles (in a thread), then update the catalogue and DLQ bad records."""
@@ -129,21 +96,3 @@ class CatalogueFollower:
         if changes.dead_letters:
             log.warning("%d bad catalogue records sent to the DLQ", len(changes.dead_letters))
             await self._send_dead_letters(changes.dead_letters)
-
-
-async def _reached(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> bool:
-    for partition, end in ends.items():
-        if await consumer.position(partition) < end:
-            return False
-    return True
-
-
-def _input_record(message: ConsumerRecord[bytes, bytes]) -> InputRecord:
-    return InputRecord(
-        key=message.key,
-        value=message.value,
-        topic=message.topic,
-        partition=message.partition,
-        offset=message.offset,
-        timestamp=message.timestamp / 1000.0,
-    )

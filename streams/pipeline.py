@@ -111,13 +111,20 @@ class EventPipeline:
             intent=self.intent,
         )
         self.ranker = ContextRanker(
-            scorer or self.recommender,
+            self.recommender,
             fallback=self.recommender,
             catalogue=catalogue,
             encode_queries=encode_queries,
             config=RankerConfig(top_k=settings.top_k),
         )
-        self._rank_each_event = scorer is None
+        self._rank_each_event = True
+        if scorer is not None:
+            self.use_scorer(scorer)
+
+    def use_scorer(self, scorer: ItemScorer) -> None:
+        """Score with ``scorer`` from the next batch on (hot swap; the baseline stays fallback)."""
+        self.ranker.primary = scorer
+        self._rank_each_event = scorer is self.recommender
 
     def process(
         self, records: Sequence[InputRecord], *, read_state: TableReader, read_key: TableReader

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from streams.validation import Rejection
@@ -35,6 +35,9 @@ class OutputRecord:
 
 #: Seals a record's (key, value) into one opaque value (``streams.crypto.RecordSealer.seal``).
 Sealer = Callable[[bytes | None, bytes | None], bytes]
+
+#: Sends records and waits until the broker has them (``streams.agents.send_all`` on a producer).
+SendRecords = Callable[[list["OutputRecord"]], Awaitable[None]]
 
 
 def dead_letter(

@@ -29,10 +29,15 @@ log = logging.getLogger(__name__)
 
 
 class ReadinessWorker(faust.Worker):
-    """A Faust worker that creates ``ready_file`` once started and ``ready`` is set."""
+    """A Faust worker that creates ``ready_file`` once started and every ``ready`` event is set."""
 
     def __init__(
-        self, app: faust.App, *, ready_file: Path | None, ready: asyncio.Event, **kwargs: Any
+        self,
+        app: faust.App,
+        *,
+        ready_file: Path | None,
+        ready: list[asyncio.Event],
+        **kwargs: Any,
     ) -> None:
         super().__init__(app, **kwargs)
         self._ready_file = ready_file
@@ -40,7 +45,8 @@ class ReadinessWorker(faust.Worker):
 
     async def on_startup_finished(self) -> None:
         await super().on_startup_finished()
-        await self._ready.wait()
+        for event in self._ready:
+            await event.wait()
         if self._ready_file is not None:
             self._ready_file.parent.mkdir(parents=True, exist_ok=True)
             self._ready_file.write_text(str(os.getpid()))
@@ -50,14 +56,14 @@ def run_worker(settings: Settings) -> None:
     """Create missing topics, then run a worker; returns when it has stopped cleanly."""
     log.info("worker config: %s", settings.redacted())
     ensure_topics(settings)
-    catalogue_loaded = asyncio.Event()
-    app = create_app(settings, catalogue_loaded=catalogue_loaded)
+    ready: list[asyncio.Event] = []
+    app = create_app(settings, ready=ready)
     if settings.ready_file is not None:
         settings.ready_file.unlink(missing_ok=True)
     worker = ReadinessWorker(
         app,
         ready_file=settings.ready_file,
-        ready=catalogue_loaded,
+        ready=ready,
         loglevel=settings.worker_loglevel,
         quiet=True,
     )

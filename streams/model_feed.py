@@ -1,0 +1,94 @@
+"""Every worker follows ``shop.models`` and swaps to each new model version without a restart.
+
+The announcements topic is small and every worker needs all of it, so, like the
+catalogue, it is read from the beginning by a group-less consumer and then
+followed. For each announcement of this deployment's model name, the version is
+loaded from the model store off the event loop (checking its manifest; a
+version that fails is marked rejected and the current one kept), and the
+pipeline's scorer is replaced on the loop, between two agent batches: no batch
+is paused and every recommendation names the version that produced it. A
+malformed announcement goes to the DLQ with a reason, like any bad input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+from model.serving import CheckpointScorer
+from online_learning.errors import BadAnnouncement, ModelRejected, RegistryError
+from online_learning.registry import Announcement, ModelStore
+from streams.follower import follow
+from streams.pipeline import EventPipeline
+from streams.records import InputRecord, Sealer, SendRecords, dead_letter
+from streams.settings import Settings
+from streams.validation import Reason, Rejection
+
+log = logging.getLogger(__name__)
+
+
+class ModelFollower:
+    """Applies the newest valid announcement to ``pipeline``; ``loaded`` is set once caught up."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        pipeline: EventPipeline,
+        store: ModelStore,
+        send_dead_letters: SendRecords,
+        seal: Sealer,
+        loaded: asyncio.Event,
+    ) -> None:
+        self._settings = settings
+        self._pipeline = pipeline
+        self._store = store
+        self._send_dead_letters = send_dead_letters
+        self._seal = seal
+        self.loaded = loaded
+        self.rejected: list[str] = []
+
+    async def run(self) -> None:
+        """Follow the announcements topic until cancelled (``streams.follower``)."""
+        await follow(
+            self._settings, self._settings.models_topic, apply=self.apply, loaded=self.loaded
+        )
+
+    async def apply(self, records: Sequence[InputRecord]) -> None:
+        """Swap to the newest valid version among ``records``; DLQ the malformed ones."""
+        letters, newest = [], None
+        for record in records:
+            try:
+                announcement = Announcement.from_bytes(record.value)
+            except BadAnnouncement as exc:
+                rejection = Rejection(Reason.INVALID_VALUE, f"bad model announcement: {exc}"[:200])
+                letters.append(
+                    dead_letter(record, rejection, topic=self._settings.dlq_topic, seal=self._seal)
+                )
+                continue
+            if announcement.name == self._settings.model_name:
+                newest = announcement
+        if letters:
+            await self._send_dead_letters(letters)
+        if newest is not None and newest.version != self._pipeline.ranker.primary.version:
+            await self._swap(newest)
+
+    async def _swap(self, announcement: Announcement) -> None:
+        try:
+            scorer = await asyncio.to_thread(self._load, announcement.version)
+        except (ModelRejected, RegistryError) as exc:
+            self.rejected.append(announcement.version)
+            log.error(
+                "model %s rejected, keeping %s: %s",
+                announcement.version,
+                self._pipeline.ranker.primary.version,
+                exc,
+            )
+            return
+        self._pipeline.use_scorer(scorer)
+        log.warning("now scoring with model %s", scorer.version)
+
+    def _load(self, version: str) -> CheckpointScorer:
+        checkpoint = self._store.verify(version)  # marks the version rejected when it fails
+        return CheckpointScorer(checkpoint)
