@@ -15,7 +15,9 @@ import orjson
 
 EVENT_TYPES: tuple[str, ...] = ("view", "click", "search", "add_to_cart", "purchase")
 TYPE_INDEX: dict[str, int] = {name: i for i, name in enumerate(EVENT_TYPES)}
-STATE_VERSION = 2
+STATE_VERSION = 3
+#: Items of the last recommendation kept per user, for the prequential check.
+EMITTED_KEPT = 10
 
 
 @dataclass(slots=True)
@@ -36,6 +38,9 @@ class UserFeatures:
             (``streams.privacy.PrivacyBudget``).
         contributions: what the user added to the shared counts this window,
             ``[window_start, items]`` (``streams.privacy.ContributionBound``).
+        last_emitted: the top items of the last recommendation sent to the user,
+            so the next event can be scored against it before anything learns
+            from it (prequential evaluation).
     """
 
     items: list[str] = field(default_factory=list)
@@ -48,6 +53,7 @@ class UserFeatures:
     offsets: dict[str, int] = field(default_factory=dict)
     privacy_budget: list[float | int] = field(default_factory=lambda: [0.0, 0])
     contributions: list[Any] = field(default_factory=lambda: [0.0, []])
+    last_emitted: list[str] = field(default_factory=list)
 
     def to_bytes(self) -> bytes:
         """Compact serialised form for the table and its changelog."""
@@ -64,6 +70,7 @@ class UserFeatures:
                 self.offsets,
                 self.privacy_budget,
                 self.contributions,
+                self.last_emitted,
             ]
         )
 
@@ -73,9 +80,9 @@ class UserFeatures:
         if raw is None:
             return cls()
         version, *fields = orjson.loads(raw)
-        if version != STATE_VERSION:
+        if not 1 <= version <= STATE_VERSION:
             raise ValueError(f"unknown user state version {version}")
-        return cls(*fields)
+        return cls(*fields)  # older versions lack trailing fields: their defaults apply
 
 
 def apply_event(

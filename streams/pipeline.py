@@ -19,8 +19,10 @@ import orjson
 from model.baseline import CooccurrenceRecommender, NextPurchaseRate
 from model.catalogue import TextCatalogue
 from model.serving import ContextRanker, ItemScorer, QueryEncoder, RankerConfig, RankRequest
+from online_learning.drift import DriftMonitor
+from online_learning.prequential import PrequentialRanking
 from streams.crypto import RecordSealer, StateCipher
-from streams.features import EVENT_TYPES, TYPE_INDEX, apply_event
+from streams.features import EMITTED_KEPT, EVENT_TYPES, TYPE_INDEX, UserFeatures, apply_event
 from streams.pseudonym import Pseudonymizer
 from streams.records import InputRecord, OutputRecord, dead_letter
 from streams.settings import Settings
@@ -48,6 +50,7 @@ class BatchResult:
     changes: StateChanges = field(default_factory=StateChanges)
     redelivered: int = 0
     erased: int = 0
+    drifts: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +59,7 @@ class _Pending:
 
     record: InputRecord
     event: dict[str, Any]
+    state: UserFeatures
     request: RankRequest
     purchase_intent: float
 
@@ -117,6 +121,8 @@ class EventPipeline:
             encode_queries=encode_queries,
             config=RankerConfig(top_k=settings.top_k),
         )
+        self.prequential = PrequentialRanking(k=EMITTED_KEPT)
+        self.drift = DriftMonitor()
         self._rank_each_event = True
         if scorer is not None:
             self.use_scorer(scorer)
@@ -237,6 +243,7 @@ class EventPipeline:
             history_len=self._settings.history_len,
         )
         if fresh:
+            self._evaluate(state, event.get("item_id"), result)
             self.shared.contribute(
                 state,
                 item=event.get("item_id"),
@@ -253,9 +260,16 @@ class EventPipeline:
         return _Pending(
             record=record,
             event=event,
+            state=state,
             request=RankRequest(history=tuple(state.items), query=query),
             purchase_intent=round(self.intent.predict_one(state.last_type), 6),
         )
+
+    def _evaluate(self, state: UserFeatures, item: str | None, result: BatchResult) -> None:
+        """Prequential check: was this item in the user's last list, before anything learns."""
+        score = self.prequential.update_one(state.last_emitted or None, item)
+        if score is not None and self.drift.update(1.0 - score.hit):
+            result.drifts += 1
 
     def _recommendations(self, pending: Sequence[_Pending]) -> list[OutputRecord]:
         """Rank the pending events in one call and format their recommendations."""
@@ -263,6 +277,7 @@ class EventPipeline:
         now = self._clock()
         out = []
         for waiting, answer in zip(pending, ranked, strict=True):
+            waiting.state.last_emitted = [item for item, _ in answer.items[:EMITTED_KEPT]]
             latency_s = max(0.0, now - waiting.record.timestamp)
             value = {
                 "user_id": waiting.event["user_id"],

@@ -309,3 +309,15 @@ def test_contributions_are_bounded_and_charged_once_per_window() -> None:
         "i0",
         "i1",
     ]
+
+
+def test_each_event_is_scored_against_the_users_last_list_before_learning() -> None:
+    pipeline, store = _pipeline(), Tables()
+    views = [("u1", "a", 1.0), ("u1", "a", 2.0), ("u1", "z", 3.0), ("u2", "a", 4.0)]
+    records = [_record(_view(u, i, f"e{n}", ts), n) for n, (u, i, ts) in enumerate(views)]
+    _run(pipeline, records[:2], store)
+    _run(pipeline, records[2:], store)  # across batches: the list is kept in the user's state
+    # u1's 1st and u2's only event have no earlier list; "a" was in u1's list, "z" was not.
+    snapshot = pipeline.prequential.snapshot()
+    assert (snapshot.n, snapshot.n_skipped, snapshot.hr) == (2, 2, 0.5)
+    assert store.plain("u1").last_emitted == ["z", "a"]  # own items, most recent first
