@@ -1,0 +1,160 @@
+"""Online HR@10 over time on YOOCHOOSE: frozen model vs incremental updates vs online baseline.
+
+A transformer is pretrained on ``yoochoose-100k/train.csv.gz`` (April 2014,
+70k clicks). Then the test clicks (13.6k, the days after) are replayed in time
+order. For each click with an earlier click in its session, before anything
+learns from it, every model's top 10 for the session so far is checked for the
+clicked item (prequential HR@10 and NDCG@10, ``online_learning.prequential``):
+
+* (a) **frozen**: the pretrained model, never updated;
+* (b) **incremental**: the same start, updated from the stream by
+  ``online_learning.trainer.IncrementalTrainer`` (every 256 new sessions-so-far,
+  4 steps, half replayed from a reservoir seeded with the training sessions);
+* (c) **online co-occurrence**: the stream baseline (``model.baseline``) learning
+  every click as it comes (no DP here, so it is its best case).
+
+All three run in the same process on the same clicks, in chunks of 200 clicks
+(a worker's batch): lists are computed at the start of a chunk, learning happens
+click by click after scoring, and the transformer updates between chunks. The
+table shows HR@10 per block of 2,000 scored clicks and overall, and the update
+throughput.
+
+Run: ``.venv/bin/python bench/online.py [--epochs 15]`` (about 2 minutes on the 2-core machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from model.baseline import CooccurrenceRecommender
+from model.batches import pad_histories
+from model.config import ScorerConfig
+from model.evaluate import load_protocol
+from model.scorer import SequenceScorer
+from model.sessions import ItemVocab
+from model.train import TrainConfig, train
+from online_learning.prequential import PrequentialRanking
+from online_learning.trainer import IncrementalTrainer, UpdateConfig
+from streams.replay import read_events
+
+DATA = Path("../shared/data/yoochoose-100k")
+K = 10
+CHUNK = 200
+BLOCK = 2_000
+
+
+def top_k(
+    model: SequenceScorer, vocab: ItemVocab, prefixes: Sequence[Sequence[str]]
+) -> list[list[str]]:
+    """Top-K item ids per prefix (unknown items skipped; an empty prefix gets nothing)."""
+    encoded = [[i for i in vocab.encode(prefix) if i] for prefix in prefixes]
+    rows = [row for row, items in enumerate(encoded) if items]
+    out: list[list[str]] = [[] for _ in prefixes]
+    if not rows:
+        return out
+    batch = pad_histories([encoded[row] for row in rows], max_len=model.config.max_len)
+    with torch.inference_mode():
+        scores, _ = model.score_many(batch)
+        indices = scores.topk(K, dim=-1).indices.tolist()
+    for row, top in zip(rows, indices, strict=True):
+        out[row] = [vocab.ids[i] for i in top]
+    return out
+
+
+def pretrain(epochs: int, seed: int) -> tuple[SequenceScorer, ItemVocab, list[list[int]], float]:
+    protocol = load_protocol(DATA / "train.csv.gz")
+    sequences = [s for s in protocol.train if len(s) >= 2]
+    torch.manual_seed(seed)
+    model = SequenceScorer(ScorerConfig(n_items=len(protocol.vocab), d_model=64))
+    started = time.perf_counter()
+    config = TrainConfig(epochs=epochs, negatives=0, bf16=False, seed=seed, learning_rate=3e-3)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    train(model, sequences, config, optimizer=optimizer, progress=False)
+    return model.eval(), protocol.vocab, sequences, time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=15, help="pretraining epochs")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    frozen, vocab, train_sequences, pretrain_s = pretrain(args.epochs, args.seed)
+    learner = copy.deepcopy(frozen)
+    trainer = IncrementalTrainer(
+        learner, vocab, config=UpdateConfig(seed=args.seed), replay=train_sequences
+    )
+    baseline = CooccurrenceRecommender()
+    for sequence in load_protocol(DATA / "train.csv.gz").train:  # the same history
+        items = [vocab.ids[i] for i in sequence]
+        for position, item in enumerate(items):
+            baseline.learn_one(items[:position], item)
+
+    clicks = sorted(read_events(DATA / "test.csv.gz"), key=lambda e: float(e["ts"]))
+    names = ("frozen", "incremental", "co-occurrence")
+    overall = {name: PrequentialRanking(k=K) for name in names}
+    blocks: dict[str, list[PrequentialRanking]] = defaultdict(list)
+    sessions: dict[str, list[str]] = defaultdict(list)
+    update_seconds = 0.0
+    for start in range(0, len(clicks), CHUNK):
+        chunk = clicks[start : start + CHUNK]
+        # Each click's session so far, earlier clicks of the same chunk included; the
+        # models only change between chunks (a worker's batch).
+        prefixes, grown = [], {}
+        for click in chunk:
+            so_far = grown.setdefault(click["session_id"], list(sessions[click["session_id"]]))
+            prefixes.append(list(so_far))
+            so_far.append(click["item_id"])
+        lists = {
+            "frozen": top_k(frozen, vocab, prefixes),
+            "incremental": top_k(learner, vocab, prefixes),
+            "co-occurrence": [
+                [i for i, _ in baseline.recommend(p, k=K)] if p else [] for p in prefixes
+            ],
+        }
+        for row, click in enumerate(chunk):
+            prefix, item = prefixes[row], click["item_id"]
+            for name in names:
+                if prefix:
+                    scored = overall[name].n
+                    if scored % BLOCK == 0:
+                        blocks[name].append(PrequentialRanking(k=K))
+                    overall[name].update_one(lists[name][row], item)
+                    blocks[name][-1].update_one(lists[name][row], item)
+            baseline.learn_one(prefix, item)
+            sessions[click["session_id"]].append(item)
+            began = time.perf_counter()
+            trainer.observe(sessions[click["session_id"]])
+            update_seconds += time.perf_counter() - began
+
+    print(
+        f"pretraining: {args.epochs} epochs in {pretrain_s:.0f} s; "
+        f"{len(clicks):,} test clicks, {overall['frozen'].n:,} scored"
+    )
+    header = " | ".join(f"HR@10 {name}" for name in names)
+    print(f"| scored clicks | {header} |\n|---|{'---|' * len(names)}")
+    for index in range(len(blocks["frozen"])):
+        cells = " | ".join(f"{100 * blocks[name][index].snapshot().hr:.2f}" for name in names)
+        first = index * BLOCK + 1
+        last = first - 1 + blocks["frozen"][index].n
+        print(f"| {first:,}-{last:,} | {cells} |")
+    cells = " | ".join(f"**{100 * overall[name].snapshot().hr:.2f}**" for name in names)
+    print(f"| all | {cells} |")
+    ndcg = ", ".join(f"{name} {100 * overall[name].snapshot().ndcg:.2f}" for name in names)
+    print(f"\nNDCG@10: {ndcg}")
+    print(
+        f"updates: {trainer.updates} of {UpdateConfig().steps} steps, {trainer.examples:,} "
+        f"examples in {update_seconds:.1f} s = {trainer.examples / update_seconds:,.0f} "
+        f"examples/s (observing + training)"
+    )
+
+
+if __name__ == "__main__":
+    main()
