@@ -75,6 +75,16 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_learn(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.admin import ensure_topics
+    from streams.learn import learn_forever
+    from streams.pseudonym import Pseudonymizer, load_pseudonym_key
+
+    ensure_topics(settings)
+    learn_forever(settings, pseudonymizer=Pseudonymizer(load_pseudonym_key(settings)))
+    return 0
+
+
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     from streams.admin import ensure_topics
     from streams.replay import replay
@@ -217,6 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("worker", parents=[common], help="run a stream worker").set_defaults(
         func=cmd_worker
     )
+    sub.add_parser(
+        "learn", parents=[common], help="learn from the stream and publish model versions"
+    ).set_defaults(func=cmd_learn)
     sub.add_parser("keygen", parents=[common], help="create missing key files").set_defaults(
         func=cmd_keygen
     )

@@ -14,11 +14,13 @@ import asyncio
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import aiokafka.errors
 import kafka.errors
 from rich.table import Table
 
+from model.checkpoint import Checkpoint
 from online_learning.registry import Announcement, ModelStore, VersionInfo, checkpoint_meta
 from streams.errors import BrokerError
 from streams.settings import Settings
@@ -79,6 +81,26 @@ def publish(settings: Settings, checkpoint: Path, *, parent: str | None) -> Anno
         metrics=meta.get("metrics") or {},
         privacy=meta.get("privacy"),
     )
+    _announce_and_set_current(settings, store, announcement)
+    return announcement
+
+
+def publish_update(
+    settings: Settings,
+    checkpoint: Checkpoint,
+    *,
+    parent: str | None,
+    metrics: dict[str, float],
+    privacy: dict[str, Any] | None,
+) -> Announcement:
+    """Store a model the learner updated, announce it, then make it current.
+
+    Raises:
+        OnlineLearningError: the model does not load back from the store.
+        BrokerError: the announcement was not acknowledged; ``CURRENT`` is unchanged.
+    """
+    store = store_of(settings)
+    announcement = store.publish(checkpoint, parent=parent, metrics=metrics, privacy=privacy)
     _announce_and_set_current(settings, store, announcement)
     return announcement
 

@@ -96,6 +96,15 @@ class Settings(BaseSettings):
     shared_counts_max_items: int = Field(
         default=3, ge=1, description="Distinct items one user adds to the shared counts per window."
     )
+    learn_update_every: int = Field(
+        default=256, ge=1, description="New training sequences between two incremental updates."
+    )
+    learn_publish_every: int = Field(
+        default=5_000, ge=1, description="Training sequences between two published versions."
+    )
+    learn_publish_seconds: float = Field(
+        default=600.0, gt=0, description="Most seconds between two published versions."
+    )
     max_event_bytes: int = Field(default=65_536, ge=256, description="Larger inputs go to the DLQ.")
     batch_max: int = Field(default=2_000, ge=1, description="Most events one agent batch takes.")
     batch_within: float = Field(default=0.02, gt=0, description="Seconds to wait to fill a batch.")

@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import faust
 
@@ -93,9 +93,13 @@ def wait_until_ready(
 
 @contextlib.contextmanager
 def worker_process(
-    settings: Settings, *, log_file: Path, stop_timeout: float = 30.0
+    settings: Settings,
+    *,
+    log_file: Path,
+    stop_timeout: float = 30.0,
+    command: Literal["worker", "learn"] = "worker",
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Run ``intentstream worker`` as a child process configured by ``settings``.
+    """Run ``intentstream worker`` (or ``learn``) as a child process configured by ``settings``.
 
     The child gets its own session, so a Ctrl-C in the terminal reaches only the
     parent, which then stops the worker in order (SIGTERM, wait, SIGKILL last).
@@ -105,13 +109,13 @@ def worker_process(
         settings.ready_file.unlink(missing_ok=True)
     with open(log_file, "ab") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker"],
+            [sys.executable, "-m", "streams.cli", command],
             env={**os.environ, **settings.as_environment()},
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    log.info("worker pid %d started, log %s", process.pid, log_file)
+    log.info("%s pid %d started, log %s", command, process.pid, log_file)
     try:
         yield process
     finally:

@@ -1,0 +1,161 @@
+"""``intentstream learn``: the trainer process, learning from the stream while workers serve.
+
+It reads ``shop.events`` in its own consumer group (``<app id>-learn``), so it
+sees every event without taking partitions from the workers. Users and sessions
+become keyed pseudonyms at once; only each session's recent item ids are kept,
+in memory and bounded. Each event extends its session, and the session so far
+is a training sequence for ``online_learning.trainer.IncrementalTrainer``
+(micro-batches with replay). Every ``learn_publish_every`` sequences or
+``learn_publish_seconds`` it publishes the model as a new version (parent: the
+version it started from) in the model store and announces it on
+``shop.models``, where every worker swaps to it. Bad records are skipped here
+(the workers dead-letter them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+
+from aiokafka import AIOKafkaConsumer
+
+from model.checkpoint import Checkpoint
+from online_learning.errors import OnlineLearningError
+from online_learning.registry import ModelStore
+from online_learning.trainer import IncrementalTrainer, UpdateConfig
+from streams.errors import BrokerError, ConfigurationError
+from streams.pseudonym import Pseudonymizer
+from streams.releases import publish_update
+from streams.settings import Settings
+from streams.validation import RecordValidator
+
+log = logging.getLogger(__name__)
+
+#: Most sessions whose recent items the learner keeps (least recently active dropped).
+MAX_SESSIONS = 200_000
+
+
+class Learner:
+    """Feeds consumed events to an incremental trainer and publishes versions."""
+
+    def __init__(self, settings: Settings, *, pseudonymizer: Pseudonymizer) -> None:
+        self._settings = settings
+        self._pseudonyms = pseudonymizer
+        store = ModelStore(settings.model_store, name=settings.model_name)
+        current = store.current()
+        if current is None:
+            raise ConfigurationError(
+                f"no current model in {settings.model_store}: publish a pretrained one first "
+                "(intentstream train, then intentstream model publish)"
+            )
+        checkpoint = store.verify(current)
+        self.version = current
+        self._vocab = checkpoint.vocab
+        self._meta = checkpoint.meta
+        self.trainer = IncrementalTrainer(
+            checkpoint.model,
+            checkpoint.vocab,
+            config=UpdateConfig(update_every=settings.learn_update_every),
+        )
+        self._validate = RecordValidator(max_bytes=settings.max_event_bytes)
+        self._sessions: OrderedDict[str, list[str]] = OrderedDict()
+        self._since_publish = 0
+        self._published_at = time.monotonic()
+        self.published: list[str] = []
+
+    def learn(self, values: list[bytes | None]) -> None:
+        """Fold a batch of raw event values into the sessions and the trainer."""
+        max_len = self.trainer.model.config.max_len
+        for value in values:
+            event = self._validate(value)
+            if not isinstance(event, dict) or "item_id" not in event:
+                continue
+            key = event.get("session_id") or event["user_id"]
+            session = self._pseudonyms.one(key)
+            items = self._sessions.pop(session, [])
+            items = [*items, event["item_id"]][-max_len:]
+            self._sessions[session] = items
+            if len(self._sessions) > MAX_SESSIONS:
+                self._sessions.popitem(last=False)
+            if len(items) >= 2:
+                self.trainer.observe(items)
+                self._since_publish += 1
+
+    def due(self) -> bool:
+        """Whether enough was learned, or enough time passed with something learned."""
+        if self._since_publish == 0:
+            return False
+        elapsed = time.monotonic() - self._published_at
+        return (
+            self._since_publish >= self._settings.learn_publish_every
+            or elapsed >= self._settings.learn_publish_seconds
+        )
+
+    def publish(self) -> str:
+        """Store and announce the model as a child of the current version; returns its id."""
+        metrics = {
+            "examples": float(self.trainer.examples),
+            "updates": float(self.trainer.updates),
+        }
+        if self.trainer.last_loss == self.trainer.last_loss:  # not NaN
+            metrics["loss"] = self.trainer.last_loss
+        checkpoint = Checkpoint(
+            model=self.trainer.model,
+            vocab=self._vocab,
+            meta=dict(self._meta),
+            path=self._settings.model_store / self.version,
+        )
+        announcement = publish_update(
+            self._settings, checkpoint, parent=self.version, metrics=metrics, privacy=None
+        )
+        self.version = announcement.version
+        self.published.append(self.version)
+        self._since_publish = 0
+        self._published_at = time.monotonic()
+        log.warning("published model %s (%d examples so far)", self.version, self.trainer.examples)
+        return self.version
+
+
+async def run_learner(settings: Settings, learner: Learner, *, stop: asyncio.Event) -> None:
+    """Consume, learn and publish until ``stop`` is set."""
+    consumer = AIOKafkaConsumer(
+        settings.events_topic,
+        bootstrap_servers=settings.bootstrap,
+        group_id=f"{settings.app_id}-learn",
+        enable_auto_commit=True,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        while not stop.is_set():
+            batches = await consumer.getmany(timeout_ms=500, max_records=2_000)
+            values = [m.value for messages in batches.values() for m in messages]
+            if values:
+                await asyncio.to_thread(learner.learn, values)
+            if learner.due():
+                try:
+                    await asyncio.to_thread(learner.publish)
+                except (OnlineLearningError, BrokerError) as exc:
+                    log.error("publishing failed, will retry: %s", exc)
+    finally:
+        await consumer.stop()
+
+
+def learn_forever(settings: Settings, *, pseudonymizer: Pseudonymizer) -> None:
+    """Run the learner in the foreground until SIGINT or SIGTERM."""
+    import signal
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        learner = Learner(settings, pseudonymizer=pseudonymizer)
+        log.warning(
+            "learning from %s, starting at model %s", settings.events_topic, learner.version
+        )
+        await run_learner(settings, learner, stop=stop)
+
+    asyncio.run(main())
