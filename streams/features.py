@@ -15,7 +15,7 @@ import orjson
 
 EVENT_TYPES: tuple[str, ...] = ("view", "click", "search", "add_to_cart", "purchase")
 TYPE_INDEX: dict[str, int] = {name: i for i, name in enumerate(EVENT_TYPES)}
-STATE_VERSION = 3
+STATE_VERSION = 4
 #: Items of the last recommendation kept per user, for the prequential check.
 EMITTED_KEPT = 10
 
@@ -41,6 +41,7 @@ class UserFeatures:
         last_emitted: the top items of the last recommendation sent to the user,
             so the next event can be scored against it before anything learns
             from it (prequential evaluation).
+        last_version: the model version that produced ``last_emitted``.
     """
 
     items: list[str] = field(default_factory=list)
@@ -54,6 +55,7 @@ class UserFeatures:
     privacy_budget: list[float | int] = field(default_factory=lambda: [0.0, 0])
     contributions: list[Any] = field(default_factory=lambda: [0.0, []])
     last_emitted: list[str] = field(default_factory=list)
+    last_version: str = ""
 
     def to_bytes(self) -> bytes:
         """Compact serialised form for the table and its changelog."""
@@ -71,6 +73,7 @@ class UserFeatures:
                 self.privacy_budget,
                 self.contributions,
                 self.last_emitted,
+                self.last_version,
             ]
         )
 

@@ -86,8 +86,12 @@ class ModelFollower:
                 exc,
             )
             return
-        self._pipeline.use_scorer(scorer)
-        log.warning("now scoring with model %s", scorer.version)
+        self._pipeline.use_scorer(scorer, on_reject=self._failed_probation)
+        log.warning("now scoring with model %s (on probation)", scorer.version)
+
+    def _failed_probation(self, version: str, reason: str) -> None:
+        self.rejected.append(version)
+        self._store.mark_rejected(version, f"online metric: {reason}")
 
     def _load(self, version: str) -> CheckpointScorer:
         checkpoint = self._store.verify(version)  # marks the version rejected when it fails

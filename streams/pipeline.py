@@ -21,6 +21,7 @@ from model.catalogue import TextCatalogue
 from model.serving import ContextRanker, ItemScorer, QueryEncoder, RankerConfig, RankRequest
 from online_learning.drift import DriftMonitor
 from online_learning.prequential import PrequentialRanking
+from online_learning.probation import Probation
 from streams.crypto import RecordSealer, StateCipher
 from streams.features import EMITTED_KEPT, EVENT_TYPES, TYPE_INDEX, UserFeatures, apply_event
 from streams.pseudonym import Pseudonymizer
@@ -31,6 +32,9 @@ from streams.user_state import StateChanges, TableReader, UserStates
 from streams.validation import PRIVACY_REQUEST_SCHEMA, Reason, RecordValidator, Rejection
 
 log = logging.getLogger(__name__)
+
+#: Told (version, reason) when a version on probation is rejected.
+RejectHandler = Callable[[str, str], None]
 
 #: HKDF purpose of the key that seals the DLQ's copies of rejected records.
 DLQ_PURPOSE = b"dead letters"
@@ -123,12 +127,26 @@ class EventPipeline:
         )
         self.prequential = PrequentialRanking(k=EMITTED_KEPT)
         self.drift = DriftMonitor()
+        self.probation = Probation(
+            events=settings.probation_events, max_drop=settings.probation_max_drop
+        )
+        self._previous: ItemScorer = self.recommender
+        self._on_reject: RejectHandler | None = None
         self._rank_each_event = True
         if scorer is not None:
             self.use_scorer(scorer)
 
-    def use_scorer(self, scorer: ItemScorer) -> None:
-        """Score with ``scorer`` from the next batch on (hot swap; the baseline stays fallback)."""
+    def use_scorer(self, scorer: ItemScorer, *, on_reject: RejectHandler | None = None) -> None:
+        """Score with ``scorer`` from the next batch on (hot swap; the baseline stays fallback).
+
+        With ``on_reject`` the new version serves on probation: once its first
+        ``probation_events`` lists have been checked, if its online HR@10 fell
+        more than ``probation_max_drop`` below the previous version's, the
+        previous scorer comes back and ``on_reject(version, reason)`` is called.
+        """
+        if on_reject is not None:
+            self._previous, self._on_reject = self.ranker.primary, on_reject
+            self.probation.start(scorer.version, baseline_hr=self.prequential.snapshot().window_hr)
         self.ranker.primary = scorer
         self._rank_each_event = scorer is self.recommender
 
@@ -268,8 +286,22 @@ class EventPipeline:
     def _evaluate(self, state: UserFeatures, item: str | None, result: BatchResult) -> None:
         """Prequential check: was this item in the user's last list, before anything learns."""
         score = self.prequential.update_one(state.last_emitted or None, item)
-        if score is not None and self.drift.update(1.0 - score.hit):
+        if score is None:
+            return
+        if self.drift.update(1.0 - score.hit):
             result.drifts += 1
+        verdict = self.probation.observe(state.last_version, score.hit)
+        if verdict is not None and not verdict.accepted:
+            rejected = self.ranker.primary.version
+            log.error(
+                "model %s failed probation, back to %s: %s",
+                rejected,
+                self._previous.version,
+                verdict.reason,
+            )
+            self.use_scorer(self._previous)
+            if self._on_reject is not None:
+                self._on_reject(rejected, verdict.reason)
 
     def _recommendations(self, pending: Sequence[_Pending]) -> list[OutputRecord]:
         """Rank the pending events in one call and format their recommendations."""
@@ -278,6 +310,7 @@ class EventPipeline:
         out = []
         for waiting, answer in zip(pending, ranked, strict=True):
             waiting.state.last_emitted = [item for item, _ in answer.items[:EMITTED_KEPT]]
+            waiting.state.last_version = answer.model_version
             latency_s = max(0.0, now - waiting.record.timestamp)
             value = {
                 "user_id": waiting.event["user_id"],

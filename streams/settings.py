@@ -105,6 +105,18 @@ class Settings(BaseSettings):
     learn_publish_seconds: float = Field(
         default=600.0, gt=0, description="Most seconds between two published versions."
     )
+    probation_events: int = Field(
+        default=500,
+        ge=1,
+        description="Online checks of a new model version's lists before it is judged.",
+    )
+    probation_max_drop: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="Largest drop of online HR@10 (a fraction) a new version may show against "
+        "the previous one before it is rejected and the previous one restored.",
+    )
     max_event_bytes: int = Field(default=65_536, ge=256, description="Larger inputs go to the DLQ.")
     batch_max: int = Field(default=2_000, ge=1, description="Most events one agent batch takes.")
     batch_within: float = Field(default=0.02, gt=0, description="Seconds to wait to fill a batch.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 import pytest
@@ -321,3 +322,39 @@ def test_each_event_is_scored_against_the_users_last_list_before_learning() -> N
     snapshot = pipeline.prequential.snapshot()
     assert (snapshot.n, snapshot.n_skipped, snapshot.hr) == (2, 2, 0.5)
     assert store.plain("u1").last_emitted == ["z", "a"]  # own items, most recent first
+
+
+class _WrongScorer:
+    """A model version that always recommends an item nobody wants."""
+
+    version = "seq-bad"
+
+    def knows(self, item_id: str) -> bool:
+        return True
+
+    def score_many(self, histories: Any, /, *, k: int) -> list[list[tuple[str, float]]]:
+        return [[("nobody-wants-this", 1.0)] for _ in histories]
+
+
+def test_a_version_whose_online_hits_drop_is_rejected_and_the_previous_one_restored() -> None:
+    settings = EXACT.model_copy(update={"probation_events": 5})
+    pipeline, store = _pipeline(settings=settings), Tables()
+    users = [f"u{n}" for n in range(5)]
+    views = [(u, "a", float(n)) for n in range(4) for u in users]  # own items: "a" always hits
+    _run(
+        pipeline,
+        [_record(_view(u, i, f"e{n}", ts), n) for n, (u, i, ts) in enumerate(views)],
+        store,
+    )
+    assert pipeline.prequential.snapshot().window_hr == 1.0
+    rejected: list[tuple[str, str]] = []
+    pipeline.use_scorer(_WrongScorer(), on_reject=lambda v, why: rejected.append((v, why)))
+    later = [(u, "a", 10.0 + n) for n in range(3) for u in users]
+    records = [_record(_view(u, i, f"x{n}", ts), 100 + n) for n, (u, i, ts) in enumerate(later)]
+    answered = []
+    for start in range(0, len(records), 5):  # a batch per round: lists are set at batch end
+        answered += _run(pipeline, records[start : start + 5], store).recommendations
+    assert [v for v, _ in rejected] == ["seq-bad"] and "HR@10 fell" in rejected[0][1]
+    assert pipeline.ranker.primary is pipeline.recommender
+    versions = [orjson.loads(r.value or b"")["model_version"] for r in answered]
+    assert versions[:5] == ["seq-bad"] * 5 and set(versions[10:]) == {BASELINE_VERSION}
