@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
+from model.batches import pad_histories
 from model.scorer import SequenceScorer
 from model.sessions import ItemVocab
 from model.update import incremental_step
@@ -88,6 +89,8 @@ class IncrementalTrainer:
         self.examples = 0
         self.updates = 0
         self.last_loss = float("nan")
+        #: New sequences between updates; a caller may shorten it (e.g. on drift).
+        self.update_every = config.update_every
 
     def observe(self, items: Sequence[str]) -> bool:
         """Add one training sequence (oldest item first); True when it triggered an update."""
@@ -96,10 +99,26 @@ class IncrementalTrainer:
             return False
         self._pending.append(encoded)
         self.examples += 1
-        if len(self._pending) < self._config.update_every:
+        if len(self._pending) < self.update_every:
             return False
         self.update()
         return True
+
+    def top_k(self, prefixes: Sequence[Sequence[str]], *, k: int) -> list[list[str]]:
+        """The current model's top-``k`` item ids per prefix (``[]`` when it knows none)."""
+        encoded = [[i for i in self._vocab.encode(prefix) if i] for prefix in prefixes]
+        rows = [row for row, items in enumerate(encoded) if items]
+        out: list[list[str]] = [[] for _ in prefixes]
+        if not rows:
+            return out
+        batch = pad_histories([encoded[row] for row in rows], max_len=self.model.config.max_len)
+        device = next(self.model.parameters()).device
+        with torch.inference_mode():
+            scores, _ = self.model.score_many(batch.to(device))
+            top = scores.topk(min(k, len(self._vocab) - 1), dim=-1).indices.cpu().tolist()
+        for row, indices in zip(rows, top, strict=True):
+            out[row] = [self._vocab.ids[i] for i in indices]
+        return out
 
     def update(self) -> None:
         """Take ``steps`` gradient steps on the pending sequences and replayed ones."""

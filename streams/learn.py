@@ -22,7 +22,9 @@ from collections import OrderedDict
 from aiokafka import AIOKafkaConsumer
 
 from model.checkpoint import Checkpoint
+from online_learning.drift import DriftMonitor
 from online_learning.errors import OnlineLearningError
+from online_learning.prequential import PrequentialRanking
 from online_learning.registry import ModelStore
 from online_learning.trainer import IncrementalTrainer, UpdateConfig
 from streams.errors import BrokerError, ConfigurationError
@@ -35,6 +37,8 @@ log = logging.getLogger(__name__)
 
 #: Most sessions whose recent items the learner keeps (least recently active dropped).
 MAX_SESSIONS = 200_000
+#: List length of the learner's own prequential check.
+CHECK_K = 10
 
 
 class Learner:
@@ -61,32 +65,69 @@ class Learner:
         )
         self._validate = RecordValidator(max_bytes=settings.max_event_bytes)
         self._sessions: OrderedDict[str, list[str]] = OrderedDict()
+        self.prequential = PrequentialRanking(k=CHECK_K)
+        self.drift = DriftMonitor()
+        self.drifts = 0
+        self._drift_pending = False
+        self._fast_until = 0
         self._since_publish = 0
+        self._drift_pending = False
         self._published_at = time.monotonic()
         self.published: list[str] = []
 
     def learn(self, values: list[bytes | None]) -> None:
-        """Fold a batch of raw event values into the sessions and the trainer."""
-        max_len = self.trainer.model.config.max_len
-        for value in values:
-            event = self._validate(value)
-            if not isinstance(event, dict) or "item_id" not in event:
-                continue
-            key = event.get("session_id") or event["user_id"]
-            session = self._pseudonyms.one(key)
-            items = self._sessions.pop(session, [])
-            items = [*items, event["item_id"]][-max_len:]
-            self._sessions[session] = items
-            if len(self._sessions) > MAX_SESSIONS:
-                self._sessions.popitem(last=False)
-            if len(items) >= 2:
-                self.trainer.observe(items)
-                self._since_publish += 1
+        """Check, then learn from, a batch of raw event values.
+
+        Each event is first checked against the current model's top 10 for its
+        session so far (prequential HR@10, before anything learns from it); a
+        drift in the miss rate makes the learner update 4x as often for the next
+        ``learn_publish_every`` sequences and publish at once.
+        """
+        events = [event for event in map(self._validate, values) if isinstance(event, dict)]
+        keyed = [
+            (self._pseudonyms.one(event.get("session_id") or event["user_id"]), event["item_id"])
+            for event in events
+            if "item_id" in event
+        ]
+        prefixes, grown = [], {}
+        for session, item in keyed:
+            so_far = grown.setdefault(session, list(self._sessions.get(session, [])))
+            prefixes.append(list(so_far))
+            so_far.append(item)
+        lists = self.trainer.top_k(prefixes, k=CHECK_K)
+        for (session, item), prefix, top in zip(keyed, prefixes, lists, strict=True):
+            if prefix:
+                self._check(top, item)
+            self._extend(session, item)
+
+    def _check(self, top: list[str], item: str) -> None:
+        score = self.prequential.update_one(top, item)
+        if score is None or not self.drift.update(1.0 - score.hit):
+            return
+        self.drifts += 1
+        self._drift_pending = True
+        self._fast_until = self.trainer.examples + self._settings.learn_publish_every
+        self.trainer.update_every = max(1, self._settings.learn_update_every // 4)
+        log.warning("drift in the online miss rate: updating 4x as often, publishing now")
+
+    def _extend(self, session: str, item: str) -> None:
+        items = [*self._sessions.pop(session, []), item][-self.trainer.model.config.max_len :]
+        self._sessions[session] = items
+        if len(self._sessions) > MAX_SESSIONS:
+            self._sessions.popitem(last=False)
+        if len(items) >= 2:
+            self.trainer.observe(items)
+            self._since_publish += 1
+        if self._fast_until and self.trainer.examples >= self._fast_until:
+            self._fast_until = 0
+            self.trainer.update_every = self._settings.learn_update_every
 
     def due(self) -> bool:
         """Whether enough was learned, or enough time passed with something learned."""
         if self._since_publish == 0:
             return False
+        if self._drift_pending:
+            return True
         elapsed = time.monotonic() - self._published_at
         return (
             self._since_publish >= self._settings.learn_publish_every
@@ -95,9 +136,13 @@ class Learner:
 
     def publish(self) -> str:
         """Store and announce the model as a child of the current version; returns its id."""
+        online = self.prequential.snapshot()
         metrics = {
             "examples": float(self.trainer.examples),
             "updates": float(self.trainer.updates),
+            "drifts": float(self.drifts),
+            "HR@10_online": 100 * online.window_hr,
+            "NDCG@10_online": 100 * online.window_ndcg,
         }
         if self.trainer.last_loss == self.trainer.last_loss:  # not NaN
             metrics["loss"] = self.trainer.last_loss
@@ -113,6 +158,7 @@ class Learner:
         self.version = announcement.version
         self.published.append(self.version)
         self._since_publish = 0
+        self._drift_pending = False
         self._published_at = time.monotonic()
         log.warning("published model %s (%d examples so far)", self.version, self.trainer.examples)
         return self.version

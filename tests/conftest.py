@@ -8,15 +8,23 @@ the tests that need it; nothing is skipped.
 
 from __future__ import annotations
 
+import os
 import socket
 import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from streams.brokers import LocalBroker, local_broker
 from streams.brokers.probe import port_in_use
 from streams.settings import Settings
+
+# CI (`CI=true`) runs the property tests derandomized: the same examples every run, so
+# a result there is reproducible; local runs keep drawing new examples and find new bugs.
+hypothesis_settings.register_profile("ci", derandomize=True)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 
 
 def _free_port(*, span: int = 1) -> int:

@@ -17,7 +17,7 @@ from functools import partial
 import numpy as np
 import orjson
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from streams import privacy
@@ -74,6 +74,7 @@ def _assert_scale(
 
 
 @given(limit=limits, window=windows, spends=requests)
+@example(limit=0.3, window=1.0, spends=[(0.3, 0.0)])  # regression: a limit is decimal, 3/10
 def test_budget_is_never_exceeded_in_any_window(
     limit: float, window: float, spends: list[tuple[float, float]]
 ) -> None:
@@ -87,7 +88,8 @@ def test_budget_is_never_exceeded_in_any_window(
         else:
             assert budget.to_list() == before  # a refused spend changes nothing
         starts.append(budget.window_start)
-    assert all(total <= Fraction(limit) for total in charged.values())
+    # Budgets are decimal: a limit written 0.3 is 3/10, not the binary float nearest to it.
+    assert all(total <= Fraction(repr(limit)) for total in charged.values())
     assert starts == sorted(starts)  # windows never reopen
 
 
