@@ -17,17 +17,10 @@ from online_learning.registry import ModelStore
 from streams.learn import Learner
 from streams.pseudonym import Pseudonymizer
 from streams.settings import Settings
+from tests.unit.walks import walks
 
 N = 60
 KEY = "learn-test-key-0123456789abcdef"
-
-
-def _walks(step: int, count: int, rng: random.Random) -> list[list[int]]:
-    out = []
-    for _ in range(count):
-        start = rng.randrange(1, N)
-        out.append([1 + (start - 1 + step * j) % (N - 1) for j in range(4)])
-    return out
 
 
 def _values(walks: list[list[int]], first: int) -> list[bytes | None]:
@@ -52,7 +45,7 @@ def test_the_learner_scores_before_learning_and_reacts_to_drift(tmp_path: Path) 
     model = SequenceScorer(ScorerConfig(n_items=N, d_model=16, n_heads=2, max_len=8))
     train(
         model,
-        _walks(1, 400, rng),
+        walks(400, rng, n_items=N, step=1),
         TrainConfig(epochs=15, negatives=0, bf16=False, learning_rate=1e-2),
         optimizer=torch.optim.Adam(model.parameters(), lr=1e-2),
         progress=False,
@@ -79,12 +72,12 @@ def test_the_learner_scores_before_learning_and_reacts_to_drift(tmp_path: Path) 
     )
     learner = Learner(settings, pseudonymizer=Pseudonymizer(KEY.encode()))
 
-    learner.learn(_values(_walks(1, 150, rng), first=0))
+    learner.learn(_values(walks(150, rng, n_items=N, step=1), first=0))
     steady = learner.prequential.snapshot()
     assert steady.n == 450 and steady.hr > 0.9  # three checks per 4-click session
     assert learner.drifts == 0 and not learner.due()
 
-    learner.learn(_values(_walks(3, 150, rng), first=1000))  # the stream changes
+    learner.learn(_values(walks(150, rng, n_items=N, step=3), first=1000))  # the stream changes
     assert learner.drifts >= 1
     assert learner.due()  # publish now, not in an hour
     assert learner.trainer.update_every == 8  # 4x as often

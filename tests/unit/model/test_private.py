@@ -33,6 +33,7 @@ from model.private import (
 )
 from model.scorer import PrefixRanker, SequenceScorer
 from model.train import TrainConfig, train
+from tests.unit.walks import walks
 
 N_ITEMS = 30
 SESSIONS = [[1, 2, 3, 4, 5], [6, 7], [8, 9, 10], [11, 12, 13, 14]]
@@ -43,15 +44,6 @@ def _scorer(seed: int = 0, **options: Any) -> SequenceScorer:
     torch.manual_seed(seed)
     config = ScorerConfig(n_items=N_ITEMS, d_model=16, n_heads=2, max_len=8, **options)
     return SequenceScorer(config)
-
-
-def _patterned_sessions(n: int, rng: random.Random) -> list[list[int]]:
-    """Sessions walking item k -> k+1 (mod), from uniformly random starts."""
-    sessions = []
-    for _ in range(n):
-        start = rng.randrange(1, N_ITEMS)
-        sessions.append([1 + (start + step - 1) % (N_ITEMS - 1) for step in range(4)])
-    return sessions
 
 
 @pytest.mark.parametrize(
@@ -169,7 +161,7 @@ def _events_file(path: Path, sessions: list[list[int]]) -> Path:
 
 
 def test_dp_fit_records_privacy_resumes_its_accounting_and_loads(tmp_path: Path) -> None:
-    data = _events_file(tmp_path / "events.csv", _patterned_sessions(300, random.Random(0)))
+    data = _events_file(tmp_path / "events.csv", walks(300, random.Random(0), n_items=N_ITEMS))
     out = tmp_path / "run"
     options = {"d_model": 16, "n_heads": 2, "max_len": 8}
     config = TrainConfig(
@@ -211,7 +203,7 @@ def test_dp_fit_records_privacy_resumes_its_accounting_and_loads(tmp_path: Path)
 
 def test_dp_training_learns_an_easy_pattern_at_a_large_epsilon() -> None:
     rng = random.Random(0)
-    sessions, held_out = _patterned_sessions(600, rng), _patterned_sessions(200, rng)
+    sessions, held_out = walks(600, rng, n_items=N_ITEMS), walks(200, rng, n_items=N_ITEMS)
     prefixes, targets = [s[:-1] for s in held_out], torch.tensor([s[-1] for s in held_out])
     scorer = _scorer(seed=1)
     config = TrainConfig(

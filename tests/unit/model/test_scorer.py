@@ -17,6 +17,7 @@ from model.metrics import RankingMetrics
 from model.scorer import PrefixRanker, SequenceScorer
 from model.sessions import ItemVocab
 from model.train import TrainConfig, train
+from tests.unit.walks import walks
 
 N_ITEMS = 30
 
@@ -86,18 +87,9 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
         torch.testing.assert_close(loaded.model.score_many(batch)[0], scorer.score_many(batch)[0])
 
 
-def _patterned_sessions(n: int, rng: random.Random) -> list[list[int]]:
-    """Sessions walking item k -> k+1 (mod), from uniformly random starts."""
-    sessions = []
-    for _ in range(n):
-        start = rng.randrange(1, N_ITEMS)
-        sessions.append([1 + (start + step - 1) % (N_ITEMS - 1) for step in range(4)])
-    return sessions
-
-
 def test_small_training_run_beats_popularity_and_is_deterministic() -> None:
     rng = random.Random(0)
-    sessions, held_out = _patterned_sessions(600, rng), _patterned_sessions(200, rng)
+    sessions, held_out = walks(600, rng, n_items=N_ITEMS), walks(200, rng, n_items=N_ITEMS)
     prefixes, targets = [s[:-1] for s in held_out], torch.tensor([s[-1] for s in held_out])
     config = TrainConfig(epochs=6, batch_size=32, learning_rate=3e-3, negatives=8, bf16=False)
 

@@ -14,18 +14,10 @@ from model.scorer import SequenceScorer
 from model.sessions import ItemVocab
 from model.train import TrainConfig, train
 from online_learning.trainer import IncrementalTrainer, UpdateConfig
+from tests.unit.walks import walks
 
 N = 12
 VOCAB = ItemVocab.build([[f"i{n}" for n in range(1, N)]])
-
-
-def _walks(step: int, count: int, rng: random.Random) -> list[list[int]]:
-    """Sessions walking item k -> k + step (mod), from random starts."""
-    out = []
-    for _ in range(count):
-        start = rng.randrange(1, N)
-        out.append([1 + (start - 1 + step * j) % (N - 1) for j in range(4)])
-    return out
 
 
 def _hit_rate(model: SequenceScorer, walks: list[list[int]]) -> float:
@@ -39,7 +31,7 @@ def test_updates_follow_a_shift_the_frozen_model_misses() -> None:
     torch.manual_seed(0)
     rng = random.Random(0)
     model = SequenceScorer(ScorerConfig(n_items=N, d_model=16, n_heads=2, max_len=8))
-    before = _walks(1, 400, rng)
+    before = walks(400, rng, n_items=N, step=1)
     config = TrainConfig(epochs=15, negatives=0, bf16=False, learning_rate=1e-2)
     train(
         model,
@@ -55,9 +47,9 @@ def test_updates_follow_a_shift_the_frozen_model_misses() -> None:
         config=UpdateConfig(update_every=32, steps=8, batch_size=32, learning_rate=1e-2),
         replay=before,
     )
-    for walk in _walks(2, 640, rng):  # the stream changes: k -> k + 2
+    for walk in walks(640, rng, n_items=N, step=2):  # the stream changes: k -> k + 2
         trainer.observe([VOCAB.ids[i] for i in walk])
-    after = _walks(2, 200, rng)
+    after = walks(200, rng, n_items=N, step=2)
     assert trainer.updates == 20 and trainer.examples == 640
     assert _hit_rate(frozen, after) < 0.2
     assert _hit_rate(trainer.model, after) > 0.8
