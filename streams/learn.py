@@ -84,10 +84,10 @@ class Learner:
         ``learn_publish_every`` sequences and publish at once.
         """
         events = [event for event in map(self._validate, values) if isinstance(event, dict)]
+        events = [event for event in events if "item_id" in event]
+        sessions = self._pseudonyms.many(e.get("session_id") or e["user_id"] for e in events)
         keyed = [
-            (self._pseudonyms.one(event.get("session_id") or event["user_id"]), event["item_id"])
-            for event in events
-            if "item_id" in event
+            (session, event["item_id"]) for session, event in zip(sessions, events, strict=True)
         ]
         prefixes, grown = [], {}
         for session, item in keyed:

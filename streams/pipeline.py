@@ -169,6 +169,14 @@ class EventPipeline:
             self._raw_id(record, outcome) for record, outcome in zip(records, checked, strict=True)
         ]
         users = iter(self._pseudonyms.many(uid for uid in raw_ids if uid is not None))
+        events_topic = self._settings.events_topic
+        sessions = iter(
+            self._pseudonyms.many(
+                outcome.get("session_id", "")
+                for record, outcome in zip(records, checked, strict=True)
+                if record.topic == events_topic and isinstance(outcome, dict)
+            )
+        )
         states = UserStates(self._cipher, read_state=read_state, read_key=read_key)
         pending: list[_Pending] = []
         for record, outcome in zip(records, checked, strict=True):
@@ -180,7 +188,8 @@ class EventPipeline:
                 if record.topic == self._settings.privacy_requests_topic:
                     result.audit.append(self._erase(record, outcome, user, states, result))
                 else:
-                    pending.append(self._handle(record, outcome, user, states, result))
+                    session = next(sessions)[:16]
+                    pending.append(self._handle(record, outcome, user, session, states, result))
             except Exception as exc:  # a bug on odd input must not stop the worker
                 log.exception("failed on %s[%d]@%d", record.topic, record.partition, record.offset)
                 reject = Rejection(Reason.PROCESSING_ERROR, f"{type(exc).__name__}: {exc}"[:200])
@@ -245,13 +254,13 @@ class EventPipeline:
         record: InputRecord,
         event: dict[str, Any],
         user: bytes,
+        session: str,
         states: UserStates,
         result: BatchResult,
     ) -> _Pending:
         state = states.get(user)
         previous_item = state.items[-1] if state.items else None
         previous_type = state.last_type
-        session = self._pseudonyms.one(event.get("session_id", ""))[:16]
         fresh = apply_event(
             state,
             event,
