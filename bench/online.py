@@ -28,16 +28,15 @@ import argparse
 import copy
 import time
 from collections import defaultdict
-from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
 from model.baseline import CooccurrenceRecommender
-from model.batches import pad_histories
 from model.config import ScorerConfig
 from model.evaluate import load_protocol
 from model.scorer import SequenceScorer
+from model.serving import top_items
 from model.sessions import ItemVocab
 from model.train import TrainConfig, train
 from online_learning.prequential import PrequentialRanking
@@ -48,24 +47,6 @@ DATA = Path("../shared/data/yoochoose-100k")
 K = 10
 CHUNK = 200
 BLOCK = 2_000
-
-
-def top_k(
-    model: SequenceScorer, vocab: ItemVocab, prefixes: Sequence[Sequence[str]]
-) -> list[list[str]]:
-    """Top-K item ids per prefix (unknown items skipped; an empty prefix gets nothing)."""
-    encoded = [[i for i in vocab.encode(prefix) if i] for prefix in prefixes]
-    rows = [row for row, items in enumerate(encoded) if items]
-    out: list[list[str]] = [[] for _ in prefixes]
-    if not rows:
-        return out
-    batch = pad_histories([encoded[row] for row in rows], max_len=model.config.max_len)
-    with torch.inference_mode():
-        scores, _ = model.score_many(batch)
-        indices = scores.topk(K, dim=-1).indices.tolist()
-    for row, top in zip(rows, indices, strict=True):
-        out[row] = [vocab.ids[i] for i in top]
-    return out
 
 
 def pretrain(epochs: int, seed: int) -> tuple[SequenceScorer, ItemVocab, list[list[int]], float]:
@@ -113,8 +94,8 @@ def main() -> None:
             prefixes.append(list(so_far))
             so_far.append(click["item_id"])
         lists = {
-            "frozen": top_k(frozen, vocab, prefixes),
-            "incremental": top_k(learner, vocab, prefixes),
+            "frozen": top_items(frozen, vocab, prefixes, k=K),
+            "incremental": trainer.top_k(prefixes, k=K),
             "co-occurrence": [
                 [i for i, _ in baseline.recommend(p, k=K)] if p else [] for p in prefixes
             ],

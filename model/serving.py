@@ -24,6 +24,8 @@ import torch
 from model.batches import pad_histories
 from model.catalogue import FloatArray, TextCatalogue
 from model.checkpoint import Checkpoint
+from model.scorer import SequenceScorer
+from model.sessions import ItemVocab
 
 ScoredItems = list[tuple[str, float]]
 
@@ -106,6 +108,29 @@ class CheckpointScorer:
             for row, scores, indices in zip(rows, values, top.indices.cpu().tolist(), strict=True):
                 out[row] = [(ids[i], round(s, 6)) for i, s in zip(indices, scores, strict=True)]
         return out
+
+
+def top_items(
+    model: SequenceScorer, vocab: ItemVocab, prefixes: Sequence[Sequence[str]], *, k: int
+) -> list[list[str]]:
+    """A model's top-``k`` item ids per prefix, in one call (``[]`` when it knows none).
+
+    For a model that changes between calls (learning); :class:`CheckpointScorer`
+    serves a fixed one faster.
+    """
+    encoded = [[i for i in vocab.encode(prefix) if i] for prefix in prefixes]
+    rows = [row for row, items in enumerate(encoded) if items]
+    out: list[list[str]] = [[] for _ in prefixes]
+    if not rows:
+        return out
+    batch = pad_histories([encoded[row] for row in rows], max_len=model.config.max_len)
+    device = next(model.parameters()).device
+    with torch.inference_mode():
+        scores, _ = model.score_many(batch.to(device))
+        top = scores.topk(min(k, len(vocab) - 1), dim=-1).indices.cpu().tolist()
+    for row, indices in zip(rows, top, strict=True):
+        out[row] = [vocab.ids[i] for i in indices]
+    return out
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
-from model.batches import pad_histories
 from model.scorer import SequenceScorer
+from model.serving import top_items
 from model.sessions import ItemVocab
 from model.update import incremental_step
 
@@ -106,19 +106,7 @@ class IncrementalTrainer:
 
     def top_k(self, prefixes: Sequence[Sequence[str]], *, k: int) -> list[list[str]]:
         """The current model's top-``k`` item ids per prefix (``[]`` when it knows none)."""
-        encoded = [[i for i in self._vocab.encode(prefix) if i] for prefix in prefixes]
-        rows = [row for row, items in enumerate(encoded) if items]
-        out: list[list[str]] = [[] for _ in prefixes]
-        if not rows:
-            return out
-        batch = pad_histories([encoded[row] for row in rows], max_len=self.model.config.max_len)
-        device = next(self.model.parameters()).device
-        with torch.inference_mode():
-            scores, _ = self.model.score_many(batch.to(device))
-            top = scores.topk(min(k, len(self._vocab) - 1), dim=-1).indices.cpu().tolist()
-        for row, indices in zip(rows, top, strict=True):
-            out[row] = [self._vocab.ids[i] for i in indices]
-        return out
+        return top_items(self.model, self._vocab, prefixes, k=k)
 
     def update(self) -> None:
         """Take ``steps`` gradient steps on the pending sequences and replayed ones."""
