@@ -26,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -34,7 +35,7 @@ from streams.brokers import local_broker
 from streams.crypto import StateCipher
 from streams.features import UserFeatures
 from streams.pipeline import EventPipeline
-from streams.privacy import PrivacyBudget
+from streams.privacy import PrivacyBudget, ThresholdCounts, noisy_vector
 from streams.pseudonym import Pseudonymizer
 from streams.records import InputRecord
 from streams.replay import produce_records, read_events
@@ -227,10 +228,28 @@ def components() -> dict[str, float]:
         "new wrapped data key": lambda: cipher.new_wrapped_key(b"1" * 32),
         "budget check and spend": lambda: budget.try_spend(0.001, now=1.0),
     }
-    return {
+    micros = {
         name: 1e6 * min(timeit.repeat(call, number=2_000, repeat=5)) / 2_000
         for name, call in calls.items()
     }
+    vector = np.zeros(64)
+    micros["OpenDP noisy_vector of 64 floats"] = (
+        1e6
+        * min(timeit.repeat(lambda: noisy_vector(vector, epsilon=1.0, clip=1.0), number=50))
+        / 50
+    )
+    micros["200,000 contributions to 1,000 keys, then their OpenDP release"] = (
+        1e6 * min(timeit.repeat(_release_1000, number=5, repeat=3)) / 5
+    )
+    return micros
+
+
+def _release_1000() -> None:
+    counts = ThresholdCounts(max_keys=7)
+    for n in range(1_000):
+        for _ in range(200):
+            counts.add(f"i{n}")
+    counts.release(epsilon=1.0, delta=1e-6)
 
 
 def main() -> None:
