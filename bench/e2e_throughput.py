@@ -153,6 +153,7 @@ def _settings(
         items_topic=f"bench-items-{run}",
         pseudonym_key=KEY,
         state_key=MASTER_KEY,
+        metrics_port=0,
         **extra,  # type: ignore[arg-type]
     )
 

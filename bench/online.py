@@ -69,8 +69,9 @@ def main() -> None:
     torch.set_num_threads(2)
     frozen, vocab, train_sequences, pretrain_s = pretrain(args.epochs, args.seed)
     learner = copy.deepcopy(frozen)
+    # The trainer's own vocabulary: it adds the items new in the test clicks (model/grow.py).
     trainer = IncrementalTrainer(
-        learner, vocab, config=UpdateConfig(seed=args.seed), replay=train_sequences
+        learner, copy.deepcopy(vocab), config=UpdateConfig(seed=args.seed), replay=train_sequences
     )
     baseline = CooccurrenceRecommender()
     for sequence in load_protocol(DATA / "train.csv.gz").train:  # the same history

@@ -83,15 +83,15 @@ class RawSharedCounts:
         *,
         item: str | None,
         previous_item: str | None,
-        previous_type: int,
+        previous_cell: str | None,
         current_type: int,
         now: float,
     ) -> None:
         if item is not None:
             history = [previous_item] if previous_item is not None else []
             self._recommender.learn_one(history, item)
-        if previous_type >= 0:
-            self._intent.learn_one(previous_type, current_type)
+        if previous_cell is not None:
+            self._intent.learn_one(int(previous_cell.split(".")[0]), current_type)
 
     def advance(self, now: float) -> int:
         return 0
@@ -187,6 +187,7 @@ def erasure(n_users: int, workdir: Path) -> list[float]:
             privacy_audit_topic=f"audit-{run}",
             dlq_topic=f"dlq-{run}",
             text_search=False,
+            metrics_port=0,
         )
         ensure_topics(settings)
         users = [f"erase-me-{n}" for n in range(n_users)]

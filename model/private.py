@@ -2,6 +2,7 @@
 
 ``intentstream train DATA --out RUN --dp-epsilon 4 --dp-delta 1e-6`` runs
 :func:`train_private` (through :func:`model.fit.fit`) instead of the plain loop.
+Online updates (:class:`model.update.OnlineDPSGD`) reuse :func:`attach_opacus` and its step.
 
 What is protected (the privacy unit)
     One training sequence, i.e. one **session**, is one sample: the released weights
@@ -74,7 +75,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import torch
 import torch.nn.functional as F
@@ -89,7 +90,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from model.attention import AttentionSwap
 from model.batches import HistoryBatch, pad_histories
 from model.scorer import SequenceScorer
-from model.train import EpochReport, OnEpoch, TrainConfig, Validate
+from model.train import Accountant, EpochReport, OnEpoch, TrainConfig, Validate
 
 log = logging.getLogger(__name__)
 
@@ -190,6 +191,13 @@ def _embedding_grad_sample(
     return {cast(nn.Parameter, layer.weight): grad_sample}
 
 
+class Negatives(Protocol):
+    """The setting a DP step reads: ``TrainConfig`` or ``model.update.OnlinePrivacy``."""
+
+    @property
+    def negatives(self) -> int: ...
+
+
 @dataclass(frozen=True)
 class PrivateRun:
     """Opacus' parts of one DP run: accountant, hooks, optimizer, Poisson loader."""
@@ -260,25 +268,55 @@ def make_private(
     # The steps Opacus' UniformWithReplacementSampler takes per epoch.
     planned_steps = config.epochs * int(1 / sample_rate)
     sigma = _noise_multiplier(config, config.dp_epsilon, sample_rate, planned_steps)
+    engine, hooks, dp_optimizer, dp_loader = attach_opacus(
+        model,
+        optimizer,
+        loader,
+        noise_multiplier=sigma,
+        max_grad_norm=config.dp_max_grad_norm,
+        accountant=config.dp_accountant,
+        generator=generator,
+    )
+    return PrivateRun(engine, hooks, dp_optimizer, dp_loader, sample_rate, planned_steps)
+
+
+def attach_opacus(
+    model: SequenceScorer,
+    optimizer: torch.optim.Optimizer,
+    loader: DataLoader[Any],
+    *,
+    noise_multiplier: float,
+    max_grad_norm: float,
+    accountant: Accountant,
+    generator: torch.Generator,
+) -> tuple[PrivacyEngine, Any, DPOptimizer, DataLoader[Any]]:
+    """Opacus' engine (accountant), hooks, ``DPOptimizer`` and loader for ``model``.
+
+    Shared by offline (:func:`make_private`) and online (``model.update``) DP-SGD;
+    ``model``'s attention must be swapped (:class:`AttentionSwap`). The optimizer
+    divides the noisy sum by ``loader``'s batch size and the accountant records each
+    step at sample rate 1 / ``len(loader)`` (``loader`` is wrapped for Poisson sampling);
+    ``generator`` seeds the noise, and hooks stay on ``model`` until ``hooks.cleanup()``.
+    """
     register_grad_sampler(nn.Embedding)(_embedding_grad_sample)
     device = next(model.parameters()).device
     seed = int(torch.randint(2**62, (1,), generator=generator))
     with warnings.catch_warnings():
         # secure_mode needs torchcsprng; see "Randomness" in the module docstring.
         warnings.filterwarnings("ignore", message="Secure RNG turned off")
-        engine = PrivacyEngine(accountant=config.dp_accountant)
+        engine = PrivacyEngine(accountant=accountant)
     hooks, dp_optimizer, dp_loader = engine.make_private(
         module=model,
         optimizer=optimizer,
         data_loader=loader,
-        noise_multiplier=sigma,
-        max_grad_norm=config.dp_max_grad_norm,
+        noise_multiplier=noise_multiplier,
+        max_grad_norm=max_grad_norm,
         poisson_sampling=True,
         noise_generator=torch.Generator(device).manual_seed(seed),
         grad_sample_mode="hooks",
         wrap_model=False,
     )
-    return PrivateRun(engine, hooks, dp_optimizer, dp_loader, sample_rate, planned_steps)
+    return engine, hooks, dp_optimizer, dp_loader
 
 
 def _noise_multiplier(config: TrainConfig, epsilon: float, sample_rate: float, steps: int) -> float:
@@ -389,10 +427,10 @@ def _private_step(
     model: SequenceScorer,
     optimizer: DPOptimizer,
     rows: list[Sequence[int]],
-    config: TrainConfig,
+    config: Negatives,
     rng: torch.Generator,
 ) -> torch.Tensor:
-    """One DP-SGD step on one Poisson sample of sessions; the sum of their losses."""
+    """One DP-SGD step on one sample of sessions (at most one row each); the sum of their losses."""
     total = torch.zeros(())
     device = next(model.parameters()).device
     n_items = model.config.n_items

@@ -51,15 +51,22 @@ class ItemVocab:
         """Vocabulary of every item in ``sequences``, in order of first appearance."""
         vocab = cls()
         for sequence in sequences:
-            for item in sequence:
-                if item not in vocab.index:
-                    vocab.index[item] = len(vocab.ids)
-                    vocab.ids.append(item)
+            vocab.add(sequence)
         return vocab
 
     def __len__(self) -> int:
         """Number of indices including padding."""
         return len(self.ids)
+
+    def add(self, items: Iterable[str]) -> None:
+        """Append the items not known yet, in order of first appearance.
+
+        Known items keep their indices, so a model's rows stay valid for them.
+        """
+        for item in items:
+            if item not in self.index:
+                self.index[item] = len(self.ids)
+                self.ids.append(item)
 
     def encode(self, items: Iterable[str]) -> list[int]:
         """Indices of ``items``; unknown items map to 0 (padding)."""

@@ -4,22 +4,49 @@
 event (a session's items so far), and every ``update_every`` of them takes a few
 gradient steps (``model.update.incremental_step``) on batches that are half new
 sequences, half drawn from a bounded reservoir of older ones, so the model
-follows the stream without forgetting what it knew. Items the model's vocabulary
-does not have are skipped (its item table has a fixed size).
+follows the stream without forgetting what it knew.
+
+Items new to the vocabulary get their own rows (``UpdateConfig.grow``): an item
+first seen gets the next free index at once, so the sequences holding it are
+kept, and at the next update, before its steps, the vocabulary and the item
+table grow together (:func:`model.grow.grow_items`, which keeps Adam's moments).
+Growing is thus batched, once per update, and the vocabulary never holds an item
+whose row does not exist yet: :meth:`IncrementalTrainer.top_k` (or a checkpoint
+released between updates) treats the items seen since the last update as
+unknown. Past ``max_items`` rows new items are skipped, as they all are without
+growing.
+
+With ``privacy`` (:class:`model.update.OnlinePrivacy`) the updates are DP-SGD steps
+(:class:`model.update.OnlineDPSGD`), protecting each session of the stream. Their
+noise is calibrated to one row per session per step, so the trainer keeps one
+pending sequence per session key (a longer prefix replaces a shorter one), every
+step takes all pending sequences, and there is no replay: a reservoir would put one
+session's rows in many steps beside fresh ones. Once the epsilon budget is spent
+the model is updated no more (examples are still counted). The schedule (an update
+every ``update_every`` sessions) follows the stream's volume, which the accounting
+treats as public: the number of sessions is not protected. Growing is off: the
+vocabulary is released with the model and would reveal, without noise, that some
+session held an item, which DP-SGD's guarantee does not cover.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
+from model.grow import grow_items
+from model.private import trained_parameters
 from model.scorer import SequenceScorer
 from model.serving import top_items
 from model.sessions import ItemVocab
-from model.update import incremental_step
+from model.update import OnlineDPSGD, OnlinePrivacy, incremental_step
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -30,10 +57,18 @@ class UpdateConfig:
         update_every: new sequences between two updates.
         steps: gradient steps per update.
         batch_size: sequences per step, half new and half replayed when possible.
+            With privacy, each step takes all pending sequences and divides its noisy
+            gradient sum by this fixed number (keep it near ``update_every``).
         learning_rate: Adam's step size for the updates.
-        negatives: sampled negatives per step (0 = full softmax).
+        negatives: sampled negatives per step (0 = full softmax); with privacy,
+            ``OnlinePrivacy.negatives`` instead.
         replay_capacity: most sequences kept in the reservoir.
-        seed: seeds the reservoir and the negatives.
+        seed: seeds the reservoir, the negatives and new items' rows; not the DP noise
+            (OS entropy).
+        grow: give items new to the vocabulary their own rows (module docstring);
+            None: on without privacy, off with it (True with privacy is an error).
+        max_items: most rows of the item table, padding included; once it is full,
+            new items are skipped (a stream of junk ids cannot exhaust memory).
     """
 
     update_every: int = 256
@@ -43,10 +78,14 @@ class UpdateConfig:
     negatives: int = 0
     replay_capacity: int = 20_000
     seed: int = 0
+    grow: bool | None = None
+    max_items: int = 1_000_000
 
     def __post_init__(self) -> None:
         if min(self.update_every, self.steps, self.batch_size, self.replay_capacity) < 1:
             raise ValueError("update_every, steps, batch_size and replay_capacity must be >= 1")
+        if self.max_items < 2:
+            raise ValueError("max_items must include padding and at least one item")
         if not self.learning_rate > 0 or self.negatives < 0:
             raise ValueError("learning_rate must be > 0 and negatives >= 0")
 
@@ -54,17 +93,39 @@ class UpdateConfig:
 class IncrementalTrainer:
     """Updates ``model`` in place from sequences observed one by one.
 
+    Args:
+        model: the scorer, updated in place and left in eval mode between updates.
+        vocab: its item vocabulary; with growing, new items are added to it in
+            place at each update (the trainer must be its only writer).
+        config: when and how to update.
+        replay: older sequences (item indices) to seed the reservoir; not with privacy.
+        privacy: update with DP-SGD within this budget (see the module docstring).
+
+    Raises:
+        ValueError: ``replay`` with ``privacy``, or ``config.grow`` with ``privacy``.
+
     Examples:
         >>> from model.config import ScorerConfig
         >>> vocab = ItemVocab.build([["a", "b", "c"]])
         >>> model = SequenceScorer(ScorerConfig(n_items=4, d_model=8, n_heads=2)).eval()
-        >>> trainer = IncrementalTrainer(model, vocab, config=UpdateConfig(update_every=2))
+        >>> fixed = UpdateConfig(update_every=2, grow=False)
+        >>> trainer = IncrementalTrainer(model, vocab, config=fixed)
         >>> trainer.observe(["a", "b"]), trainer.observe(["b", "zzz"])
         (False, False)
         >>> trainer.observe(["b", "c"])
         True
         >>> trainer.updates, trainer.examples
         (1, 2)
+
+        Growing (the default without privacy), a new item is known from the next update:
+
+        >>> trainer = IncrementalTrainer(model, vocab, config=UpdateConfig(update_every=2))
+        >>> trainer.observe(["a", "new"]), trainer.top_k([["new"]], k=3), len(vocab)
+        (False, [[]], 4)
+        >>> trainer.observe(["new", "b"])
+        True
+        >>> len(vocab), model.config.n_items, len(trainer.top_k([["new"]], k=3)[0])
+        (5, 5, 3)
     """
 
     def __init__(
@@ -74,31 +135,66 @@ class IncrementalTrainer:
         *,
         config: UpdateConfig,
         replay: Sequence[Sequence[int]] = (),
+        privacy: OnlinePrivacy | None = None,
     ) -> None:
+        if privacy is not None and replay:
+            raise ValueError("no replay with privacy: it would repeat sessions within a step")
+        if privacy is not None and config.grow:
+            raise ValueError(
+                "no growing with privacy: the vocabulary would reveal that a session held an item"
+            )
         self.model = model
         self._vocab = vocab
         self._config = config
-        self._optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+        self._optimizer = torch.optim.Adam(
+            model.parameters() if privacy is None else trained_parameters(model),
+            lr=config.learning_rate,
+        )
+        self._dp = (
+            None
+            if privacy is None
+            else OnlineDPSGD(model, self._optimizer, privacy, batch_size=config.batch_size)
+        )
         self._generator = torch.Generator().manual_seed(config.seed)
         self._random = random.Random(config.seed)
-        self._pending: list[list[int]] = []
+        # Keyed by session with privacy, else by arrival (every sequence is kept).
+        self._pending: dict[int | str, list[int]] = {}
         self._reservoir: list[list[int]] = []
         self._seen = 0
+        self._growing = privacy is None if config.grow is None else config.grow
+        #: Items first seen since the last update, with the indices they will have.
+        self._fresh: dict[str, int] = {}
+        self._full = False
         for sequence in replay:
             self._remember(list(sequence))
         self.examples = 0
         self.updates = 0
+        #: Mean loss of the last update; stays NaN with privacy (it is computed before
+        #: the noise, so publishing it would not be covered by the guarantee).
         self.last_loss = float("nan")
         #: New sequences between updates; a caller may shorten it (e.g. on drift).
         self.update_every = config.update_every
 
-    def observe(self, items: Sequence[str]) -> bool:
-        """Add one training sequence (oldest item first); True when it triggered an update."""
-        encoded = [index for index in self._vocab.encode(items) if index]
+    def observe(self, items: Sequence[str], *, key: str | None = None) -> bool:
+        """Add one training sequence (oldest item first); True when it triggered an update.
+
+        Args:
+            items: the session's item ids so far.
+            key: the session's key; required with privacy, where a later sequence of
+                the same session replaces its pending one. Ignored without privacy.
+
+        Raises:
+            ValueError: privacy is on and ``key`` is None.
+        """
+        if self._dp is not None and key is None:
+            raise ValueError("with privacy, observe needs the session key")
+        encoded = [index for index in self._encode(items) if index]
         if len(encoded) < 2:
             return False
-        self._pending.append(encoded)
         self.examples += 1
+        if self._dp is not None and self._dp.exhausted:
+            return False
+        self._pending[self.examples if self._dp is None or key is None else key] = encoded
         if len(self._pending) < self.update_every:
             return False
         self.update()
@@ -109,8 +205,64 @@ class IncrementalTrainer:
         return top_items(self.model, self._vocab, prefixes, k=k)
 
     def update(self) -> None:
-        """Take ``steps`` gradient steps on the pending sequences and replayed ones."""
-        config, new = self._config, self._pending
+        """Take ``steps`` gradient steps on the pending sequences (and replayed ones, or DP).
+
+        Items first seen since the last update join the vocabulary and get their
+        rows first.
+        """
+        self._add_fresh_items()
+        new = list(self._pending.values())
+        if self._dp is None:
+            self._update_plain(new)
+        else:
+            self._update_private(self._dp, new)
+        self._pending = {}
+
+    def privacy_spent(self) -> dict[str, Any] | None:
+        """Epsilon spent so far and the DP settings (``OnlineDPSGD.spent``); None without."""
+        return None if self._dp is None else self._dp.spent()
+
+    def _encode(self, items: Sequence[str]) -> list[int]:
+        """Indices of ``items``: 0 when unknown, or when growing, the index it will have."""
+        if not self._growing:
+            return self._vocab.encode(items)
+        known = self._vocab.index
+        return [known.get(item) or self._fresh_index(item) for item in items]
+
+    def _fresh_index(self, item: str) -> int:
+        """The index a new item gets at the next update; 0 once the table is full."""
+        index = self._fresh.get(item)
+        if index is not None:
+            return index
+        index = len(self._vocab) + len(self._fresh)
+        if index >= self._config.max_items:
+            if not self._full:
+                self._full = True
+                log.warning(
+                    "the item table is full (max_items %d): new items are skipped from now on",
+                    self._config.max_items,
+                )
+            return 0
+        self._fresh[item] = index
+        return index
+
+    def _add_fresh_items(self) -> None:
+        """Add the items first seen since the last update to the vocabulary and the table.
+
+        Together, so the vocabulary never names an item without a row (``top_items``
+        maps scores back through ``vocab.ids``); ``_fresh`` kept their insertion order,
+        which is the order of the indices ``_fresh_index`` gave them.
+        """
+        if not self._fresh:
+            return
+        self._vocab.add(self._fresh)
+        self._fresh = {}
+        rows = max(self.model.config.n_items, len(self._vocab))
+        grow_items(self.model, self._optimizer, rows, generator=self._generator)
+
+    def _update_plain(self, new: list[list[int]]) -> None:
+        """``steps`` steps on batches half new, half replayed; then ``new`` joins the reservoir."""
+        config = self._config
         losses = []
         for _ in range(config.steps):
             half = config.batch_size // 2
@@ -128,9 +280,28 @@ class IncrementalTrainer:
             )
         for sequence in new:
             self._remember(sequence)
-        self._pending = []
         self.updates += 1
         self.last_loss = sum(losses) / len(losses)
+
+    def _update_private(self, dp: OnlineDPSGD, rows: list[list[int]]) -> None:
+        """``steps`` DP steps, each on all of ``rows`` (one per session), within the budget."""
+        if not rows or dp.exhausted:
+            return
+        taken = 0
+        for _ in range(self._config.steps):
+            if dp.step(rows) is None:
+                spent = dp.spent()
+                log.warning(
+                    "privacy budget spent (epsilon %.3g of %.3g after %d steps): "
+                    "the model is updated no more",
+                    spent["epsilon"],
+                    spent["budget"],
+                    spent["steps"],
+                )
+                break
+            taken += 1
+        if taken:
+            self.updates += 1
 
     def _remember(self, sequence: list[int]) -> None:
         """Reservoir sampling: every sequence seen is kept with equal probability."""

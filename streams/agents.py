@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Iterable, MutableMapping
 
 import faust
+from faust.types import TP
 
+from streams.metrics import WorkerMetrics
 from streams.pipeline import BatchResult, EventPipeline
 from streams.records import InputRecord, OutputRecord
 from streams.settings import Settings
@@ -31,6 +34,7 @@ def register_agents(
     users: faust.Table,
     keys: faust.Table,
     pipeline: EventPipeline,
+    metrics: WorkerMetrics,
 ) -> None:
     """Attach ``recommend_for_events`` to ``app``."""
     changelogs = (users.changelog_topic.get_topic_name(), keys.changelog_topic.get_topic_name())
@@ -41,12 +45,17 @@ def register_agents(
         state_store, key_store = users.data, keys.data
         async for events in stream.take_events(settings.batch_max, within=settings.batch_within):
             records = [_input_record(event.message) for event in events]
+            started = time.perf_counter()
             result = pipeline.process(records, read_state=state_store.get, read_key=key_store.get)
+            seconds = time.perf_counter() - started
             body, tails = _outputs(result, changelogs, isolate_tails=isolate_tails)
             await send_all(app.producer, body)
             await send_all(app.producer, tails)
             _apply(state_store, result.changes.states)
             _apply(key_store, result.changes.keys)
+            metrics.record_batch(
+                result, pipeline, records=len(records), seconds=seconds, lag=_lag(app, records)
+            )
             yield None
 
 
@@ -59,6 +68,17 @@ def _input_record(message: faust.types.Message) -> InputRecord:
         offset=message.offset,
         timestamp=message.timestamp,
     )
+
+
+def _lag(app: faust.App, records: list[InputRecord]) -> dict[tuple[str, int], int]:
+    """Events left after this batch in each input partition it read from."""
+    last: dict[tuple[str, int], int] = {}
+    for record in records:
+        last[(record.topic, record.partition)] = record.offset
+    return {
+        (topic, partition): max(0, (app.consumer.highwater(TP(topic, partition)) or 0) - offset - 1)
+        for (topic, partition), offset in last.items()
+    }
 
 
 def _apply(store: MutableMapping[bytes, bytes], changes: TableChanges) -> None:

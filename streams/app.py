@@ -22,6 +22,7 @@ from online_learning.registry import ModelStore
 from streams.agents import register_agents, send_all
 from streams.catalogue_feed import CatalogueFollower
 from streams.crypto import load_master_key
+from streams.metrics import WorkerMetrics
 from streams.model_feed import ModelFollower
 from streams.pipeline import EventPipeline
 from streams.pseudonym import Pseudonymizer, load_pseudonym_key
@@ -61,6 +62,7 @@ def create_app(
     pseudonym_key: bytes | None = None,
     master_key: bytes | None = None,
     ready: list[asyncio.Event] | None = None,
+    metrics: WorkerMetrics | None = None,
 ) -> faust.App:
     """Build a configured app with its topic, table, agent and catalogue follower.
 
@@ -71,6 +73,7 @@ def create_app(
         ready: gets the events that are set once the item catalogue and the model
             announcements have been read to their end; the worker waits for all
             of them before it reports ready.
+        metrics: where the app counts what it does (default: a fresh, unserved registry).
     """
     key = pseudonym_key if pseudonym_key is not None else load_pseudonym_key(settings)
     master = master_key if master_key is not None else load_master_key(settings)
@@ -88,8 +91,15 @@ def create_app(
         catalogue=catalogue,
         encode_queries=encoder.encode_many if encoder is not None else None,
     )
+    metrics = metrics if metrics is not None else WorkerMetrics()
     register_agents(
-        app, settings=settings, topics=topics, users=users, keys=keys, pipeline=pipeline
+        app,
+        settings=settings,
+        topics=topics,
+        users=users,
+        keys=keys,
+        pipeline=pipeline,
+        metrics=metrics,
     )
     ready = ready if ready is not None else []
 
@@ -103,6 +113,7 @@ def create_app(
         send_dead_letters=send,
         seal=pipeline.seal_dead_letter,
         loaded=asyncio.Event(),
+        metrics=metrics,
     )
     app.task(models.run)
     ready.append(models.loaded)

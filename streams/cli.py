@@ -208,6 +208,24 @@ def cmd_model(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    import time
+
+    from rich.live import Live
+
+    from streams.status import default_urls, scrape, status_table
+
+    urls = args.url or default_urls([settings.metrics_port, settings.learn_metrics_port])
+    if not args.watch:
+        scrapes = [scrape(url) for url in urls]
+        console.print(status_table(scrapes))
+        return 0 if all(s.error is None for s in scrapes) else 3
+    with Live(console=console, auto_refresh=False) as live:
+        while True:
+            live.update(status_table(scrape(url) for url in urls), refresh=True)
+            time.sleep(args.watch)
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--bootstrap", help="existing Kafka cluster (env INTENTSTREAM_KAFKA)")
@@ -307,6 +325,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_pace_options(demo, default_rate=2000.0)
     demo.set_defaults(func=cmd_demo)
+
+    status = sub.add_parser("status", parents=[common], help="live view of running processes")
+    status.add_argument(
+        "--url",
+        action="append",
+        help="a process's metrics endpoint (repeatable; default: this host's worker and "
+        "learner ports, INTENTSTREAM_METRICS_PORT and INTENTSTREAM_LEARN_METRICS_PORT)",
+    )
+    status.add_argument(
+        "--watch", type=float, metavar="SECONDS", help="refresh every SECONDS until Ctrl-C"
+    )
+    status.set_defaults(func=cmd_status)
 
     model = sub.add_parser("model", help="list, publish or roll back model versions")
     actions = model.add_subparsers(dest="action", required=True)

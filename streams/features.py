@@ -15,7 +15,7 @@ import orjson
 
 EVENT_TYPES: tuple[str, ...] = ("view", "click", "search", "add_to_cart", "purchase")
 TYPE_INDEX: dict[str, int] = {name: i for i, name in enumerate(EVENT_TYPES)}
-STATE_VERSION = 4
+STATE_VERSION = 5
 #: Items of the last recommendation kept per user, for the prequential check.
 EMITTED_KEPT = 10
 
@@ -42,6 +42,9 @@ class UserFeatures:
             so the next event can be scored against it before anything learns
             from it (prequential evaluation).
         last_version: the model version that produced ``last_emitted``.
+        last_intent: the purchase probabilities last predicted for the user,
+            ``[river model or -1 when it had none, purchase rate]``, scored
+            against their next event (prequential log-loss).
     """
 
     items: list[str] = field(default_factory=list)
@@ -56,6 +59,7 @@ class UserFeatures:
     contributions: list[Any] = field(default_factory=lambda: [0.0, []])
     last_emitted: list[str] = field(default_factory=list)
     last_version: str = ""
+    last_intent: list[float] = field(default_factory=list)
 
     def to_bytes(self) -> bytes:
         """Compact serialised form for the table and its changelog."""
@@ -74,6 +78,7 @@ class UserFeatures:
                 self.contributions,
                 self.last_emitted,
                 self.last_version,
+                self.last_intent,
             ]
         )
 

@@ -22,12 +22,14 @@ from collections import OrderedDict
 from aiokafka import AIOKafkaConsumer
 
 from model.checkpoint import Checkpoint
+from model.update import OnlinePrivacy
 from online_learning.drift import DriftMonitor
 from online_learning.errors import OnlineLearningError
 from online_learning.prequential import PrequentialRanking
 from online_learning.registry import ModelStore
 from online_learning.trainer import IncrementalTrainer, UpdateConfig
 from streams.errors import BrokerError, ConfigurationError
+from streams.metrics import LearnerMetrics, serve
 from streams.pseudonym import Pseudonymizer
 from streams.releases import publish_update
 from streams.settings import Settings
@@ -58,10 +60,19 @@ class Learner:
         self.version = current
         self._vocab = checkpoint.vocab
         self._meta = checkpoint.meta
+        #: Epsilon the stream updates behind the starting version already spent.
+        self.prior_epsilon = float(checkpoint.meta.get("stream_privacy", {}).get("epsilon", 0.0))
         self.trainer = IncrementalTrainer(
             checkpoint.model,
             checkpoint.vocab,
-            config=UpdateConfig(update_every=settings.learn_update_every),
+            config=UpdateConfig(
+                update_every=settings.learn_update_every,
+                # DP-SGD divides each noisy sum by batch_size: keep it near the rows per step.
+                batch_size=settings.learn_update_every
+                if settings.learn_dp_noise_multiplier
+                else UpdateConfig.batch_size,
+            ),
+            privacy=self._privacy(settings),
         )
         self._validate = RecordValidator(max_bytes=settings.max_event_bytes)
         self._sessions: OrderedDict[str, list[str]] = OrderedDict()
@@ -71,9 +82,30 @@ class Learner:
         self._drift_pending = False
         self._fast_until = 0
         self._since_publish = 0
-        self._drift_pending = False
         self._published_at = time.monotonic()
         self.published: list[str] = []
+
+    def _privacy(self, settings: Settings) -> OnlinePrivacy | None:
+        """DP-SGD settings when turned on, with what earlier learners spent taken off the budget.
+
+        Restarting from a version this learner published continues its spend
+        (basic composition: the budgets add up), so a restart cannot reset it.
+        """
+        if settings.learn_dp_noise_multiplier is None:
+            return None
+        left = settings.learn_dp_epsilon - self.prior_epsilon
+        if left <= 0:
+            raise ConfigurationError(
+                f"the learner's DP budget (epsilon {settings.learn_dp_epsilon}) is spent by "
+                f"{self.version}'s updates ({self.prior_epsilon:.3g}): raise "
+                "INTENTSTREAM_LEARN_DP_EPSILON deliberately, or start from a fresh version"
+            )
+        return OnlinePrivacy(
+            noise_multiplier=settings.learn_dp_noise_multiplier,
+            max_grad_norm=settings.learn_dp_max_grad_norm,
+            delta=settings.learn_dp_delta,
+            epsilon_budget=left,
+        )
 
     def learn(self, values: list[bytes | None]) -> None:
         """Check, then learn from, a batch of raw event values.
@@ -116,7 +148,7 @@ class Learner:
         if len(self._sessions) > MAX_SESSIONS:
             self._sessions.popitem(last=False)
         if len(items) >= 2:
-            self.trainer.observe(items)
+            self.trainer.observe(items, key=session)
             self._since_publish += 1
         if self._fast_until and self.trainer.examples >= self._fast_until:
             self._fast_until = 0
@@ -134,8 +166,12 @@ class Learner:
             or elapsed >= self._settings.learn_publish_seconds
         )
 
-    def publish(self) -> str:
-        """Store and announce the model as a child of the current version; returns its id."""
+    def release(self) -> tuple[Checkpoint, dict[str, float]]:
+        """The model as it is now, with its metrics: what :meth:`publish` stores and announces.
+
+        With DP-SGD the meta's ``stream_privacy`` holds what the updates behind it
+        spent, so a learner restarted from it continues that spend.
+        """
         online = self.prequential.snapshot()
         metrics = {
             "examples": float(self.trainer.examples),
@@ -146,12 +182,23 @@ class Learner:
         }
         if self.trainer.last_loss == self.trainer.last_loss:  # not NaN
             metrics["loss"] = self.trainer.last_loss
+        meta = dict(self._meta)
+        spent = self.trainer.privacy_spent()
+        if spent is not None:
+            stream = {**spent, "epsilon": self.prior_epsilon + spent["epsilon"]}
+            meta["stream_privacy"] = stream
+            metrics["stream_epsilon"] = stream["epsilon"]
         checkpoint = Checkpoint(
             model=self.trainer.model,
             vocab=self._vocab,
-            meta=dict(self._meta),
+            meta=meta,
             path=self._settings.model_store / self.version,
         )
+        return checkpoint, metrics
+
+    def publish(self) -> str:
+        """Store and announce the model as a child of the current version; returns its id."""
+        checkpoint, metrics = self.release()
         announcement = publish_update(
             self._settings, checkpoint, parent=self.version, metrics=metrics, privacy=None
         )
@@ -164,7 +211,9 @@ class Learner:
         return self.version
 
 
-async def run_learner(settings: Settings, learner: Learner, *, stop: asyncio.Event) -> None:
+async def run_learner(
+    settings: Settings, learner: Learner, *, stop: asyncio.Event, metrics: LearnerMetrics
+) -> None:
     """Consume, learn and publish until ``stop`` is set."""
     consumer = AIOKafkaConsumer(
         settings.events_topic,
@@ -178,6 +227,7 @@ async def run_learner(settings: Settings, learner: Learner, *, stop: asyncio.Eve
         while not stop.is_set():
             batches = await consumer.getmany(timeout_ms=500, max_records=2_000)
             values = [m.value for messages in batches.values() for m in messages]
+            started = time.perf_counter()
             if values:
                 await asyncio.to_thread(learner.learn, values)
             if learner.due():
@@ -185,6 +235,7 @@ async def run_learner(settings: Settings, learner: Learner, *, stop: asyncio.Eve
                     await asyncio.to_thread(learner.publish)
                 except (OnlineLearningError, BrokerError) as exc:
                     log.error("publishing failed, will retry: %s", exc)
+            metrics.record(learner, busy_seconds=time.perf_counter() - started)
     finally:
         await consumer.stop()
 
@@ -199,9 +250,11 @@ def learn_forever(settings: Settings, *, pseudonymizer: Pseudonymizer) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         learner = Learner(settings, pseudonymizer=pseudonymizer)
+        metrics = LearnerMetrics()
+        serve(metrics.registry, settings.learn_metrics_port)
         log.warning(
             "learning from %s, starting at model %s", settings.events_topic, learner.version
         )
-        await run_learner(settings, learner, stop=stop)
+        await run_learner(settings, learner, stop=stop, metrics=metrics)
 
     asyncio.run(main())

@@ -20,6 +20,7 @@ from model.serving import CheckpointScorer
 from online_learning.errors import BadAnnouncement, ModelRejected, RegistryError
 from online_learning.registry import Announcement, ModelStore
 from streams.follower import follow
+from streams.metrics import WorkerMetrics
 from streams.pipeline import EventPipeline
 from streams.records import InputRecord, Sealer, SendRecords, dead_letter
 from streams.settings import Settings
@@ -40,8 +41,10 @@ class ModelFollower:
         send_dead_letters: SendRecords,
         seal: Sealer,
         loaded: asyncio.Event,
+        metrics: WorkerMetrics,
     ) -> None:
         self._settings = settings
+        self._metrics = metrics
         self._pipeline = pipeline
         self._store = store
         self._send_dead_letters = send_dead_letters
@@ -78,6 +81,7 @@ class ModelFollower:
         try:
             scorer = await asyncio.to_thread(self._load, announcement.version)
         except (ModelRejected, RegistryError) as exc:
+            self._metrics.swapped("rejected")
             self.rejected.append(announcement.version)
             log.error(
                 "model %s rejected, keeping %s: %s",
@@ -87,9 +91,12 @@ class ModelFollower:
             )
             return
         self._pipeline.use_scorer(scorer, on_reject=self._failed_probation)
+        self._metrics.serving(scorer.version, created_at=announcement.created_at)
+        self._metrics.swapped("loaded", announced_at=announcement.created_at)
         log.warning("now scoring with model %s (on probation)", scorer.version)
 
     def _failed_probation(self, version: str, reason: str) -> None:
+        self._metrics.swapped("failed_probation")
         self.rejected.append(version)
         self._store.mark_rejected(version, f"online metric: {reason}")
 

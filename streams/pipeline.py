@@ -20,7 +20,8 @@ from model.baseline import CooccurrenceRecommender, NextPurchaseRate
 from model.catalogue import TextCatalogue
 from model.serving import ContextRanker, ItemScorer, QueryEncoder, RankerConfig, RankRequest
 from online_learning.drift import DriftMonitor
-from online_learning.prequential import PrequentialRanking
+from online_learning.intent import CellIntent, intent_cell
+from online_learning.prequential import PrequentialLogLoss, PrequentialRanking
 from online_learning.probation import Probation
 from streams.crypto import RecordSealer, StateCipher
 from streams.features import EMITTED_KEPT, EVENT_TYPES, TYPE_INDEX, UserFeatures, apply_event
@@ -55,6 +56,12 @@ class BatchResult:
     redelivered: int = 0
     erased: int = 0
     drifts: int = 0
+    unreadable_states: int = 0
+    events_by_type: dict[str, int] = field(default_factory=dict)
+    #: Seconds from each answered record's broker timestamp to its recommendation.
+    latencies: list[float] = field(default_factory=list)
+    #: Seconds spent ranking (the scorer's calls) in this batch.
+    scoring_seconds: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +114,7 @@ class EventPipeline:
         self._clock = clock
         self.recommender = CooccurrenceRecommender()
         self.intent = NextPurchaseRate(n_types=len(EVENT_TYPES))
+        self.cell_intent = CellIntent()
         self.shared = SharedCounts(
             SharingConfig(
                 budget_epsilon=settings.privacy_epsilon_per_window,
@@ -117,6 +125,7 @@ class EventPipeline:
             ),
             recommender=self.recommender,
             intent=self.intent,
+            cell_intent=self.cell_intent,
         )
         self.ranker = ContextRanker(
             self.recommender,
@@ -126,6 +135,8 @@ class EventPipeline:
             config=RankerConfig(top_k=settings.top_k),
         )
         self.prequential = PrequentialRanking(k=EMITTED_KEPT)
+        #: Prequential log-loss of the served intent's two sources.
+        self.intent_loss = {"river": PrequentialLogLoss(), "rate": PrequentialLogLoss()}
         self.drift = DriftMonitor()
         self.probation = Probation(
             events=settings.probation_events, max_drop=settings.probation_max_drop
@@ -195,10 +206,11 @@ class EventPipeline:
                 reject = Rejection(Reason.PROCESSING_ERROR, f"{type(exc).__name__}: {exc}"[:200])
                 result.dead_letters.append(self._dead_letter(record, reject))
             if self._rank_each_event:
-                result.recommendations += self._recommendations(pending)
+                self._recommend(pending, result)
                 pending.clear()
-        result.recommendations += self._recommendations(pending)
+        self._recommend(pending, result)
         result.changes = states.changes()
+        result.unreadable_states = states.unreadable
         return result
 
     def _check(self, record: InputRecord) -> dict[str, Any] | Rejection:
@@ -260,7 +272,11 @@ class EventPipeline:
     ) -> _Pending:
         state = states.get(user)
         previous_item = state.items[-1] if state.items else None
-        previous_type = state.last_type
+        previous_cell = (
+            intent_cell(state.last_type, state.session_events, state.session_carts)
+            if state.last_type >= 0
+            else None
+        )
         fresh = apply_event(
             state,
             event,
@@ -269,13 +285,16 @@ class EventPipeline:
             offset=record.offset,
             history_len=self._settings.history_len,
         )
+        kind = event["type"]
+        result.events_by_type[kind] = result.events_by_type.get(kind, 0) + 1
         if fresh:
             self._evaluate(state, event.get("item_id"), result)
+            self._evaluate_intent(state.last_intent, purchased=event["type"] == "purchase")
             self.shared.contribute(
                 state,
                 item=event.get("item_id"),
                 previous_item=previous_item,
-                previous_type=previous_type,
+                previous_cell=previous_cell,
                 current_type=TYPE_INDEX[event["type"]],
                 now=float(event["ts"]),
             )
@@ -289,8 +308,28 @@ class EventPipeline:
             event=event,
             state=state,
             request=RankRequest(history=tuple(state.items), query=query),
-            purchase_intent=round(self.intent.predict_one(state.last_type), 6),
+            purchase_intent=round(self._predict_intent(state), 6),
         )
+
+    def _predict_intent(self, state: UserFeatures) -> float:
+        """The river model's P(next event is a purchase), the purchase rate until it has learned.
+
+        Both predictions are kept in the state for the next event's log-loss.
+        """
+        rate = self.intent.predict_one(state.last_type)
+        cell = intent_cell(state.last_type, state.session_events, state.session_carts)
+        river = self.cell_intent.predict(cell)
+        state.last_intent = [-1.0 if river is None else river, rate]
+        return rate if river is None else river
+
+    def _evaluate_intent(self, last_intent: Sequence[float], *, purchased: bool) -> None:
+        """Prequential log-loss of the intent last predicted for this user."""
+        if not last_intent:
+            return
+        river, rate = last_intent
+        self.intent_loss["rate"].update_one(rate, purchased)
+        if river >= 0:
+            self.intent_loss["river"].update_one(river, purchased)
 
     def _evaluate(self, state: UserFeatures, item: str | None, result: BatchResult) -> None:
         """Prequential check: was this item in the user's last list, before anything learns."""
@@ -312,15 +351,20 @@ class EventPipeline:
             if self._on_reject is not None:
                 self._on_reject(rejected, verdict.reason)
 
-    def _recommendations(self, pending: Sequence[_Pending]) -> list[OutputRecord]:
-        """Rank the pending events in one call and format their recommendations."""
+    def _recommend(self, pending: Sequence[_Pending], result: BatchResult) -> None:
+        """Rank the pending events in one call and add their recommendations to ``result``."""
+        if not pending:
+            return
+        started = time.perf_counter()
         ranked = self.ranker.rank_many([p.request for p in pending])
+        result.scoring_seconds += time.perf_counter() - started
         now = self._clock()
-        out = []
+        out = result.recommendations
         for waiting, answer in zip(pending, ranked, strict=True):
             waiting.state.last_emitted = [item for item, _ in answer.items[:EMITTED_KEPT]]
             waiting.state.last_version = answer.model_version
             latency_s = max(0.0, now - waiting.record.timestamp)
+            result.latencies.append(latency_s)
             value = {
                 "user_id": waiting.event["user_id"],
                 "event_id": waiting.event["event_id"],
@@ -338,4 +382,3 @@ class EventPipeline:
                     value=orjson.dumps(value),
                 )
             )
-        return out

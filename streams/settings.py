@@ -105,6 +105,23 @@ class Settings(BaseSettings):
     learn_publish_seconds: float = Field(
         default=600.0, gt=0, description="Most seconds between two published versions."
     )
+    learn_dp_noise_multiplier: float | None = Field(
+        default=None,
+        gt=0,
+        description="Turns on DP-SGD (Opacus) for the learner's updates with this noise "
+        "multiplier sigma; unset = plain updates (docs/online.md says what each costs).",
+    )
+    learn_dp_max_grad_norm: float = Field(
+        default=1.0, gt=0, description="DP-SGD clipping norm of one session's gradient."
+    )
+    learn_dp_delta: float = Field(
+        default=1e-6, gt=0, lt=1, description="Delta at which the learner's epsilon is reported."
+    )
+    learn_dp_epsilon: float = Field(
+        default=8.0,
+        gt=0,
+        description="The learner's DP-SGD budget per session: once spent, it stops updating.",
+    )
     probation_events: int = Field(
         default=500,
         ge=1,
@@ -144,6 +161,19 @@ class Settings(BaseSettings):
     )
     scoring_threads: int = Field(
         default=1, ge=1, description="Torch threads per worker for scoring (one per core is best)."
+    )
+    metrics_port: int = Field(
+        default=9400,
+        ge=0,
+        le=65535,
+        description="Port of a worker's Prometheus metrics (/metrics); 0 = any free port "
+        "(written to the ready file). Give each worker on one host its own.",
+    )
+    learn_metrics_port: int = Field(
+        default=9401,
+        ge=0,
+        le=65535,
+        description="Port of the learner's Prometheus metrics; 0 = any free port.",
     )
     worker_loglevel: str = Field(default="warning", description="Log level of worker processes.")
     ready_file: Path | None = Field(

@@ -1,11 +1,12 @@
 """What the stream teaches everyone's recommendations, learned only through DP releases.
 
 The baseline recommender's popularity and item-to-next-item counts, and the
-purchase rate per event type, are aggregates over many users that every
+purchase counts per intent cell (which teach both the purchase rate per event
+type and the river intent model), are aggregates over many users that every
 recommendation reveals a little of (DESIGN.md privacy model). So a worker does
 not learn them event by event: per tumbling window of event time each user
 contributes at most ``max_items`` distinct items (each with the transition into
-it, from their previous item) and counts once towards the purchase rate, and is
+it, from their previous item) and counts once towards the purchase counts, and is
 charged ``epsilon`` from their per-window budget for it
 (:class:`~streams.privacy.ContributionBound`). When the stream's event time
 passes the end of a window, that window's counts are released once with
@@ -20,6 +21,7 @@ import logging
 from dataclasses import dataclass
 
 from model.baseline import CooccurrenceRecommender, NextPurchaseRate
+from online_learning.intent import CellIntent
 from streams.features import UserFeatures
 from streams.privacy import ContributionBound, PrivacyBudget, ThresholdCounts
 
@@ -63,14 +65,20 @@ class SharedCounts:
         *,
         recommender: CooccurrenceRecommender,
         intent: NextPurchaseRate,
+        cell_intent: CellIntent,
     ) -> None:
         self.config = config
         self._recommender = recommender
         self._intent = intent
+        self._cell_intent = cell_intent
         self._windows: dict[float, ThresholdCounts] = {}
         self._released_before = float("-inf")
         self.released_windows = 0
         self.dropped = 0
+        #: Epsilon charged to users so far, in micro-epsilons (``streams.privacy.MICRO``).
+        self.charged_units = 0
+        #: Contributions refused because the user's budget for the window was spent.
+        self.refused = 0
 
     def contribute(
         self,
@@ -78,7 +86,7 @@ class SharedCounts:
         *,
         item: str | None,
         previous_item: str | None,
-        previous_type: int,
+        previous_cell: str | None,
         current_type: int,
         now: float,
     ) -> None:
@@ -92,19 +100,25 @@ class SharedCounts:
         bound = ContributionBound.from_list(
             state.contributions, max_items=config.max_items, window_seconds=config.window_seconds
         )
+        window, spent_before = budget.window_start, budget.spent_units
+        first_in_window = not bound.items or now - now % config.window_seconds > bound.window_start
         keys = []
         if item is not None and bound.admit(item, now=now, budget=budget, epsilon=config.epsilon):
             keys.append(f"i{SEP}{item}")
             if previous_item is not None:
                 keys.append(f"p{SEP}{previous_item}{SEP}{item}")
-        admit_intent = previous_type >= 0 and bound.admit(
+        admit_intent = previous_cell is not None and bound.admit(
             INTENT_SLOT, now=now, budget=budget, epsilon=config.epsilon
         )
         if admit_intent:
-            keys.append(
-                f"t{SEP}{previous_type}{SEP}{int(current_type == self._intent.purchase_type)}"
-            )
+            purchased = int(current_type == self._intent.purchase_type)
+            keys.append(f"t{SEP}{previous_cell}{SEP}{purchased}")
         state.privacy_budget, state.contributions = budget.to_list(), bound.to_list()
+        charged = budget.spent_units - (spent_before if budget.window_start == window else 0)
+        self.charged_units += charged
+        asked = item is not None or previous_cell is not None
+        if asked and first_in_window and not charged:
+            self.refused += 1
         if not keys:
             return
         if bound.window_start < self._released_before:
@@ -133,6 +147,7 @@ class SharedCounts:
     def _learn(self, released: dict[str, int]) -> None:
         popularity: dict[str, int] = {}
         transitions: dict[tuple[str, str], int] = {}
+        cells: list[tuple[str, bool, int]] = []
         for key, count in released.items():
             kind, *parts = key.split(SEP)
             if kind == "i":
@@ -140,5 +155,9 @@ class SharedCounts:
             elif kind == "p":
                 transitions[(parts[0], parts[1])] = count
             else:
-                self._intent.learn_counts(int(parts[0]), purchases=bool(int(parts[1])), count=count)
+                cell, purchased = parts[0], bool(int(parts[1]))
+                last_type = int(cell.split(".")[0])
+                self._intent.learn_counts(last_type, purchases=purchased, count=count)
+                cells.append((cell, purchased, count))
         self._recommender.learn_counts(popularity, transitions)
+        self._cell_intent.learn_released(cells)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -23,13 +24,17 @@ import faust
 from streams.admin import ensure_topics
 from streams.app import create_app
 from streams.errors import WorkerError
+from streams.metrics import WorkerMetrics, serve
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
 class ReadinessWorker(faust.Worker):
-    """A Faust worker that creates ``ready_file`` once started and every ``ready`` event is set."""
+    """A Faust worker that writes ``ready_file`` once started and every ``ready`` event is set.
+
+    The file holds ``{"pid": ..., "metrics_port": ...}`` (the port matters when it was 0).
+    """
 
     def __init__(
         self,
@@ -37,19 +42,31 @@ class ReadinessWorker(faust.Worker):
         *,
         ready_file: Path | None,
         ready: list[asyncio.Event],
+        metrics_port: int,
         **kwargs: Any,
     ) -> None:
         super().__init__(app, **kwargs)
         self._ready_file = ready_file
         self._ready = ready
+        self._metrics_port = metrics_port
 
     async def on_startup_finished(self) -> None:
         await super().on_startup_finished()
         for event in self._ready:
             await event.wait()
         if self._ready_file is not None:
-            self._ready_file.parent.mkdir(parents=True, exist_ok=True)
-            self._ready_file.write_text(str(os.getpid()))
+            write_ready(self._ready_file, metrics_port=self._metrics_port)
+
+
+def write_ready(ready_file: Path, *, metrics_port: int) -> None:
+    """Say this process is ready, with its pid and metrics port (:func:`read_ready`)."""
+    ready_file.parent.mkdir(parents=True, exist_ok=True)
+    ready_file.write_text(json.dumps({"pid": os.getpid(), "metrics_port": metrics_port}))
+
+
+def read_ready(ready_file: Path) -> dict[str, int]:
+    """What a ready process wrote: its ``pid`` and ``metrics_port``."""
+    return dict(json.loads(ready_file.read_text()))
 
 
 def run_worker(settings: Settings) -> None:
@@ -57,13 +74,16 @@ def run_worker(settings: Settings) -> None:
     log.info("worker config: %s", settings.redacted())
     ensure_topics(settings)
     ready: list[asyncio.Event] = []
-    app = create_app(settings, ready=ready)
+    metrics = WorkerMetrics()
+    port = serve(metrics.registry, settings.metrics_port)
+    app = create_app(settings, ready=ready, metrics=metrics)
     if settings.ready_file is not None:
         settings.ready_file.unlink(missing_ok=True)
     worker = ReadinessWorker(
         app,
         ready_file=settings.ready_file,
         ready=ready,
+        metrics_port=port,
         loglevel=settings.worker_loglevel,
         quiet=True,
     )

@@ -40,7 +40,7 @@ def make_settings(new_topic_name: Callable[[str], str], tmp_path: Path) -> Calla
             state_key=TEST_MASTER_KEY.hex(),
             home=tmp_path / "home",
             worker_loglevel="info",
-            **overrides,  # type: ignore[arg-type]
+            **{"metrics_port": 0, "learn_metrics_port": 0, **overrides},  # type: ignore[arg-type]
         )
         ensure_topics(settings)
         return settings

@@ -14,7 +14,8 @@ import pytest
 from online_learning.registry import Announcement, ModelStore
 from streams.releases import publish
 from streams.settings import Settings
-from streams.worker import worker_process
+from streams.status import scrape
+from streams.worker import read_ready, worker_process
 from tests.integration.kafka_io import collect, produce
 from tests.integration.test_hot_swap import _checkpoint, _events
 
@@ -25,6 +26,7 @@ def test_the_learner_publishes_a_child_version_that_workers_serve(
     kafka_bootstrap: str,
     make_settings: Callable[..., Settings],
     start_worker: Callable[[Settings], subprocess.Popen[bytes]],
+    free_port: Callable[..., int],
     tmp_path: Path,
 ) -> None:
     settings = make_settings(
@@ -34,6 +36,7 @@ def test_the_learner_publishes_a_child_version_that_workers_serve(
         model_store=tmp_path / "store",
         learn_update_every=16,
         learn_publish_every=64,
+        learn_metrics_port=free_port(),
     )
     first = publish(settings, _checkpoint(tmp_path / "run", seed=1), parent=None)
     start_worker(settings)
@@ -74,3 +77,17 @@ def test_the_learner_publishes_a_child_version_that_workers_serve(
         )[settings.models_topic]
         learned = {Announcement.from_bytes(m.value).version for m in out} - {first.version}
         assert served and served <= learned  # only versions the learner published
+
+        port = read_ready(tmp_path / "worker.ready")["metrics_port"]
+        worker = scrape(f"http://127.0.0.1:{port}/metrics")
+        assert worker.error is None, worker.error
+        assert set(worker.labelled("intentstream_model_info", "version")) <= learned
+        assert worker.value("intentstream_model_swaps_total", outcome="loaded") >= 1
+        assert worker.value("intentstream_model_swap_seconds_count") >= 1
+        assert sum(worker.labelled("intentstream_events_total", "type").values()) == 340
+        assert worker.value("intentstream_online_checked_events", role="worker") > 0
+        learner = scrape(f"http://127.0.0.1:{settings.learn_metrics_port}/metrics")
+        assert learner.error is None, learner.error
+        assert learner.value("intentstream_learn_examples_total") >= 64
+        assert learner.value("intentstream_learn_published_total") >= 1
+        assert learner.value("intentstream_online_checked_events", role="learner") > 0

@@ -6,7 +6,9 @@ import random
 from pathlib import Path
 
 import orjson
+import pytest
 import torch
+from prometheus_client import generate_latest
 
 from model.checkpoint import save_checkpoint
 from model.config import ScorerConfig
@@ -14,9 +16,12 @@ from model.scorer import SequenceScorer
 from model.sessions import ItemVocab
 from model.train import TrainConfig, train
 from online_learning.registry import ModelStore
+from streams.errors import ConfigurationError
 from streams.learn import Learner
+from streams.metrics import LearnerMetrics
 from streams.pseudonym import Pseudonymizer
 from streams.settings import Settings
+from streams.status import parse
 from tests.unit.walks import walks
 
 N = 60
@@ -39,14 +44,16 @@ def _values(walks: list[list[int]], first: int) -> list[bytes | None]:
     return values
 
 
-def test_the_learner_scores_before_learning_and_reacts_to_drift(tmp_path: Path) -> None:
-    rng = random.Random(0)
+def _published_model(
+    tmp_path: Path, rng: random.Random, *, epochs: int = 15, **overrides: object
+) -> Settings:
+    """A trained scorer published as the store's current version; settings to learn from it."""
     torch.manual_seed(0)
     model = SequenceScorer(ScorerConfig(n_items=N, d_model=16, n_heads=2, max_len=8))
     train(
         model,
         walks(400, rng, n_items=N, step=1),
-        TrainConfig(epochs=15, negatives=0, bf16=False, learning_rate=1e-2),
+        TrainConfig(epochs=epochs, negatives=0, bf16=False, learning_rate=1e-2),
         optimizer=torch.optim.Adam(model.parameters(), lr=1e-2),
         progress=False,
     )
@@ -63,13 +70,21 @@ def test_the_learner_scores_before_learning_and_reacts_to_drift(tmp_path: Path) 
     store.set_current(
         store.publish(tmp_path / "run", parent=None, metrics={}, privacy=None).version
     )
-    settings = Settings(
+    options: dict[str, object] = {
+        "learn_update_every": 32,
+        "learn_publish_every": 10_000,
+        "learn_publish_seconds": 3600,
+    }
+    return Settings(
         pseudonym_key=KEY,
         model_store=tmp_path / "store",
-        learn_update_every=32,
-        learn_publish_every=10_000,
-        learn_publish_seconds=3600,
+        **{**options, **overrides},  # type: ignore[arg-type]
     )
+
+
+def test_the_learner_scores_before_learning_and_reacts_to_drift(tmp_path: Path) -> None:
+    rng = random.Random(0)
+    settings = _published_model(tmp_path, rng)
     learner = Learner(settings, pseudonymizer=Pseudonymizer(KEY.encode()))
 
     learner.learn(_values(walks(150, rng, n_items=N, step=1), first=0))
@@ -81,3 +96,43 @@ def test_the_learner_scores_before_learning_and_reacts_to_drift(tmp_path: Path) 
     assert learner.drifts >= 1
     assert learner.due()  # publish now, not in an hour
     assert learner.trainer.update_every == 8  # 4x as often
+
+    # The drift is a metric too, beside what the learner has learned.
+    metrics = LearnerMetrics()
+    metrics.record(learner, busy_seconds=2.0)
+    exported = parse("learner", generate_latest(metrics.registry).decode())
+    assert exported.value("intentstream_drift_detections_total", role="learner") == learner.drifts
+    assert exported.value("intentstream_learn_examples_total") == learner.trainer.examples > 0
+    assert exported.value("intentstream_learn_busy_seconds_total") == 2.0
+    assert exported.value("intentstream_online_checked_events", role="learner") == 900
+
+
+def test_with_dp_sgd_the_spend_is_published_and_survives_a_restart(tmp_path: Path) -> None:
+    rng = random.Random(1)
+    settings = _published_model(
+        tmp_path,
+        rng,
+        epochs=1,
+        learn_dp_noise_multiplier=5.0,
+        learn_dp_epsilon=8.0,
+        learn_update_every=16,
+    )
+    learner = Learner(settings, pseudonymizer=Pseudonymizer(KEY.encode()))
+    learner.learn(_values(walks(80, rng, n_items=N, step=1), first=0))
+    spent = learner.trainer.privacy_spent()
+    assert spent is not None and 0 < spent["epsilon"] <= 8.0
+    checkpoint, metrics = learner.release()
+    assert metrics["stream_epsilon"] == spent["epsilon"]
+    store = ModelStore(tmp_path / "store")  # what publish does, without a broker to announce on
+    child = store.publish(checkpoint, parent=learner.version, metrics=metrics, privacy=None).version
+    store.set_current(child)
+
+    again = Learner(settings, pseudonymizer=Pseudonymizer(KEY.encode()))  # a restart
+    assert again.version == child and again.prior_epsilon == spent["epsilon"]
+    budget = again.trainer.privacy_spent()
+    assert budget is not None and budget["budget"] == 8.0 - spent["epsilon"]
+    with pytest.raises(ConfigurationError, match="DP budget"):
+        Learner(
+            settings.model_copy(update={"learn_dp_epsilon": spent["epsilon"]}),
+            pseudonymizer=Pseudonymizer(KEY.encode()),
+        )

@@ -358,3 +358,56 @@ def test_a_version_whose_online_hits_drop_is_rejected_and_the_previous_one_resto
     assert pipeline.ranker.primary is pipeline.recommender
     versions = [orjson.loads(r.value or b"")["model_version"] for r in answered]
     assert versions[:5] == ["seq-bad"] * 5 and set(versions[10:]) == {BASELINE_VERSION}
+
+
+def _event(user: str, kind: str, event_id: str, ts: float, session: str) -> bytes:
+    return orjson.dumps(
+        {
+            "event_id": event_id,
+            "user_id": user,
+            "ts": ts,
+            "type": kind,
+            "item_id": "i",
+            "session_id": session,
+        }
+    )
+
+
+def test_the_river_intent_model_learns_from_released_counts_and_is_scored() -> None:
+    pipeline, store = _pipeline(), Tables()
+    pipeline.cell_intent.min_weight = 100
+    # Window [0, 10): 300 carts followed by a purchase, 300 views followed by a view.
+    journeys = [(f"b{n}", ("add_to_cart", "purchase")) for n in range(300)]
+    journeys += [(f"v{n}", ("view", "view")) for n in range(300)]
+    events = [(u, kind, 1.0 + step) for u, kinds in journeys for step, kind in enumerate(kinds)]
+    # Window [10, 20): releases the first, then fresh users ask for their intent.
+    events += [("cart", "add_to_cart", 11.0), ("look", "view", 11.5), ("cart", "purchase", 12.0)]
+    records = [
+        _record(_event(u, kind, f"e{n}", ts, f"s-{u}"), n) for n, (u, kind, ts) in enumerate(events)
+    ]
+    result = _run(pipeline, records, store)
+    intent = [orjson.loads(r.value or b"")["purchase_intent"] for r in result.recommendations]
+    cart, look = intent[-3], intent[-2]
+    assert pipeline.cell_intent.weight >= 100  # the river model learned the released window
+    assert cart > 0.5 > look
+    assert store.plain("look").last_intent[0] == pytest.approx(look, abs=1e-6)
+    # The purchase after the cart was scored against the intent predicted before it.
+    assert pipeline.intent_loss["river"].n == 1
+    assert pipeline.intent_loss["river"].get()["log_loss"] < 0.69
+    assert pipeline.intent_loss["rate"].n == 600 + 1
+
+
+def test_a_budget_smaller_than_the_charge_refuses_every_contribution() -> None:
+    settings = SETTINGS.model_copy(
+        update={"privacy_epsilon_per_window": 0.5, "shared_counts_epsilon": 1.0}
+    )
+    pipeline, store = _pipeline(settings=settings), Tables()
+    views = [("u1", "a", 1.0), ("u1", "b", 2.0), ("u2", "a", 3.0)]
+    _run(
+        pipeline,
+        [_record(_view(u, i, f"e{n}", ts), n) for n, (u, i, ts) in enumerate(views)],
+        store,
+    )
+    assert pipeline.shared.refused == 3
+    assert pipeline.shared.charged_units == 0
+    assert store.plain("u1").contributions[1] == []

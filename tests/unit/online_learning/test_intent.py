@@ -9,7 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from online_learning.intent import EVENT_TYPES, INTENT_FEATURES, IntentModel, intent_features
+from online_learning.intent import (
+    EVENT_TYPES,
+    INTENT_FEATURES,
+    CellIntent,
+    IntentModel,
+    intent_cell,
+    intent_features,
+)
 from streams import features as stream_features
 
 CART = EVENT_TYPES.index("add_to_cart")
@@ -161,3 +168,23 @@ def test_batched_equals_one_by_one(batch: list[tuple[list[int], int, bool]], spl
     many.learn_many(xs[:split], ys[:split])  # two uneven batches
     many.learn_many(xs[split:], ys[split:])
     assert many.predict_many(xs).tolist() == [one.predict_one(x) for x in xs]
+
+
+def test_cell_intent_fits_the_released_rates_and_waits_for_enough_cases() -> None:
+    carts_buy, others_buy = 30, 3
+    released = [
+        (intent_cell(kind, length, carts), purchased, count)
+        for kind in range(5)
+        for length in range(1, 20, 4)
+        for carts in range(4)
+        for purchased, count in (
+            (False, 200),
+            (True, carts_buy if kind == 3 else others_buy),
+        )
+    ]
+    intent = CellIntent(min_weight=2 * sum(count for *_, count in released))
+    intent.learn_released(released)
+    assert intent.predict(intent_cell(3, 2, 1)) is None  # not enough cases yet
+    intent.learn_released(released)  # a second window with the same counts
+    assert intent.predict(intent_cell(3, 2, 1)) == pytest.approx(30 / 230, abs=0.01)
+    assert intent.predict(intent_cell(0, 9, 0)) == pytest.approx(3 / 203, abs=0.01)

@@ -1,0 +1,151 @@
+"""Online DP-SGD (model/update.py): accounting at q = 1, budget, noise, serving between steps."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+import torch
+from opacus.accountants import RDPAccountant
+from opacus.accountants.analysis.rdp import compute_rdp, get_privacy_spent
+
+from model.config import ScorerConfig
+from model.private import trained_parameters
+from model.scorer import SequenceScorer
+from model.serving import top_items
+from model.sessions import ItemVocab
+from model.update import OnlineDPSGD, OnlinePrivacy
+
+N_ITEMS = 200
+ROWS = [[1, 2, 3, 4], [5, 6], [7, 8, 9], [10, 11, 12, 13, 14], [15, 16]]
+SIGMA, DELTA = 1.0, 1e-5
+
+
+def _scorer(seed: int = 0) -> SequenceScorer:
+    torch.manual_seed(seed)
+    config = ScorerConfig(
+        n_items=N_ITEMS, d_model=16, n_heads=2, max_len=8, dropout=0.0, embedding_dropout=0.0
+    )
+    return SequenceScorer(config).eval()
+
+
+def _privacy(**options: Any) -> OnlinePrivacy:
+    settings = {
+        "noise_multiplier": SIGMA,
+        "max_grad_norm": 1.0,
+        "delta": DELTA,
+        "epsilon_budget": 100.0,
+        **options,
+    }
+    return OnlinePrivacy(**settings)
+
+
+def _dp(
+    model: SequenceScorer,
+    privacy: OnlinePrivacy,
+    *,
+    seed: int = 0,
+    optimizer: torch.optim.Optimizer | None = None,
+) -> OnlineDPSGD:
+    optimizer = optimizer or torch.optim.Adam(trained_parameters(model), lr=1e-2)
+    return OnlineDPSGD(
+        model,
+        optimizer,
+        privacy,
+        batch_size=len(ROWS),
+        generator=torch.Generator().manual_seed(seed),
+    )
+
+
+def _rdp_epsilon(steps: int) -> float:
+    """Epsilon of ``steps`` Gaussian mechanisms at q = 1, by Opacus' RDP analysis."""
+    orders = RDPAccountant.DEFAULT_ALPHAS
+    rdp = compute_rdp(q=1.0, noise_multiplier=SIGMA, steps=steps, orders=orders)
+    return float(get_privacy_spent(orders=orders, rdp=rdp, delta=DELTA)[0])
+
+
+def _weights(model: SequenceScorer) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in trained_parameters(model)]
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"noise_multiplier": 0.0},
+        {"max_grad_norm": -1.0},
+        {"epsilon_budget": math.inf},
+        {"delta": 1.0},
+        {"negatives": -1},
+    ],
+)
+def test_invalid_online_privacy_settings_raise(settings: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        _privacy(**settings)
+
+
+def test_each_step_moves_the_weights_and_epsilon_is_rdp_of_t_steps_at_q_1() -> None:
+    model = _scorer()
+    dp = _dp(model, _privacy())
+    assert dp.spent()["epsilon"] == 0.0
+    epsilons = []
+    for steps in (1, 2, 3):
+        before = _weights(model)
+        loss = dp.step(ROWS)
+        assert loss is not None and loss > 0
+        moved = [not torch.equal(b, p) for b, p in zip(before, _weights(model), strict=True)]
+        assert all(moved)  # noise reaches every parameter
+        spent = dp.spent()
+        assert spent["steps"] == steps and spent["sample_rate"] == 1.0
+        assert spent["epsilon"] == pytest.approx(_rdp_epsilon(steps), rel=1e-9)
+        epsilons.append(spent["epsilon"])
+    assert epsilons == sorted(epsilons) and epsilons[0] < epsilons[-1]
+    assert spent["unit"] == "session" and spent["accountant"] == "rdp"
+    assert not model.embed.items.weight[0].any()
+
+
+def test_the_step_that_would_exceed_the_budget_is_refused() -> None:
+    budget = (_rdp_epsilon(2) + _rdp_epsilon(3)) / 2
+    model = _scorer()
+    dp = _dp(model, _privacy(epsilon_budget=budget))
+    assert dp.step(ROWS) is not None and dp.step(ROWS) is not None
+    assert not dp.exhausted
+    before = _weights(model)
+    assert dp.step(ROWS) is None
+    assert dp.exhausted and dp.step(ROWS) is None
+    assert all(torch.equal(b, p) for b, p in zip(before, _weights(model), strict=True))
+    spent = dp.spent()
+    assert spent["steps"] == 2 and spent["epsilon"] <= spent["budget"] == budget
+
+
+def test_the_noise_has_standard_deviation_sigma_c_over_the_batch_size() -> None:
+    """Same data and weights, other noise seeds: SGD(lr=1) steps differ by the noise alone."""
+    privacy = _privacy(noise_multiplier=0.5, max_grad_norm=2.0)
+    moves = []
+    for seed in (1, 1, 2):
+        model = _scorer()
+        before = model.embed.items.weight.detach().clone()
+        dp = _dp(
+            model, privacy, seed=seed, optimizer=torch.optim.SGD(trained_parameters(model), lr=1.0)
+        )
+        dp.step(ROWS)
+        moves.append((model.embed.items.weight.detach() - before)[1:])  # row 0 is padding
+    assert torch.equal(moves[0], moves[1])  # the injected generator makes it repeatable
+    expected = math.sqrt(2) * 0.5 * 2.0 / len(ROWS)  # the difference of two noise draws
+    assert float((moves[2] - moves[0]).std()) == pytest.approx(expected, rel=0.1)
+
+
+def test_between_steps_the_model_scores_as_a_plain_copy_of_its_weights() -> None:
+    model = _scorer()
+    dp = _dp(model, _privacy())
+    dp.step(ROWS)
+    assert not model.training
+    assert type(model.blocks.layers[0].self_attn) is torch.nn.MultiheadAttention
+    assert not any(m._forward_hooks or m._backward_hooks for m in model.modules())
+    copy = SequenceScorer(model.config)
+    copy.load_state_dict(model.state_dict())
+    vocab = ItemVocab.build([[f"i{n}" for n in range(1, N_ITEMS)]])
+    prefixes = [[vocab.ids[i] for i in row] for row in ROWS]
+    assert top_items(model, vocab, prefixes, k=10) == top_items(copy.eval(), vocab, prefixes, k=10)
+    dp.step(ROWS)  # and it still steps after serving
+    assert dp.spent()["steps"] == 2

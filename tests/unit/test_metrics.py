@@ -1,0 +1,83 @@
+"""Worker metrics: what a batch counts, how the status view reads it back, no ids in labels."""
+
+from __future__ import annotations
+
+import orjson
+from prometheus_client import generate_latest
+from rich.console import Console
+
+from model.baseline import BASELINE_VERSION
+from streams.metrics import WorkerMetrics
+from streams.pipeline import EventPipeline
+from streams.pseudonym import Pseudonymizer
+from streams.records import InputRecord
+from streams.settings import Settings
+from streams.status import Scrape, parse, status_table
+
+KEY = b"p" * 32
+SETTINGS = Settings(pseudonym_key="p" * 32, text_search=False)
+USER = "alice-secret-id"
+
+
+def _record(value: bytes, offset: int) -> InputRecord:
+    return InputRecord(b"k", value, "shop.events", 0, offset, 1.0)
+
+
+def _event(user: str, kind: str, item: str, offset: int) -> InputRecord:
+    event = {"event_id": f"e{offset}", "user_id": user, "ts": 1.0 + offset, "type": kind}
+    return _record(orjson.dumps({**event, "item_id": item}), offset)
+
+
+def _exported_after_one_batch() -> str:
+    pipeline = EventPipeline(SETTINGS, pseudonymizer=Pseudonymizer(KEY), master_key=bytes(32))
+    metrics = WorkerMetrics()
+    records = [
+        _event(USER, "view", "a", 0),
+        _event(USER, "view", "a", 1),
+        _event("bob-secret-id", "add_to_cart", "b", 2),
+        _record(b"{not json", 3),
+    ]
+    states: dict[bytes, bytes] = {}
+    result = pipeline.process(records, read_state=states.get, read_key=states.get)
+    metrics.record_batch(
+        result, pipeline, records=len(records), seconds=0.02, lag={("shop.events", 0): 7}
+    )
+    return generate_latest(metrics.registry).decode()
+
+
+def test_a_batch_is_counted_by_type_reason_and_output() -> None:
+    scrape = parse("test", _exported_after_one_batch())
+    assert scrape.labelled("intentstream_events_total", "type") == {
+        "view": 2.0,
+        "add_to_cart": 1.0,
+    }
+    assert scrape.labelled("intentstream_rejected_total", "reason") == {"invalid_json": 1.0}
+    assert scrape.value("intentstream_recommendations_total") == 3.0
+    assert scrape.value("intentstream_batch_size_events_count") == 1.0
+    # The repeat view was checked against the list emitted after the first one: a hit.
+    assert scrape.value("intentstream_online_checked_events", role="worker") == 1.0
+    assert scrape.value("intentstream_online_hr10_ratio", role="worker") == 1.0
+    assert scrape.labelled("intentstream_model_info", "version") == {BASELINE_VERSION: 1.0}
+    assert scrape.value("intentstream_event_latency_seconds_count") == 3.0
+    assert scrape.value("intentstream_batch_seconds_sum") == 0.02
+    assert scrape.value("intentstream_consumer_lag_events", topic="shop.events", partition="0") == 7
+    # Both users were charged for the shared counts of their first window (epsilon 1 each).
+    assert scrape.value("intentstream_privacy_epsilon_charged_total") == 2.0
+    assert scrape.value("intentstream_privacy_budget_refusals_total") == 0.0
+
+
+def test_no_user_id_or_pseudonym_reaches_a_metric() -> None:
+    text = _exported_after_one_batch()
+    assert "secret-id" not in text
+    assert Pseudonymizer(KEY).one(USER) not in text
+
+
+def test_the_status_view_shows_a_worker_and_a_down_process() -> None:
+    console = Console(width=250, record=True)
+    down = Scrape("http://127.0.0.1:1/metrics", error="connection refused")
+    console.print(status_table([parse("http://w:9400/metrics", _exported_after_one_batch()), down]))
+    text = console.export_text()
+    worker_row = next(line for line in text.splitlines() if "w:9400" in line)
+    assert "worker" in worker_row and BASELINE_VERSION in worker_row and "100.0%" in worker_row
+    down_row = next(line for line in text.splitlines() if "127.0.0.1:1" in line)
+    assert "down" in down_row and "connection refused" in down_row
