@@ -20,7 +20,12 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/mypy model online_learning
 
-test: lint
+# Debian's Chromium, for the test that opens a rendered report headless.
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium
+
+test: lint $(CHROMIUM)
 	$(BIN)/pytest
 
 bench: $(STAMP)

@@ -213,17 +213,38 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
     from rich.live import Live
 
-    from streams.status import default_urls, scrape, status_table
+    from streams.recording import to_line
+    from streams.status import default_urls, scrape, status_view
 
     urls = args.url or default_urls([settings.metrics_port, settings.learn_metrics_port])
+    before = [scrape(url) for url in urls]
+    time.sleep(args.interval)
+    now = [scrape(url) for url in urls]
     if not args.watch:
-        scrapes = [scrape(url) for url in urls]
-        console.print(status_table(scrapes))
-        return 0 if all(s.error is None for s in scrapes) else 3
+        console.print(status_view(now, before))
+        return 0 if all(s.error is None for s in now) else 3
     with Live(console=console, auto_refresh=False) as live:
         while True:
-            live.update(status_table(scrape(url) for url in urls), refresh=True)
+            live.update(status_view(now, before), refresh=True)
+            if args.record:
+                with open(args.record, "ab") as out:
+                    out.writelines(map(to_line, now))
             time.sleep(args.watch)
+            before, now = now, [scrape(url) for url in urls]
+
+
+def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.report import write_report
+
+    try:
+        summary = write_report(args.recording, args.out)
+    except (OSError, ValueError) as exc:
+        log.error("cannot render %s: %s", args.recording, exc)
+        return 2
+    console.print(
+        f"report of {summary.events:,.0f} events in {summary.seconds:,.0f} s written to {args.out}"
+    )
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -336,7 +357,29 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument(
         "--watch", type=float, metavar="SECONDS", help="refresh every SECONDS until Ctrl-C"
     )
+    status.add_argument(
+        "--interval",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="seconds between the two scrapes that rates and percentiles compare (default 1)",
+    )
+    status.add_argument(
+        "--record",
+        type=Path,
+        metavar="FILE",
+        help="with --watch: append every scrape to FILE (a recording for `intentstream report`)",
+    )
     status.set_defaults(func=cmd_status)
+
+    report = sub.add_parser(
+        "report", parents=[common], help="render a metrics recording to an HTML report"
+    )
+    report.add_argument(
+        "recording", type=Path, help="a recording (the demo's runs/*/metrics.jsonl, or --record)"
+    )
+    report.add_argument("--out", type=Path, default=Path("report.html"), help="HTML file to write")
+    report.set_defaults(func=cmd_report)
 
     model = sub.add_parser("model", help="list, publish or roll back model versions")
     actions = model.add_subparsers(dest="action", required=True)

@@ -2,8 +2,10 @@
 
 Starts the embedded broker unless one is given, creates the topics, runs a
 worker process, replays a real data set and shows events in, recommendations
-out, rate and latency until every event is answered. Ctrl-C stops everything
-it started; nothing is left running.
+out, rate and latency until every event is answered. It records the worker's
+metrics meanwhile and renders them to ``<home>/runs/demo-<time>/report.html``
+(``intentstream report``). Ctrl-C stops everything it started; nothing is left
+running.
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ from streams.crypto import load_master_key
 from streams.demo_view import DemoMonitor, render_summary, watch
 from streams.errors import ConfigurationError
 from streams.pseudonym import load_pseudonym_key
+from streams.recording import Recorder
 from streams.replay import replay
+from streams.report import write_report
 from streams.settings import Settings
-from streams.worker import wait_until_ready, worker_process
+from streams.worker import read_ready, wait_until_ready, worker_process
 
 log = logging.getLogger(__name__)
 
@@ -64,15 +68,24 @@ def run_demo(settings: Settings, options: DemoOptions) -> int:
     path = resolve_data(settings, options.data)
     load_pseudonym_key(settings, create=True)
     load_master_key(settings, create=True)
+    run_dir = settings.home / "runs" / f"demo-{time.strftime('%Y%m%dT%H%M%S')}"
     with _broker(settings) as running:
         ensure_topics(running)
-        running = running.model_copy(update={"ready_file": running.home / "demo-worker.ready"})
+        running = running.model_copy(
+            # Any free metrics port, so the demo runs beside a worker on the default one.
+            update={"ready_file": running.home / "demo-worker.ready", "metrics_port": 0}
+        )
         with worker_process(running, log_file=running.home / "demo-worker.log") as worker:
             log.info("waiting for the worker to join the group and recover its table")
             wait_until_ready(worker, running.ready_file)
+            port = read_ready(running.ready_file)["metrics_port"]
             monitor = DemoMonitor(started_at=started, worker_alive=lambda: worker.poll() is None)
-            asyncio.run(_replay_and_watch(running, path, options, monitor))
+            recording = run_dir / "metrics.jsonl"
+            with Recorder([f"http://127.0.0.1:{port}/metrics"], recording):
+                asyncio.run(_replay_and_watch(running, path, options, monitor))
         render_summary(monitor, settings=running, data=path)
+        write_report(recording, run_dir / "report.html", title=f"intentstream demo: {path.name}")
+        log.info("report of this run: %s (from %s)", run_dir / "report.html", recording)
         return 0 if monitor.complete else 1
 
 

@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 #: Told (version, reason) when a version on probation is rejected.
 RejectHandler = Callable[[str, str], None]
 
+#: Scored predictions of the river intent model before it may replace the purchase rate.
+INTENT_TRIAL = 500
+
 #: HKDF purpose of the key that seals the DLQ's copies of rejected records.
 DLQ_PURPOSE = b"dead letters"
 
@@ -141,6 +144,7 @@ class EventPipeline:
         self.probation = Probation(
             events=settings.probation_events, max_drop=settings.probation_max_drop
         )
+        self._river_serves = False
         self._previous: ItemScorer = self.recommender
         self._on_reject: RejectHandler | None = None
         self._rank_each_event = True
@@ -175,6 +179,7 @@ class EventPipeline:
             The outputs of the batch; each user's state appears once, as of its last record.
         """
         result = BatchResult()
+        self._river_serves = self.river_serves()  # once per batch: it reads two windows
         checked = [self._check(record) for record in records]
         raw_ids = [
             self._raw_id(record, outcome) for record, outcome in zip(records, checked, strict=True)
@@ -312,15 +317,23 @@ class EventPipeline:
         )
 
     def _predict_intent(self, state: UserFeatures) -> float:
-        """The river model's P(next event is a purchase), the purchase rate until it has learned.
+        """P(the next event is a purchase), from the river model once it has shown it is better.
 
-        Both predictions are kept in the state for the next event's log-loss.
+        Both predictions are kept in the state for the next event's log-loss; the
+        river model is served only while its prequential log-loss over the last
+        1,000 events beats the purchase rate's, after ``INTENT_TRIAL`` scored
+        predictions (the rate is the fallback), as judged at the batch's start.
         """
         rate = self.intent.predict_one(state.last_type)
         cell = intent_cell(state.last_type, state.session_events, state.session_carts)
         river = self.cell_intent.predict(cell)
         state.last_intent = [-1.0 if river is None else river, rate]
-        return rate if river is None else river
+        return river if river is not None and self._river_serves else rate
+
+    def river_serves(self) -> bool:
+        """Whether the river intent model has earned its place over the purchase rate."""
+        river, rate = (self.intent_loss[name].snapshot() for name in ("river", "rate"))
+        return river.n >= INTENT_TRIAL and river.window_log_loss < rate.window_log_loss
 
     def _evaluate_intent(self, last_intent: Sequence[float], *, purchased: bool) -> None:
         """Prequential log-loss of the intent last predicted for this user."""

@@ -12,7 +12,7 @@ from streams.pipeline import EventPipeline
 from streams.pseudonym import Pseudonymizer
 from streams.records import InputRecord
 from streams.settings import Settings
-from streams.status import Scrape, parse, status_table
+from streams.status import Scrape, parse, quantile, status_view
 
 KEY = b"p" * 32
 SETTINGS = Settings(pseudonym_key="p" * 32, text_search=False)
@@ -72,12 +72,32 @@ def test_no_user_id_or_pseudonym_reaches_a_metric() -> None:
     assert Pseudonymizer(KEY).one(USER) not in text
 
 
-def test_the_status_view_shows_a_worker_and_a_down_process() -> None:
-    console = Console(width=250, record=True)
+def test_the_status_view_shows_rates_latency_and_a_down_process() -> None:
+    exported = _exported_after_one_batch()
+    before = parse("http://w:9400/metrics", exported, at=100.0)
+    # Two seconds later the same process had counted 10 more view events.
+    later = exported.replace(
+        'intentstream_events_total{type="view"} 2.0', 'intentstream_events_total{type="view"} 12.0'
+    )
+    now = parse("http://w:9400/metrics", later, at=102.0)
     down = Scrape("http://127.0.0.1:1/metrics", error="connection refused")
-    console.print(status_table([parse("http://w:9400/metrics", _exported_after_one_batch()), down]))
+    console = Console(width=250, record=True)
+    console.print(status_view([now, down], [before, down]))
     text = console.export_text()
-    worker_row = next(line for line in text.splitlines() if "w:9400" in line)
-    assert "worker" in worker_row and BASELINE_VERSION in worker_row and "100.0%" in worker_row
+    worker_rows = [line for line in text.splitlines() if "w:9400" in line]
+    assert "worker" in worker_rows[0] and BASELINE_VERSION in worker_rows[0]
+    assert " 5 " in worker_rows[0]  # 10 events in 2 s
+    assert "100.0%" in worker_rows[1]  # online HR@10
     down_row = next(line for line in text.splitlines() if "127.0.0.1:1" in line)
     assert "down" in down_row and "connection refused" in down_row
+
+
+def test_latency_percentiles_interpolate_like_prometheus() -> None:
+    metrics = WorkerMetrics()
+    for latency in [0.002] * 50 + [0.02] * 45 + [0.2] * 5:
+        metrics.latency.observe(latency)
+    scraped = parse("x", generate_latest(metrics.registry).decode())
+    # 50 of 100 are <= 2.5 ms: the median is the bucket's upper bound; p99 is in (0.1, 0.25].
+    assert quantile(scraped, None, "intentstream_event_latency_seconds", 0.5) == 0.0025
+    p99 = quantile(scraped, None, "intentstream_event_latency_seconds", 0.99)
+    assert p99 is not None and 0.1 < p99 <= 0.25

@@ -14,7 +14,7 @@ from model.baseline import BASELINE_VERSION
 from streams.crypto import RecordSealer, StateCipher
 from streams.errors import StateDecryptionError
 from streams.features import UserFeatures
-from streams.pipeline import DLQ_PURPOSE, BatchResult, EventPipeline
+from streams.pipeline import DLQ_PURPOSE, INTENT_TRIAL, BatchResult, EventPipeline
 from streams.pseudonym import Pseudonymizer
 from streams.records import InputRecord
 from streams.settings import Settings
@@ -386,15 +386,29 @@ def test_the_river_intent_model_learns_from_released_counts_and_is_scored() -> N
         _record(_event(u, kind, f"e{n}", ts, f"s-{u}"), n) for n, (u, kind, ts) in enumerate(events)
     ]
     result = _run(pipeline, records, store)
-    intent = [orjson.loads(r.value or b"")["purchase_intent"] for r in result.recommendations]
-    cart, look = intent[-3], intent[-2]
+    served = [orjson.loads(r.value or b"")["purchase_intent"] for r in result.recommendations]
     assert pipeline.cell_intent.weight >= 100  # the river model learned the released window
-    assert cart > 0.5 > look
-    assert store.plain("look").last_intent[0] == pytest.approx(look, abs=1e-6)
+    river_look, rate_look = store.plain("look").last_intent
+    assert river_look < 0.5 < pipeline.cell_intent.predict("3.0.1")  # "3.0.1": one cart
+    # The river model has no track record yet: the purchase rate is served.
+    assert not pipeline.river_serves()
+    assert served[-2] == pytest.approx(rate_look, abs=1e-6)
     # The purchase after the cart was scored against the intent predicted before it.
     assert pipeline.intent_loss["river"].n == 1
     assert pipeline.intent_loss["river"].get()["log_loss"] < 0.69
     assert pipeline.intent_loss["rate"].n == 600 + 1
+
+
+def test_the_river_intent_is_served_once_its_log_loss_beats_the_rate() -> None:
+    pipeline = _pipeline()
+    river, rate = pipeline.intent_loss["river"], pipeline.intent_loss["rate"]
+    for n in range(INTENT_TRIAL):
+        river.update_one(0.1, n % 10 == 0)
+        rate.update_one(0.5, n % 10 == 0)
+    assert pipeline.river_serves()
+    for n in range(1_000):
+        river.update_one(0.9, n % 10 == 0)  # the river model goes wrong
+    assert not pipeline.river_serves()
 
 
 def test_a_budget_smaller_than_the_charge_refuses_every_contribution() -> None:
