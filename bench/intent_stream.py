@@ -39,6 +39,9 @@ def main() -> None:
         pseudonymizer=Pseudonymizer(KEY.encode()),
         master_key=bytes(32),
     )
+    # Refit after every window, as in production where windows end hourly (a replay ends
+    # them in seconds, and the worker would refit at most every 5 s of wall time).
+    pipeline.cell_intent.refit_seconds = 0.0
     states: dict[bytes, bytes] = {}
     keys: dict[bytes, bytes] = {}
     records = [

@@ -27,7 +27,8 @@ Examples:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -280,14 +281,16 @@ class CellIntent:
     """The river intent model, learned from differentially private counts per cell.
 
     Each release is a noisy count of (cell, purchase next or not) cases over a
-    window. The counts add up into a small table (at most a few hundred cells),
-    and after each release the model takes about ``steps`` steps in passes over
-    the whole table, one per entry weighted by its share of the cases (mean
-    weight 1), from where it stood (about 0.05 s): a logistic regression fitted
-    to everything released so far. It learns nothing else, so it is as private
-    as the counts (post-processing). Predictions are cached per cell until the next release.
-    Before ``min_weight`` counted cases it answers None (the caller falls back to
-    a simpler rate).
+    window. The counts add up into a small table (at most a few hundred cells).
+    The model is refitted to the whole table, about ``steps`` steps in passes
+    over it, one per entry weighted by its share of the cases (mean weight 1),
+    from where it stood: a logistic regression fitted to everything released so
+    far. It learns nothing else, so it is as private as the counts
+    (post-processing). A refit costs about 25-80 ms, so it happens at the first
+    prediction after a release, and at most once per ``refit_seconds`` of wall
+    time: in production windows end hourly, but a replay can end hundreds of
+    windows a minute. Before ``min_weight`` counted cases it answers None (the
+    caller falls back to a simpler rate).
 
     Examples:
         >>> intent = CellIntent(min_weight=10)
@@ -298,37 +301,55 @@ class CellIntent:
         True
     """
 
-    def __init__(self, *, min_weight: float = 1_000.0, lr: float = 0.1, steps: int = 4_000) -> None:
+    def __init__(
+        self,
+        *,
+        min_weight: float = 1_000.0,
+        lr: float = 0.1,
+        steps: int = 4_000,
+        refit_seconds: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         # The base rate matters most here (purchases are rare): the intercept learns as fast.
         self.model = IntentModel(lr=lr, intercept_lr=lr)
         self.min_weight = min_weight
         self.steps = steps
-        self.weight = 0.0
+        self.refit_seconds = refit_seconds
+        self._clock = clock
+        self._fitted_at = -math.inf
+        self._stale = False
         self._counts: dict[tuple[str, bool], float] = {}
         self._cache: dict[str, float] = {}
 
+    @property
+    def weight(self) -> float:
+        """Cases released so far (the noisy counts' sum)."""
+        return sum(self._counts.values())
+
     def learn_released(self, released: Sequence[tuple[str, bool, int]]) -> None:
-        """Add one window's released ``(cell, purchased, noisy count)`` entries and refit."""
+        """Add one window's released ``(cell, purchased, noisy count)`` entries."""
         for cell, purchased, count in released:
             if count > 0:
                 key = (cell, bool(purchased))
                 self._counts[key] = self._counts.get(key, 0.0) + count
-        total = sum(self._counts.values())
-        if total <= 0 or not released:
-            return
-        scale = len(self._counts) / total
-        table = sorted(self._counts.items())
-        for _ in range(math.ceil(self.steps / len(table))):
-            for (cell, purchased), cases in table:
-                self.model.learn_weighted(cell_features(cell), purchased, weight=cases * scale)
-        self.weight = total
-        self._cache.clear()
+                self._stale = True
 
     def predict(self, cell: str) -> float | None:
         """P(the next event is a purchase) in ``cell``; None while too little was learned."""
         if self.weight < self.min_weight:
             return None
+        if self._stale and self._clock() - self._fitted_at >= self.refit_seconds:
+            self._refit()
         cached = self._cache.get(cell)
         if cached is None:
             cached = self._cache[cell] = self.model.predict_one(cell_features(cell))
         return cached
+
+    def _refit(self) -> None:
+        table = sorted(self._counts.items())
+        scale = len(table) / sum(cases for _, cases in table)
+        for _ in range(math.ceil(self.steps / len(table))):
+            for (cell, purchased), cases in table:
+                self.model.learn_weighted(cell_features(cell), purchased, weight=cases * scale)
+        self._fitted_at, self._stale = self._clock(), False
+        self._cache.clear()

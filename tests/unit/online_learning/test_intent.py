@@ -188,3 +188,16 @@ def test_cell_intent_fits_the_released_rates_and_waits_for_enough_cases() -> Non
     intent.learn_released(released)  # a second window with the same counts
     assert intent.predict(intent_cell(3, 2, 1)) == pytest.approx(30 / 230, abs=0.01)
     assert intent.predict(intent_cell(0, 9, 0)) == pytest.approx(3 / 203, abs=0.01)
+
+
+def test_cell_intent_refits_at_most_once_per_interval() -> None:
+    now = [0.0]
+    intent = CellIntent(min_weight=1, refit_seconds=5.0, clock=lambda: now[0])
+    intent.learn_released([("3.1.1", True, 50), ("3.1.1", False, 50)])
+    first = intent.predict("3.1.1")
+    assert first == pytest.approx(0.5, abs=0.05)
+    intent.learn_released([("3.1.1", False, 900)])  # now mostly no purchase
+    assert intent.predict("3.1.1") == first  # within the interval: no refit yet
+    now[0] = 5.0
+    later = intent.predict("3.1.1")
+    assert later is not None and later < 0.2
