@@ -74,6 +74,12 @@ class CheckpointScorer:
         with torch.inference_mode():
             self._items = self._model.item_table().to(self._dtype)
 
+    @classmethod
+    def on_best_device(cls, checkpoint: Checkpoint) -> CheckpointScorer:
+        """A scorer with the model on the GPU when there is one, else on the CPU."""
+        checkpoint.model.to("cuda" if torch.cuda.is_available() else "cpu")
+        return cls(checkpoint)
+
     @property
     def version(self) -> str:
         """The checkpoint's version id."""

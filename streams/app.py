@@ -137,9 +137,8 @@ def load_scorer(settings: Settings) -> CheckpointScorer | None:
         return None
     torch.set_num_threads(settings.scoring_threads)
     checkpoint = load_checkpoint(settings.model_path)
-    checkpoint.model.to("cuda" if torch.cuda.is_available() else "cpu")
     log.info("scoring with %s (%s)", checkpoint.meta["version"], checkpoint.path)
-    return CheckpointScorer(checkpoint)
+    return CheckpointScorer.on_best_device(checkpoint)
 
 
 def __getattr__(name: str) -> faust.App:

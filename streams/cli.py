@@ -179,14 +179,12 @@ def cmd_keygen(args: argparse.Namespace, settings: Settings) -> int:
     from streams.keys import write_new_key
 
     keys = {"pseudonym": settings.pseudonym_key_file, "state master": settings.state_key_file}
-    created = 0
     for name, path in keys.items():
         if write_new_key(path):
             console.print(f"wrote a new {name} key to {path}")
-            created += 1
         else:
-            console.print(f"key file already exists: {path}")
-    return 0 if created else 1
+            console.print(f"key file already exists, kept: {path}")
+    return 0  # idempotent: a deployment may run it at every start
 
 
 def cmd_model(args: argparse.Namespace, settings: Settings) -> int:

@@ -22,6 +22,7 @@ from collections import OrderedDict
 from aiokafka import AIOKafkaConsumer
 
 from model.checkpoint import Checkpoint
+from model.fit import pick_device
 from model.update import OnlinePrivacy
 from online_learning.drift import DriftMonitor
 from online_learning.errors import OnlineLearningError
@@ -57,6 +58,7 @@ class Learner:
                 "(intentstream train, then intentstream model publish)"
             )
         checkpoint = store.verify(current)
+        checkpoint.model.to(pick_device())  # the GPU when there is one
         self.version = current
         self._vocab = checkpoint.vocab
         self._meta = checkpoint.meta

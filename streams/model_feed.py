@@ -102,4 +102,4 @@ class ModelFollower:
 
     def _load(self, version: str) -> CheckpointScorer:
         checkpoint = self._store.verify(version)  # marks the version rejected when it fails
-        return CheckpointScorer(checkpoint)
+        return CheckpointScorer.on_best_device(checkpoint)

@@ -239,5 +239,5 @@ def test_keygen_creates_both_key_files_once(
     key = load_master_key(settings)
     for path in (settings.pseudonym_key_file, settings.state_key_file):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert cmd_keygen(args, settings) == 1  # both exist: nothing is overwritten
+    assert cmd_keygen(args, settings) == 0  # both exist: nothing is overwritten, not an error
     assert load_master_key(settings) == key
