@@ -48,9 +48,8 @@ def register_agents(
             started = time.perf_counter()
             result = pipeline.process(records, read_state=state_store.get, read_key=key_store.get)
             seconds = time.perf_counter() - started
-            body, tails = _outputs(result, changelogs, isolate_tails=isolate_tails)
-            await send_all(app.producer, body)
-            await send_all(app.producer, tails)
+            for wave in _waves(result, changelogs, isolate_tails=isolate_tails):
+                await send_all(app.producer, wave)
             _apply(state_store, result.changes.states)
             _apply(key_store, result.changes.keys)
             metrics.record_batch(
@@ -89,16 +88,18 @@ def _apply(store: MutableMapping[bytes, bytes], changes: TableChanges) -> None:
             store[user] = value
 
 
-def _outputs(
+def _waves(
     result: BatchResult, changelogs: tuple[str, str], *, isolate_tails: bool
-) -> tuple[list[OutputRecord], list[OutputRecord]]:
-    """The batch's records to send, as (body, tails) sent one after the other.
+) -> list[list[OutputRecord]]:
+    """The batch's records in the order they must reach the broker, each wave acknowledged first.
 
-    Tansu reports a partition's end offset as the base offset of its last
-    producer batch + 1, so Faust's changelog recovery stops before the rest of
-    that batch and silently loses table updates. With ``isolate_tails`` the last
-    changelog record of each changelog partition is held back and sent after the
-    body is acknowledged, so it travels alone and the end offset Tansu reports is right.
+    1. Recommendations, dead letters and audit records. 2. The changelog records:
+    a state holding an event's offset then proves its recommendation was
+    delivered, so a redelivered event is not answered twice (``EventPipeline``).
+    3. With ``isolate_tails`` (Tansu), the last changelog record of each changelog
+    partition, held back so it travels alone: Tansu reports a partition's end
+    offset as the base offset of its last producer batch + 1, so Faust's changelog
+    recovery would stop before the rest of that batch and lose table updates.
     """
     changes = (result.changes.states, result.changes.keys)
     table_records = [
@@ -106,14 +107,14 @@ def _outputs(
         for topic, table in zip(changelogs, changes, strict=True)
         for user, (partition, value) in table.items()
     ]
-    body = [*result.recommendations, *result.dead_letters, *result.audit]
+    outputs = [*result.recommendations, *result.dead_letters, *result.audit]
     if not isolate_tails:
-        return [*body, *table_records], []
+        return [outputs, table_records]
     last = {(r.topic, r.partition): index for index, r in enumerate(table_records)}
     held = set(last.values())
     tails = [table_records[index] for index in sorted(held)]
-    body += [record for index, record in enumerate(table_records) if index not in held]
-    return body, tails
+    body = [record for index, record in enumerate(table_records) if index not in held]
+    return [outputs, body, tails]
 
 
 async def send_all(producer: faust.types.ProducerT, outputs: Iterable[OutputRecord]) -> None:

@@ -205,7 +205,9 @@ class EventPipeline:
                     result.audit.append(self._erase(record, outcome, user, states, result))
                 else:
                     session = next(sessions)[:16]
-                    pending.append(self._handle(record, outcome, user, session, states, result))
+                    answer = self._handle(record, outcome, user, session, states, result)
+                    if answer is not None:
+                        pending.append(answer)
             except Exception as exc:  # a bug on odd input must not stop the worker
                 log.exception("failed on %s[%d]@%d", record.topic, record.partition, record.offset)
                 reject = Rejection(Reason.PROCESSING_ERROR, f"{type(exc).__name__}: {exc}"[:200])
@@ -274,7 +276,14 @@ class EventPipeline:
         session: str,
         states: UserStates,
         result: BatchResult,
-    ) -> _Pending:
+    ) -> _Pending | None:
+        """Apply one event; its pending answer, or None when it was applied (and answered) before.
+
+        The agent sends a batch's recommendations before its changelog records, so
+        a state that already holds this event's offset means its recommendation
+        reached the broker: answering a redelivered event again would only
+        duplicate it (at-least-once in, effectively once out; docs/reliability.md).
+        """
         state = states.get(user)
         previous_item = state.items[-1] if state.items else None
         previous_cell = (
@@ -290,22 +299,22 @@ class EventPipeline:
             offset=record.offset,
             history_len=self._settings.history_len,
         )
+        if not fresh:
+            result.redelivered += 1
+            return None
         kind = event["type"]
         result.events_by_type[kind] = result.events_by_type.get(kind, 0) + 1
-        if fresh:
-            self._evaluate(state, event.get("item_id"), result)
-            self._evaluate_intent(state.last_intent, purchased=event["type"] == "purchase")
-            self.shared.contribute(
-                state,
-                item=event.get("item_id"),
-                previous_item=previous_item,
-                previous_cell=previous_cell,
-                current_type=TYPE_INDEX[event["type"]],
-                now=float(event["ts"]),
-            )
-            states.changed(user, record.partition)
-        else:
-            result.redelivered += 1
+        self._evaluate(state, event.get("item_id"), result)
+        self._evaluate_intent(state.last_intent, purchased=kind == "purchase")
+        self.shared.contribute(
+            state,
+            item=event.get("item_id"),
+            previous_item=previous_item,
+            previous_cell=previous_cell,
+            current_type=TYPE_INDEX[kind],
+            now=float(event["ts"]),
+        )
+        states.changed(user, record.partition)
         self.shared.advance(float(event["ts"]))
         query = event.get("query") if event["type"] == "search" else None
         return _Pending(
