@@ -5,6 +5,9 @@ larger) into a fresh topic, then measures, in the same run and on the same broke
 
 * ``raw pass-through``: aiokafka getmany -> produce the same bytes -> await, no
   decoding (the client/broker limit on this machine);
+* ``Faust pass-through``: a Faust agent with the worker's settings, batching and
+  batched sends, forwarding each event's bytes (the framework's limit;
+  ``bench/faust_passthrough.py``);
 * ``worker``: a real ``intentstream worker`` process (validation, pseudonyms,
   feature table + changelog, scoring, recommendation out) with the stream-learned
   baseline scorer, and with ``--model CHECKPOINT`` a second worker (own consumer
@@ -23,11 +26,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,6 +165,23 @@ def _settings(
     )
 
 
+@contextlib.contextmanager
+def _faust_pass_through(settings: Settings, log_file: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``bench/faust_passthrough.py`` as a child process, stopped at the end."""
+    with open(log_file, "ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("faust_passthrough.py"))],
+            env={**os.environ, **settings.as_environment()},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield process
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
 def run_one(
     kind: BrokerKind, n: int, partitions: int, workdir: Path, *, data: Path, model: Path | None
 ) -> list[Result]:
@@ -190,6 +214,16 @@ def run_one(
         )
         raw_seconds = asyncio.run(_raw_pass_through(bootstrap, settings.events_topic, sink, n))
         results = [Result(kind, "raw aiokafka pass-through", n, raw_seconds)]
+        faust_settings = settings.model_copy(
+            update={
+                "app_id": f"bench-{run}-faust",
+                "recommendations_topic": f"bench-recs-{run}-faust",
+            }
+        )
+        ensure_topics(faust_settings)
+        with _faust_pass_through(faust_settings, workdir / f"{kind}-faust.log") as process:
+            count, span = asyncio.run(_output_span(faust_settings, n, timeout=900, worker=process))
+        results.append(Result(kind, "Faust pass-through agent (batched sends)", count, span))
         for variant, settings in variants.items():
             with worker_process(settings, log_file=workdir / f"{kind}-{variant}.log") as worker:
                 count, span = asyncio.run(_output_span(settings, n, timeout=900, worker=worker))

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from kafka.admin import KafkaAdminClient, NewTopic
-from kafka.errors import TopicAlreadyExistsError
+from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from streams.errors import BrokerError
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -52,3 +54,34 @@ def ensure_topics(settings: Settings) -> list[str]:
     if created:
         log.info("created topics %s on %s", created, settings.bootstrap)
     return created
+
+
+def wait_for_group_coordinator(settings: Settings, *, timeout: float = 60.0) -> None:
+    """Block until Apache Kafka can name the coordinator of the worker's consumer group.
+
+    A fresh broker creates ``__consumer_offsets`` on the first group lookup; a
+    worker that joins before that sees GroupCoordinatorNotAvailable, rebalances
+    right after its first batch, and Faust's recovery can then stall its agent
+    for good (found by the benchmarks on fresh brokers). Waiting here first
+    avoids that start-up rebalance. Tansu needs no wait.
+
+    Raises:
+        BrokerError: no coordinator within ``timeout`` seconds.
+    """
+    if settings.broker_kind != "kafka":
+        return
+    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap, client_id="intentstream-admin")
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                # FindCoordinator alone. The public describe_consumer_groups sends it
+                # too, but kafka-python 2.3.3 cannot parse Kafka 4's DescribeGroups.
+                admin._find_coordinator_ids([settings.app_id])
+                return
+            except KafkaError as exc:
+                if time.monotonic() > deadline:
+                    raise BrokerError(f"no group coordinator after {timeout:.0f} s: {exc}") from exc
+                time.sleep(0.5)
+    finally:
+        admin.close()

@@ -85,12 +85,15 @@ class EventPipeline:
     are applied in order with the events, so an event after the request starts
     from empty state.
 
-    With a trained ``scorer`` every accepted event of a batch is ranked in one
-    call at the end of the batch. Without one, the stream-learned baseline ranks
-    each event before the next event can change it, so a batch gives exactly
-    what the same events would give one by one. The baseline learns either way,
-    from the differentially private releases of :mod:`streams.shared_counts`:
-    it answers for users whose items the scorer does not know.
+    The accepted events of a batch are ranked in one call at its end (each with
+    the history its user had at that event). The stream-learned baseline and the
+    purchase rate change only when :mod:`streams.shared_counts` releases a
+    window (differential privacy); the events before a release are ranked just
+    before it, so a batch gives exactly the recommendations the same events
+    would get one by one. The baseline answers for users whose items the scorer
+    does not know, and for everyone without a scorer. The prequential check of
+    a user's second event in one batch compares it with the list sent before
+    the batch.
     """
 
     def __init__(
@@ -147,7 +150,6 @@ class EventPipeline:
         self._river_serves = False
         self._previous: ItemScorer = self.recommender
         self._on_reject: RejectHandler | None = None
-        self._rank_each_event = True
         if scorer is not None:
             self.use_scorer(scorer)
 
@@ -163,7 +165,6 @@ class EventPipeline:
             self._previous, self._on_reject = self.ranker.primary, on_reject
             self.probation.start(scorer.version, baseline_hr=self.prequential.snapshot().window_hr)
         self.ranker.primary = scorer
-        self._rank_each_event = scorer is self.recommender
 
     def process(
         self, records: Sequence[InputRecord], *, read_state: TableReader, read_key: TableReader
@@ -205,16 +206,15 @@ class EventPipeline:
                     result.audit.append(self._erase(record, outcome, user, states, result))
                 else:
                     session = next(sessions)[:16]
-                    answer = self._handle(record, outcome, user, session, states, result)
+                    answer = self._handle(
+                        record, outcome, user, session, states, result, pending=pending
+                    )
                     if answer is not None:
                         pending.append(answer)
             except Exception as exc:  # a bug on odd input must not stop the worker
                 log.exception("failed on %s[%d]@%d", record.topic, record.partition, record.offset)
                 reject = Rejection(Reason.PROCESSING_ERROR, f"{type(exc).__name__}: {exc}"[:200])
                 result.dead_letters.append(self._dead_letter(record, reject))
-            if self._rank_each_event:
-                self._recommend(pending, result)
-                pending.clear()
         self._recommend(pending, result)
         result.changes = states.changes()
         result.unreadable_states = states.unreadable
@@ -276,6 +276,8 @@ class EventPipeline:
         session: str,
         states: UserStates,
         result: BatchResult,
+        *,
+        pending: list[_Pending],
     ) -> _Pending | None:
         """Apply one event; its pending answer, or None when it was applied (and answered) before.
 
@@ -315,7 +317,12 @@ class EventPipeline:
             now=float(event["ts"]),
         )
         states.changed(user, record.partition)
-        self.shared.advance(float(event["ts"]))
+        if self.shared.due(float(event["ts"])):
+            # The baseline and the purchase rate are about to learn a release: the
+            # events before this one are answered by what they would have met.
+            self._recommend(pending, result)
+            pending.clear()
+            self.shared.advance(float(event["ts"]))
         query = event.get("query") if event["type"] == "search" else None
         return _Pending(
             record=record,

@@ -130,6 +130,11 @@ class SharedCounts:
         for key in keys:
             window.add(key)
 
+    def due(self, now: float) -> bool:
+        """Whether :meth:`advance` at event time ``now`` would release (and teach) anything."""
+        current = now - now % self.config.window_seconds
+        return any(start < current for start in self._windows)
+
     def advance(self, now: float) -> int:
         """Release every window that ended at or before event time ``now``; keys learned."""
         current = now - now % self.config.window_seconds

@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import faust
 
-from streams.admin import ensure_topics
+from streams.admin import ensure_topics, wait_for_group_coordinator
 from streams.app import create_app
 from streams.errors import WorkerError
 from streams.metrics import WorkerMetrics, serve
@@ -73,6 +73,7 @@ def run_worker(settings: Settings) -> None:
     """Create missing topics, then run a worker; returns when it has stopped cleanly."""
     log.info("worker config: %s", settings.redacted())
     ensure_topics(settings)
+    wait_for_group_coordinator(settings)
     ready: list[asyncio.Event] = []
     metrics = WorkerMetrics()
     port = serve(metrics.registry, settings.metrics_port)

@@ -28,38 +28,41 @@ def _event(user: str, kind: str, item: str, offset: int) -> InputRecord:
     return _record(orjson.dumps({**event, "item_id": item}), offset)
 
 
-def _exported_after_one_batch() -> str:
+def _exported_after_two_batches() -> str:
     pipeline = EventPipeline(SETTINGS, pseudonymizer=Pseudonymizer(KEY), master_key=bytes(32))
     metrics = WorkerMetrics()
-    records = [
-        _event(USER, "view", "a", 0),
-        _event(USER, "view", "a", 1),
-        _event("bob-secret-id", "add_to_cart", "b", 2),
-        _record(b"{not json", 3),
+    batches = [
+        [_event(USER, "view", "a", 0)],
+        [_event(USER, "view", "a", 1), _event("bob-secret-id", "add_to_cart", "b", 2)],
+        [_record(b"{not json", 3)],
     ]
     states: dict[bytes, bytes] = {}
-    result = pipeline.process(records, read_state=states.get, read_key=states.get)
-    metrics.record_batch(
-        result, pipeline, records=len(records), seconds=0.02, lag={("shop.events", 0): 7}
-    )
+    keys: dict[bytes, bytes] = {}
+    for records in batches:
+        result = pipeline.process(records, read_state=states.get, read_key=keys.get)
+        for table, changes in ((states, result.changes.states), (keys, result.changes.keys)):
+            table.update({user: value for user, (_, value) in changes.items() if value})
+        metrics.record_batch(
+            result, pipeline, records=len(records), seconds=0.02, lag={("shop.events", 0): 7}
+        )
     return generate_latest(metrics.registry).decode()
 
 
 def test_a_batch_is_counted_by_type_reason_and_output() -> None:
-    scrape = parse("test", _exported_after_one_batch())
+    scrape = parse("test", _exported_after_two_batches())
     assert scrape.labelled("intentstream_events_total", "type") == {
         "view": 2.0,
         "add_to_cart": 1.0,
     }
     assert scrape.labelled("intentstream_rejected_total", "reason") == {"invalid_json": 1.0}
     assert scrape.value("intentstream_recommendations_total") == 3.0
-    assert scrape.value("intentstream_batch_size_events_count") == 1.0
+    assert scrape.value("intentstream_batch_size_events_count") == 3.0
     # The repeat view was checked against the list emitted after the first one: a hit.
     assert scrape.value("intentstream_online_checked_events", role="worker") == 1.0
     assert scrape.value("intentstream_online_hr10_ratio", role="worker") == 1.0
     assert scrape.labelled("intentstream_model_info", "version") == {BASELINE_VERSION: 1.0}
     assert scrape.value("intentstream_event_latency_seconds_count") == 3.0
-    assert scrape.value("intentstream_batch_seconds_sum") == 0.02
+    assert scrape.value("intentstream_batch_seconds_sum") == 0.06
     assert scrape.value("intentstream_consumer_lag_events", topic="shop.events", partition="0") == 7
     # Both users were charged for the shared counts of their first window (epsilon 1 each).
     assert scrape.value("intentstream_privacy_epsilon_charged_total") == 2.0
@@ -67,13 +70,13 @@ def test_a_batch_is_counted_by_type_reason_and_output() -> None:
 
 
 def test_no_user_id_or_pseudonym_reaches_a_metric() -> None:
-    text = _exported_after_one_batch()
+    text = _exported_after_two_batches()
     assert "secret-id" not in text
     assert Pseudonymizer(KEY).one(USER) not in text
 
 
 def test_the_status_view_shows_rates_latency_and_a_down_process() -> None:
-    exported = _exported_after_one_batch()
+    exported = _exported_after_two_batches()
     before = parse("http://w:9400/metrics", exported, at=100.0)
     # Two seconds later the same process had counted 10 more view events.
     later = exported.replace(

@@ -317,8 +317,8 @@ def test_each_event_is_scored_against_the_users_last_list_before_learning() -> N
     pipeline, store = _pipeline(), Tables()
     views = [("u1", "a", 1.0), ("u1", "a", 2.0), ("u1", "z", 3.0), ("u2", "a", 4.0)]
     records = [_record(_view(u, i, f"e{n}", ts), n) for n, (u, i, ts) in enumerate(views)]
-    _run(pipeline, records[:2], store)
-    _run(pipeline, records[2:], store)  # across batches: the list is kept in the user's state
+    for record in records:  # a list is sent at the end of its batch, kept in the user's state
+        _run(pipeline, [record], store)
     # u1's 1st and u2's only event have no earlier list; "a" was in u1's list, "z" was not.
     snapshot = pipeline.prequential.snapshot()
     assert (snapshot.n, snapshot.n_skipped, snapshot.hr) == (2, 2, 0.5)
@@ -342,11 +342,9 @@ def test_a_version_whose_online_hits_drop_is_rejected_and_the_previous_one_resto
     pipeline, store = _pipeline(settings=settings), Tables()
     users = [f"u{n}" for n in range(5)]
     views = [(u, "a", float(n)) for n in range(4) for u in users]  # own items: "a" always hits
-    _run(
-        pipeline,
-        [_record(_view(u, i, f"e{n}", ts), n) for n, (u, i, ts) in enumerate(views)],
-        store,
-    )
+    first = [_record(_view(u, i, f"e{n}", ts), n) for n, (u, i, ts) in enumerate(views)]
+    for start in range(0, len(first), 5):  # a batch per round: lists are set at batch end
+        _run(pipeline, first[start : start + 5], store)
     assert pipeline.prequential.snapshot().window_hr == 1.0
     rejected: list[tuple[str, str]] = []
     pipeline.use_scorer(_WrongScorer(), on_reject=lambda v, why: rejected.append((v, why)))

@@ -1,0 +1,43 @@
+"""A Faust pass-through worker: the framework's own limit, for ``bench/e2e_throughput.py``.
+
+Same Faust settings, batching (``take_events``) and batched sends as the scoring
+agent, but no work: each event's bytes go straight to the recommendations topic.
+Configured like a worker, from ``INTENTSTREAM_*`` variables.
+
+Run (the bench does): ``python bench/faust_passthrough.py``
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import faust
+
+from streams.agents import send_all
+from streams.app import faust_options
+from streams.records import OutputRecord
+from streams.settings import Settings
+
+
+def main() -> None:
+    settings = Settings()
+    app = faust.App(settings.app_id, autodiscover=False, **faust_options(settings))
+    source = app.topic(settings.events_topic, value_serializer="raw", key_serializer="raw")
+
+    @app.agent(source, name="pass_through")
+    async def pass_through(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+        async for events in stream.take_events(settings.batch_max, within=settings.batch_within):
+            await send_all(
+                app.producer,
+                [
+                    OutputRecord(settings.recommendations_topic, e.message.key, e.message.value)
+                    for e in events
+                ],
+            )
+            yield None
+
+    faust.Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""Event-to-recommendation latency at fixed offered loads, on Apache Kafka.
+
+One ``intentstream worker`` (default settings: baseline scorer, text encoder
+loaded) on a local Apache Kafka; RetailRocket events are replayed with
+``streams.replay.replay`` at each fixed rate for ``--seconds`` (fresh user ids
+per load, so no load's users warm the next). Latency is the worker's own
+``latency_ms`` of each recommendation: from the event record's timestamp (set
+by the producer when it sent it) to the recommendation being produced. The
+first 2 seconds of each load are left out (warm-up).
+
+Run: ``.venv/bin/python bench/latency.py [--rates 500 2000 5000] [--seconds 20]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import socket
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import orjson
+from aiokafka import AIOKafkaConsumer
+
+from streams.admin import ensure_topics
+from streams.brokers import local_broker
+from streams.replay import read_events, replay
+from streams.settings import DEFAULT_HOME, Settings
+from streams.worker import read_ready, wait_until_ready, worker_process
+
+DATA = Path("../shared/data/retailrocket-sample/events.csv.gz")
+KEY = "bench-latency-pseudonym-key-0123456789"
+MASTER_KEY = "cd" * 32
+WARM_UP_SECONDS = 2.0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def _events_file(path: Path, count: int, load: int) -> None:
+    """``count`` RetailRocket events with user and event ids unique to this load."""
+    base = list(read_events(DATA))
+    with open(path, "wb") as out:
+        for n in range(count):
+            event = dict(base[n % len(base)])
+            event["user_id"] = f"{event['user_id']}-l{load}-r{n // len(base)}"
+            event["event_id"] = f"l{load}-{n}"
+            out.write(orjson.dumps(event) + b"\n")
+
+
+async def _latencies(
+    settings: Settings, prefix: str, want: int, timeout: float
+) -> list[tuple[float, float]]:
+    """``(produced at, latency ms)`` of every recommendation for this load's events."""
+    consumer = AIOKafkaConsumer(
+        settings.recommendations_topic,
+        bootstrap_servers=settings.bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    out: list[tuple[float, float]] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(out) < want and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=500, max_records=10_000)
+            for message in (m for ms in batches.values() for m in ms):
+                value = orjson.loads(message.value)
+                if value["event_id"].startswith(prefix):
+                    out.append((value["ts"], value["latency_ms"]))
+    finally:
+        await consumer.stop()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rates", type=int, nargs="+", default=[500, 2_000, 5_000])
+    parser.add_argument("--seconds", type=float, default=20.0, help="seconds per load")
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="intentstream-latency-") as tmp:
+        workdir = Path(tmp)
+        broker = local_broker(
+            "kafka", home=workdir / "kafka", port=_free_port(), cache=DEFAULT_HOME
+        )
+        bootstrap = broker.start()
+        try:
+            run = uuid.uuid4().hex[:8]
+            settings = Settings(
+                kafka=bootstrap,
+                broker_kind="kafka",
+                app_id=f"latency-{run}",
+                events_topic=f"events-{run}",
+                recommendations_topic=f"recs-{run}",
+                dlq_topic=f"dlq-{run}",
+                items_topic=f"items-{run}",
+                models_topic=f"models-{run}",
+                pseudonym_key=KEY,
+                state_key=MASTER_KEY,
+                metrics_port=0,
+                ready_file=workdir / "worker.ready",
+            )
+            ensure_topics(settings)
+            with worker_process(settings, log_file=workdir / "worker.log") as worker:
+                assert settings.ready_file is not None
+                wait_until_ready(worker, settings.ready_file)
+                print(
+                    f"worker ready (metrics port {read_ready(settings.ready_file)['metrics_port']})"
+                )
+                for rate in args.rates:
+                    count = int(rate * args.seconds)
+                    path = workdir / f"load-{rate}.jsonl"
+                    _events_file(path, count, rate)
+                    stats = asyncio.run(replay(settings, path, rate=rate, progress=False))
+                    found = asyncio.run(_latencies(settings, f"l{rate}-", count, timeout=300))
+                    if not found:
+                        raise RuntimeError(f"no recommendation for the {rate}/s load arrived")
+                    start = min(ts for ts, _ in found)
+                    print(
+                        f"{rate}/s: {len(found):,} answers over {max(ts for ts, _ in found) - start:.1f} s"
+                    )
+                    kept = np.array([ms for ts, ms in found if ts - start >= WARM_UP_SECONDS])
+                    p50, p95, p99 = np.percentile(kept, [50, 95, 99])
+                    rows.append((rate, stats.rate, len(found), count, p50, p95, p99, kept.max()))
+        finally:
+            broker.stop()
+    print("| offered events/s | sent events/s | answered | p50 ms | p95 ms | p99 ms | max ms |")
+    print("|---|---|---|---|---|---|---|")
+    for rate, sent, answered, count, p50, p95, p99, worst in rows:
+        print(
+            f"| {rate:,} | {sent:,.0f} | {answered:,} of {count:,} | {p50:.1f} | {p95:.1f} | "
+            f"{p99:.1f} | {worst:.1f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
