@@ -28,7 +28,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,6 +40,7 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
+from kafka_run import free_port
 
 from streams.admin import ensure_topics
 from streams.brokers import local_broker
@@ -63,13 +63,6 @@ class Result:
     @property
     def rate(self) -> float:
         return self.events / self.seconds
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def _events(n: int, path: Path) -> list[tuple[bytes, bytes]]:
@@ -185,7 +178,7 @@ def _faust_pass_through(settings: Settings, log_file: Path) -> Iterator[subproce
 def run_one(
     kind: BrokerKind, n: int, partitions: int, workdir: Path, *, data: Path, model: Path | None
 ) -> list[Result]:
-    broker = local_broker(kind, home=workdir / kind, port=_free_port(), cache=DEFAULT_HOME)
+    broker = local_broker(kind, home=workdir / kind, port=free_port(), cache=DEFAULT_HOME)
     bootstrap = broker.start()
     try:
         run = uuid.uuid4().hex[:8]

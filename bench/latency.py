@@ -15,33 +15,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
 import orjson
 from aiokafka import AIOKafkaConsumer
+from kafka_run import fresh_kafka, ready_worker, run_settings
 
-from streams.admin import ensure_topics
-from streams.brokers import local_broker
 from streams.replay import read_events, replay
-from streams.settings import DEFAULT_HOME, Settings
-from streams.worker import read_ready, wait_until_ready, worker_process
+from streams.settings import Settings
 
 DATA = Path("../shared/data/retailrocket-sample/events.csv.gz")
-KEY = "bench-latency-pseudonym-key-0123456789"
-MASTER_KEY = "cd" * 32
 WARM_UP_SECONDS = 2.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def _events_file(path: Path, count: int, load: int) -> None:
@@ -88,33 +75,10 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="intentstream-latency-") as tmp:
         workdir = Path(tmp)
-        broker = local_broker(
-            "kafka", home=workdir / "kafka", port=_free_port(), cache=DEFAULT_HOME
-        )
-        bootstrap = broker.start()
-        try:
-            run = uuid.uuid4().hex[:8]
-            settings = Settings(
-                kafka=bootstrap,
-                broker_kind="kafka",
-                app_id=f"latency-{run}",
-                events_topic=f"events-{run}",
-                recommendations_topic=f"recs-{run}",
-                dlq_topic=f"dlq-{run}",
-                items_topic=f"items-{run}",
-                models_topic=f"models-{run}",
-                pseudonym_key=KEY,
-                state_key=MASTER_KEY,
-                metrics_port=0,
-                ready_file=workdir / "worker.ready",
-            )
-            ensure_topics(settings)
-            with worker_process(settings, log_file=workdir / "worker.log") as worker:
-                assert settings.ready_file is not None
-                wait_until_ready(worker, settings.ready_file)
-                print(
-                    f"worker ready (metrics port {read_ready(settings.ready_file)['metrics_port']})"
-                )
+        with fresh_kafka(workdir) as bootstrap:
+            settings = run_settings(bootstrap, "latency", workdir)
+            with ready_worker(settings, workdir / "worker.log") as (_, url):
+                print(f"worker ready, metrics on {url}")
                 for rate in args.rates:
                     count = int(rate * args.seconds)
                     path = workdir / f"load-{rate}.jsonl"
@@ -124,14 +88,11 @@ def main() -> None:
                     if not found:
                         raise RuntimeError(f"no recommendation for the {rate}/s load arrived")
                     start = min(ts for ts, _ in found)
-                    print(
-                        f"{rate}/s: {len(found):,} answers over {max(ts for ts, _ in found) - start:.1f} s"
-                    )
+                    span = max(ts for ts, _ in found) - start
+                    print(f"{rate}/s: {len(found):,} answers over {span:.1f} s")
                     kept = np.array([ms for ts, ms in found if ts - start >= WARM_UP_SECONDS])
                     p50, p95, p99 = np.percentile(kept, [50, 95, 99])
                     rows.append((rate, stats.rate, len(found), count, p50, p95, p99, kept.max()))
-        finally:
-            broker.stop()
     print("| offered events/s | sent events/s | answered | p50 ms | p95 ms | p99 ms | max ms |")
     print("|---|---|---|---|---|---|---|")
     for rate, sent, answered, count, p50, p95, p99, worst in rows:

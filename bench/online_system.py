@@ -39,7 +39,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import socket
 import statistics
 import tempfile
 import time
@@ -54,6 +53,7 @@ import matplotlib
 import orjson
 from aiokafka import AIOKafkaConsumer
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka_run import free_port
 
 from model.fit import fit
 from model.train import TrainConfig
@@ -87,13 +87,6 @@ class Emitted:
     ts: float
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 def _sorted_events(source: Path, target: Path) -> list[dict[str, Any]]:
     """The file's events in time order, written as JSONL for ``replay``."""
     events = sorted(read_events(source), key=lambda e: float(e["ts"]))
@@ -112,7 +105,7 @@ def _settings(bootstrap: str, run: str, workdir: Path) -> dict[str, Settings]:
         text_search=False,
         model_store=workdir / "store",
         learn_publish_seconds=60.0,
-        learn_metrics_port=_free_port(),
+        learn_metrics_port=free_port(),
     )
     out = {}
     for variant in VARIANTS:
@@ -298,9 +291,7 @@ def main() -> None:
         print(f"pretraining: {args.epochs} epochs in {time.perf_counter() - started:.0f} s")
         train = _sorted_events(DATA / "train.csv.gz", workdir / "train.jsonl")
         test = _sorted_events(DATA / "test.csv.gz", workdir / "test.jsonl")
-        broker = local_broker(
-            "kafka", home=workdir / "kafka", port=_free_port(), cache=DEFAULT_HOME
-        )
+        broker = local_broker("kafka", home=workdir / "kafka", port=free_port(), cache=DEFAULT_HOME)
         bootstrap = broker.start()
         try:
             run = uuid.uuid4().hex[:8]

@@ -20,12 +20,11 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from e2e_throughput import _events, _free_port, _output_span, _settings
+from e2e_throughput import _events, _output_span, _settings
+from kafka_run import fresh_kafka
 
 from streams.admin import ensure_topics
-from streams.brokers import local_broker
 from streams.replay import produce_records
-from streams.settings import DEFAULT_HOME
 from streams.worker import wait_until_ready, worker_process
 
 PARTITIONS = 8
@@ -40,11 +39,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="intentstream-scale-") as tmp:
         workdir = Path(tmp)
-        broker = local_broker(
-            "kafka", home=workdir / "kafka", port=_free_port(), cache=DEFAULT_HOME
-        )
-        bootstrap = broker.start()
-        try:
+        with fresh_kafka(workdir) as bootstrap:
             run = uuid.uuid4().hex[:8]
             base = _settings("kafka", bootstrap, run, "one", partitions=PARTITIONS)
             ensure_topics(base)
@@ -74,8 +69,6 @@ def main() -> None:
                         _output_span(settings, n, timeout=1200, worker=processes[0])
                     )
                 rows.append((workers, count, span))
-        finally:
-            broker.stop()
     print("| workers | partitions | events | seconds | events/s | vs 1 worker |")
     print("|---|---|---|---|---|---|")
     single = rows[0][1] / rows[0][2]

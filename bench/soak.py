@@ -16,33 +16,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaProducer
+from kafka_run import fresh_kafka, ready_worker, run_settings
 
-from streams.admin import ensure_topics
-from streams.brokers import local_broker
 from streams.replay import read_events
-from streams.settings import DEFAULT_HOME, Settings
+from streams.settings import Settings
 from streams.status import quantile, scrape
-from streams.worker import read_ready, wait_until_ready, worker_process
 
 DATA = Path("../shared/data/retailrocket-sample/events.csv.gz")
-KEY = "bench-soak-pseudonym-key-0123456789"
-MASTER_KEY = "ef" * 32
 LATENCY = "intentstream_event_latency_seconds"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def _rss_mb(pid: int) -> float:
@@ -115,35 +102,11 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="intentstream-soak-") as tmp:
         workdir = Path(tmp)
-        broker = local_broker(
-            "kafka", home=workdir / "kafka", port=_free_port(), cache=DEFAULT_HOME
-        )
-        bootstrap = broker.start()
-        try:
-            run = uuid.uuid4().hex[:8]
-            settings = Settings(
-                kafka=bootstrap,
-                broker_kind="kafka",
-                app_id=f"soak-{run}",
-                events_topic=f"events-{run}",
-                recommendations_topic=f"recs-{run}",
-                dlq_topic=f"dlq-{run}",
-                items_topic=f"items-{run}",
-                models_topic=f"models-{run}",
-                pseudonym_key=KEY,
-                state_key=MASTER_KEY,
-                metrics_port=0,
-                ready_file=workdir / "worker.ready",
-            )
-            ensure_topics(settings)
-            with worker_process(settings, log_file=workdir / "worker.log") as worker:
-                assert settings.ready_file is not None
-                wait_until_ready(worker, settings.ready_file)
-                url = f"http://127.0.0.1:{read_ready(settings.ready_file)['metrics_port']}/metrics"
+        with fresh_kafka(workdir) as bootstrap:
+            settings = run_settings(bootstrap, "soak", workdir)
+            with ready_worker(settings, workdir / "worker.log") as (worker, url):
                 sent, rows = asyncio.run(_run(settings, worker.pid, url, args))
                 alive = worker.poll() is None
-        finally:
-            broker.stop()
     if args.csv:
         args.csv.write_text(
             "seconds,rss_mb,lag,p99_ms,events\n"
