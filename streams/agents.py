@@ -14,7 +14,6 @@ import time
 from collections.abc import AsyncIterator, Iterable, MutableMapping
 
 import faust
-from faust.types import TP
 
 from streams.metrics import WorkerMetrics
 from streams.pipeline import BatchResult, EventPipeline
@@ -24,6 +23,9 @@ from streams.topics import Topics
 from streams.user_state import TableChanges
 
 log = logging.getLogger(__name__)
+
+#: Seconds between refreshes of the lag gauge when no batch refreshes it.
+LAG_REFRESH_SECONDS = 5.0
 
 
 def register_agents(
@@ -39,6 +41,25 @@ def register_agents(
     """Attach ``recommend_for_events`` to ``app``."""
     changelogs = (users.changelog_topic.get_topic_name(), keys.changelog_topic.get_topic_name())
     isolate_tails = settings.broker_kind == "tansu"
+    inputs = {settings.events_topic, settings.privacy_requests_topic}
+    #: Next offset to process per input partition, for the lag gauge.
+    positions: dict[tuple[str, int], int] = {}
+
+    def lag() -> dict[tuple[str, int], int]:
+        """Events left in each input partition this worker owns (and has read from)."""
+        owned = [tp for tp in app.consumer.assignment() if tp.topic in inputs]
+        return {
+            (tp.topic, tp.partition): max(
+                0, (app.consumer.highwater(tp) or 0) - positions[(tp.topic, tp.partition)]
+            )
+            for tp in owned
+            if (tp.topic, tp.partition) in positions
+        }
+
+    @app.timer(LAG_REFRESH_SECONDS)
+    async def refresh_lag() -> None:
+        """Also while no batch comes: a stalled agent's lag grows, given-away partitions go."""
+        metrics.set_lag(lag())
 
     @app.agent(topics.inputs, name="recommend_for_events")
     async def recommend_for_events(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
@@ -52,9 +73,10 @@ def register_agents(
                 await send_all(app.producer, wave)
             _apply(state_store, result.changes.states)
             _apply(key_store, result.changes.keys)
-            metrics.record_batch(
-                result, pipeline, records=len(records), seconds=seconds, lag=_lag(app, records)
-            )
+            for record in records:
+                positions[(record.topic, record.partition)] = record.offset + 1
+            metrics.record_batch(result, pipeline, records=len(records), seconds=seconds)
+            metrics.set_lag(lag())
             yield None
 
 
@@ -67,17 +89,6 @@ def _input_record(message: faust.types.Message) -> InputRecord:
         offset=message.offset,
         timestamp=message.timestamp,
     )
-
-
-def _lag(app: faust.App, records: list[InputRecord]) -> dict[tuple[str, int], int]:
-    """Events left after this batch in each input partition it read from."""
-    last: dict[tuple[str, int], int] = {}
-    for record in records:
-        last[(record.topic, record.partition)] = record.offset
-    return {
-        (topic, partition): max(0, (app.consumer.highwater(TP(topic, partition)) or 0) - offset - 1)
-        for (topic, partition), offset in last.items()
-    }
 
 
 def _apply(store: MutableMapping[bytes, bytes], changes: TableChanges) -> None:

@@ -135,7 +135,7 @@ class WorkerMetrics:
         )
         self.lag = Gauge(
             "intentstream_consumer_lag_events",
-            "Events of an input partition not yet processed (high watermark - next offset).",
+            "Events of an owned input partition not yet processed (high watermark - next offset).",
             ["topic", "partition"],
             registry=r,
         )
@@ -201,6 +201,7 @@ class WorkerMetrics:
             registry=r,
         )
         self._version = ""
+        self._lag_series: set[tuple[str, int]] = set()
 
     def record_batch(
         self,
@@ -209,18 +210,12 @@ class WorkerMetrics:
         *,
         records: int,
         seconds: float,
-        lag: dict[tuple[str, int], int],
     ) -> None:
-        """Count one agent batch (``seconds`` to process) and refresh the gauges.
-
-        ``lag`` holds the events left per input partition after the batch.
-        """
+        """Count one agent batch (``seconds`` to process) and refresh the gauges."""
         self.batch_seconds.observe(seconds)
         self.scoring_seconds.observe(result.scoring_seconds)
         for latency in result.latencies:
             self.latency.observe(latency)
-        for (topic, partition), left in lag.items():
-            self.lag.labels(topic, str(partition)).set(left)
         self.redelivered.inc(result.redelivered)
         self.unreadable.inc(result.unreadable_states)
         shared = pipeline.shared
@@ -240,6 +235,14 @@ class WorkerMetrics:
         for name, loss in pipeline.intent_loss.items():
             self._set_log_loss(name, loss.snapshot())
         self.serving(pipeline.ranker.primary.version)
+
+    def set_lag(self, lag: dict[tuple[str, int], int]) -> None:
+        """Events left per owned input partition; partitions no longer owned are dropped."""
+        for topic, partition in self._lag_series - lag.keys():
+            self.lag.remove(topic, str(partition))
+        for (topic, partition), left in lag.items():
+            self.lag.labels(topic, str(partition)).set(left)
+        self._lag_series = set(lag)
 
     def _set_log_loss(self, model: str, loss: LogLossSnapshot) -> None:
         if loss.n:
