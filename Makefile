@@ -23,7 +23,7 @@ lint: $(STAMP)
 # Debian's Chromium, for the test that opens a rendered report headless.
 CHROMIUM := /usr/bin/chromium
 $(CHROMIUM):
-	apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
 
 test: lint $(CHROMIUM)
 	$(BIN)/pytest

@@ -1,4 +1,4 @@
-"""Crash safety on Apache Kafka: kill -9 mid-stream, restart, nothing lost, (almost) nothing twice.
+"""Crash safety on Apache Kafka: kill -9, rebalances; nothing lost, (almost) nothing twice.
 
 The delivery guarantee (docs/reliability.md): events are consumed at least once;
 a batch's recommendations reach the broker before its changelog records, and a
@@ -67,6 +67,23 @@ async def _count_answers(settings: Settings, at_least: int, timeout: float) -> i
     return seen
 
 
+def _assert_every_event_answered_and_few_twice(settings: Settings) -> None:
+    out = asyncio.run(
+        collect(
+            settings.bootstrap,
+            [settings.recommendations_topic],
+            count=N_EVENTS,
+            timeout=180,
+            settle=3.0,
+        )
+    )[settings.recommendations_topic]
+    answers = Counter(orjson.loads(m.value)["event_id"] for m in out)
+    missing = {f"e{n}" for n in range(N_EVENTS)} - set(answers)
+    assert not missing, f"{len(missing)} accepted events never answered"
+    duplicates = sum(count - 1 for count in answers.values())
+    assert duplicates <= N_EVENTS // 1000, f"{duplicates} duplicate answers"
+
+
 def test_kill_9_mid_stream_loses_nothing_and_duplicates_at_most_one_small_batch(
     kafka_bootstrap: str,
     make_settings: Callable[..., Settings],
@@ -83,17 +100,22 @@ def test_kill_9_mid_stream_loses_nothing_and_duplicates_at_most_one_small_batch(
     assert answered_before < N_EVENTS, "the worker finished before it could be killed"
 
     start_worker(settings)  # recovers its tables from the changelogs, resumes
-    out = asyncio.run(
-        collect(
-            settings.bootstrap,
-            [settings.recommendations_topic],
-            count=N_EVENTS,
-            timeout=180,
-            settle=3.0,
-        )
-    )[settings.recommendations_topic]
-    answers = Counter(orjson.loads(m.value)["event_id"] for m in out)
-    missing = {f"e{n}" for n in range(N_EVENTS)} - set(answers)
-    assert not missing, f"{len(missing)} accepted events never answered"
-    duplicates = sum(count - 1 for count in answers.values())
-    assert duplicates <= N_EVENTS // 1000, f"{duplicates} duplicate answers"
+    _assert_every_event_answered_and_few_twice(settings)
+
+
+def test_a_worker_joining_and_one_leaving_mid_stream_lose_nothing(
+    kafka_bootstrap: str,
+    make_settings: Callable[..., Settings],
+    start_worker: Callable[[Settings], subprocess.Popen[bytes]],
+) -> None:
+    settings = make_settings(
+        kafka_bootstrap, "kafka", partitions=4, batch_max=BATCH_MAX, text_search=False
+    )
+    asyncio.run(produce(settings.bootstrap, settings.events_topic, _events(N_EVENTS)))
+    first = start_worker(settings)
+    asyncio.run(_count_answers(settings, N_EVENTS // 4, timeout=120))
+    start_worker(settings)  # joins the group: the partitions are shared out again
+    asyncio.run(_count_answers(settings, N_EVENTS // 2, timeout=120))
+    first.send_signal(signal.SIGTERM)  # leaves cleanly: the second worker takes over
+    assert first.wait(timeout=60) == 0
+    _assert_every_event_answered_and_few_twice(settings)
