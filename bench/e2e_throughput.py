@@ -39,6 +39,7 @@ from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from hotspots import py_spy, self_time_by_module
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka_run import free_port
 
@@ -51,6 +52,8 @@ from streams.worker import worker_process
 DATA = Path("../shared/data/retailrocket-sample/events.csv.gz")
 KEY = "bench-pseudonym-key-0123456789abcdef"
 MASTER_KEY = "ab" * 32
+#: Seconds py-spy samples a worker with ``--profile`` (start-up included: keep N large).
+PROFILE_SECONDS = 20
 
 
 @dataclass(frozen=True)
@@ -176,7 +179,14 @@ def _faust_pass_through(settings: Settings, log_file: Path) -> Iterator[subproce
 
 
 def run_one(
-    kind: BrokerKind, n: int, partitions: int, workdir: Path, *, data: Path, model: Path | None
+    kind: BrokerKind,
+    n: int,
+    partitions: int,
+    workdir: Path,
+    *,
+    data: Path,
+    model: Path | None,
+    profile: Path | None,
 ) -> list[Result]:
     broker = local_broker(kind, home=workdir / kind, port=free_port(), cache=DEFAULT_HOME)
     bootstrap = broker.start()
@@ -218,7 +228,13 @@ def run_one(
             count, span = asyncio.run(_output_span(faust_settings, n, timeout=900, worker=process))
         results.append(Result(kind, "Faust pass-through agent (batched sends)", count, span))
         for variant, settings in variants.items():
-            with worker_process(settings, log_file=workdir / f"{kind}-{variant}.log") as worker:
+            with contextlib.ExitStack() as running:
+                worker = running.enter_context(
+                    worker_process(settings, log_file=workdir / f"{kind}-{variant}.log")
+                )
+                if profile is not None:
+                    stacks = profile / f"{kind}-{variant}.txt"
+                    running.enter_context(py_spy(worker.pid, stacks, seconds=PROFILE_SECONDS))
                 count, span = asyncio.run(_output_span(settings, n, timeout=900, worker=worker))
             if count < n:
                 raise RuntimeError(f"{kind} {variant}: only {count} of {n} outputs arrived")
@@ -235,18 +251,33 @@ def main() -> None:
     parser.add_argument("--brokers", nargs="+", default=["kafka", "tansu"])
     parser.add_argument("--data", type=Path, default=DATA, help="canonical events file")
     parser.add_argument("--model", type=Path, help="also run a worker on this checkpoint")
+    parser.add_argument(
+        "--profile", type=Path, help="py-spy each worker; its collapsed stacks go in this folder"
+    )
     args = parser.parse_args()
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="intentstream-bench-") as tmp:
         results = [
             r
             for kind in args.brokers
             for r in run_one(
-                kind, args.events, args.partitions, Path(tmp), data=args.data, model=args.model
+                kind,
+                args.events,
+                args.partitions,
+                Path(tmp),
+                data=args.data,
+                model=args.model,
+                profile=args.profile,
             )
         ]
     print("| broker | pipeline | events | seconds | events/s |\n|---|---|---|---|---|")
     for r in results:
         print(f"| {r.broker} | {r.pipeline} | {r.events:,} | {r.seconds:.2f} | {r.rate:,.0f} |")
+    for stacks in sorted(args.profile.glob("*.txt")) if args.profile is not None else []:
+        print(f"\nself time of {stacks.stem} (py-spy, {stacks}):")
+        for module, share in self_time_by_module(stacks)[:14]:
+            print(f"  {share:6.1%}  {module}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """A Faust pass-through worker: the framework's own limit, for ``bench/e2e_throughput.py``.
 
-Same Faust settings, batching (``take_events``) and batched sends as the scoring
-agent, but no work: each event's bytes go straight to the recommendations topic.
+Same Faust settings and batched sends as the worker, but Faust's stock per-record
+path batched with ``take_events`` (how the worker read its input before
+streams/transport.py) and no work: each event's bytes go straight to the
+recommendations topic.
 Configured like a worker, from ``INTENTSTREAM_*`` variables.
 
 Run (the bench does): ``python bench/faust_passthrough.py``
@@ -18,6 +20,9 @@ from streams.app import faust_options
 from streams.records import OutputRecord
 from streams.settings import Settings
 
+#: Seconds ``take_events`` waits to fill a batch.
+BATCH_WITHIN = 0.02
+
 
 def main() -> None:
     settings = Settings()
@@ -26,7 +31,7 @@ def main() -> None:
 
     @app.agent(source, name="pass_through")
     async def pass_through(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
-        async for events in stream.take_events(settings.batch_max, within=settings.batch_within):
+        async for events in stream.take_events(settings.batch_max, within=BATCH_WITHIN):
             await send_all(
                 app.producer,
                 [

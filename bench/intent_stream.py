@@ -52,10 +52,7 @@ def main() -> None:
         result = pipeline.process(
             records[start : start + BATCH], read_state=states.get, read_key=keys.get
         )
-        for table, changes in ((states, result.changes.states), (keys, result.changes.keys)):
-            for user, (_, value) in changes.items():
-                if value is not None:
-                    table[user] = value
+        result.changes.apply(states, keys)
     p = purchases / len(events)
     constant = -(p * math.log(p) + (1 - p) * math.log(1 - p))
     print(f"{len(events):,} events over {days:.1f} days, {purchases:,} purchases ({100 * p:.2f} %)")

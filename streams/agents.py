@@ -1,9 +1,10 @@
-"""The scoring agent: consume ``shop.events`` in batches, score, produce outputs.
+"""The scoring handler: take each fetched batch of ``shop.events``, score, produce outputs.
 
-Per DESIGN.md's measurements Faust's per-record send path and per-key table
-writes dominate the cost, so a batch's outputs (recommendations, dead letters
-and changelog records) go straight to the producer and are awaited together
-before the batch's offsets are acknowledged (at-least-once delivery).
+Per DESIGN.md's measurements Faust's per-record paths dominate the cost, so the
+records arrive as whole fetched batches (streams/transport.py), and a batch's
+outputs (recommendations, dead letters and changelog records) go straight to
+the producer and are awaited together before the consumer commits the batch's
+offsets (at-least-once delivery, docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -11,16 +12,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable, MutableMapping
+from collections.abc import Iterable
 
 import faust
+from aiokafka.structs import ConsumerRecord
 
 from streams.metrics import WorkerMetrics
 from streams.pipeline import BatchResult, EventPipeline
 from streams.records import InputRecord, OutputRecord
 from streams.settings import Settings
 from streams.topics import Topics
-from streams.user_state import TableChanges
+from streams.transport import BatchingApp, Delivery, Fetched, route_batches
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +31,7 @@ LAG_REFRESH_SECONDS = 5.0
 
 
 def register_agents(
-    app: faust.App,
+    app: BatchingApp,
     *,
     settings: Settings,
     topics: Topics,
@@ -38,7 +40,7 @@ def register_agents(
     pipeline: EventPipeline,
     metrics: WorkerMetrics,
 ) -> None:
-    """Attach ``recommend_for_events`` to ``app``."""
+    """Route the fetched batches of the input topics to ``recommend_for_events``."""
     changelogs = (users.changelog_topic.get_topic_name(), keys.changelog_topic.get_topic_name())
     isolate_tails = settings.broker_kind == "tansu"
     inputs = {settings.events_topic, settings.privacy_requests_topic}
@@ -61,42 +63,45 @@ def register_agents(
         """Also while no batch comes: a stalled agent's lag grows, given-away partitions go."""
         metrics.set_lag(lag())
 
-    @app.agent(topics.inputs, name="recommend_for_events")
-    async def recommend_for_events(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
-        state_store, key_store = users.data, keys.data
-        async for events in stream.take_events(settings.batch_max, within=settings.batch_within):
-            records = [_input_record(event.message) for event in events]
-            started = time.perf_counter()
-            result = pipeline.process(records, read_state=state_store.get, read_key=key_store.get)
-            seconds = time.perf_counter() - started
-            for wave in _waves(result, changelogs, isolate_tails=isolate_tails):
+    state_store, key_store = users.data, keys.data
+
+    def recommend_for_events(fetched: Fetched) -> Delivery:
+        """Score one fetched batch now; the returned delivery sends its waves in order.
+
+        The tables are updated at once, so the next batch is scored on them while
+        this one is still being delivered: the consumer commits only after the
+        delivery, and a failed delivery stops the worker, so memory never gets
+        ahead of what the broker holds for longer than the worker lives.
+        """
+        records = [_input_record(record) for batch in fetched.values() for record in batch]
+        started = time.perf_counter()
+        result = pipeline.process(records, read_state=state_store.get, read_key=key_store.get)
+        seconds = time.perf_counter() - started
+        result.changes.apply(state_store, key_store)
+        for tp, batch in fetched.items():
+            positions[(tp.topic, tp.partition)] = batch[-1].offset + 1
+        metrics.record_batch(result, pipeline, records=len(records), seconds=seconds)
+        metrics.set_lag(lag())
+        waves = _waves(result, changelogs, isolate_tails=isolate_tails)
+
+        async def deliver() -> None:
+            for wave in waves:
                 await send_all(app.producer, wave)
-            _apply(state_store, result.changes.states)
-            _apply(key_store, result.changes.keys)
-            for record in records:
-                positions[(record.topic, record.partition)] = record.offset + 1
-            metrics.record_batch(result, pipeline, records=len(records), seconds=seconds)
-            metrics.set_lag(lag())
-            yield None
+
+        return deliver
+
+    route_batches(app, topics.inputs, recommend_for_events)
 
 
-def _input_record(message: faust.types.Message) -> InputRecord:
+def _input_record(record: ConsumerRecord) -> InputRecord:
     return InputRecord(
-        key=message.key,
-        value=message.value,
-        topic=message.topic,
-        partition=message.partition,
-        offset=message.offset,
-        timestamp=message.timestamp,
+        key=record.key,
+        value=record.value,
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        timestamp=record.timestamp / 1000.0,
     )
-
-
-def _apply(store: MutableMapping[bytes, bytes], changes: TableChanges) -> None:
-    for user, (_, value) in changes.items():
-        if value is None:
-            store.pop(user, None)
-        else:
-            store[user] = value
 
 
 def _waves(

@@ -11,7 +11,6 @@ import asyncio
 import logging
 from typing import Any
 
-import faust
 import torch
 
 from model.catalogue import TextCatalogue
@@ -30,6 +29,7 @@ from streams.records import OutputRecord
 from streams.settings import Settings
 from streams.tables import build_key_table, build_user_table
 from streams.topics import build_topics
+from streams.transport import BatchingApp
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,8 @@ def faust_options(settings: Settings) -> dict[str, Any]:
     """Faust settings derived from ours (documented in docs/configuration.md)."""
     tansu = settings.broker_kind == "tansu"
     return {
-        "broker": f"{'tansu' if tansu else 'kafka'}://{settings.bootstrap}",
+        "broker": f"{'tansu' if tansu else 'kafka-batches'}://{settings.bootstrap}",
+        "broker_max_poll_records": settings.batch_max,
         "store": "memory://",
         "topic_partitions": settings.partitions,
         "topic_replication_factor": 1,
@@ -63,7 +64,7 @@ def create_app(
     master_key: bytes | None = None,
     ready: list[asyncio.Event] | None = None,
     metrics: WorkerMetrics | None = None,
-) -> faust.App:
+) -> BatchingApp:
     """Build a configured app with its topic, table, agent and catalogue follower.
 
     Args:
@@ -77,7 +78,7 @@ def create_app(
     """
     key = pseudonym_key if pseudonym_key is not None else load_pseudonym_key(settings)
     master = master_key if master_key is not None else load_master_key(settings)
-    app = faust.App(settings.app_id, autodiscover=False, **faust_options(settings))
+    app = BatchingApp(settings.app_id, autodiscover=False, **faust_options(settings))
     topics = build_topics(app, settings)
     users, keys = build_user_table(app, settings), build_key_table(app, settings)
     scorer = load_scorer(settings)
@@ -141,7 +142,7 @@ def load_scorer(settings: Settings) -> CheckpointScorer | None:
     return CheckpointScorer.on_best_device(checkpoint)
 
 
-def __getattr__(name: str) -> faust.App:
+def __getattr__(name: str) -> BatchingApp:
     """Build ``app`` on first access, so importing this module reads no environment."""
     if name != "app":
         raise AttributeError(name)

@@ -135,8 +135,7 @@ class Settings(BaseSettings):
         "the previous one before it is rejected and the previous one restored.",
     )
     max_event_bytes: int = Field(default=65_536, ge=256, description="Larger inputs go to the DLQ.")
-    batch_max: int = Field(default=2_000, ge=1, description="Most events one agent batch takes.")
-    batch_within: float = Field(default=0.02, gt=0, description="Seconds to wait to fill a batch.")
+    batch_max: int = Field(default=2_000, ge=1, description="Most events one fetched batch holds.")
     top_k: int = Field(default=20, ge=1, le=200, description="Items per recommendation.")
     history_len: int = Field(default=50, ge=1, description="Recent items kept per user.")
     model_path: Path | None = Field(

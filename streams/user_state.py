@@ -14,7 +14,7 @@ key is gone, or that fails to open, reads as a new user.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 
 from streams.crypto import StateCipher
@@ -36,6 +36,17 @@ class StateChanges:
 
     states: TableChanges = field(default_factory=dict)
     keys: TableChanges = field(default_factory=dict)
+
+    def apply(
+        self, states: MutableMapping[bytes, bytes], keys: MutableMapping[bytes, bytes]
+    ) -> None:
+        """Write the changes into the two tables' stores (a tombstone deletes)."""
+        for store, changes in ((states, self.states), (keys, self.keys)):
+            for user, (_, value) in changes.items():
+                if value is None:
+                    store.pop(user, None)
+                else:
+                    store[user] = value
 
 
 class UserStates:

@@ -103,11 +103,6 @@ def test_kill_9_mid_stream_loses_nothing_and_duplicates_at_most_one_small_batch(
     _assert_every_event_answered_and_few_twice(settings)
 
 
-@pytest.mark.xfail(
-    reason="open defect (docs/reliability.md): on a rebalance under load some events are never "
-    "answered (82 and 377 of 20,000 in two of three runs); Faust's rebalance path is suspected",
-    strict=False,
-)
 def test_a_worker_joining_and_one_leaving_mid_stream_lose_nothing(
     kafka_bootstrap: str,
     make_settings: Callable[..., Settings],

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from streams.app import create_app
 from streams.settings import Settings
-from streams.tansu_transport import TANSU_FETCH_MAX_WAIT_MS, TansuConsumer, Transport
+from streams.transport import (
+    TANSU_FETCH_MAX_WAIT_MS,
+    BatchingConsumer,
+    TansuConsumer,
+    TansuTransport,
+    Transport,
+)
 
 KEY = b"k" * 32
 
@@ -13,24 +19,26 @@ def test_tansu_latency_fix_uses_the_short_fetch_wait_transport() -> None:
     app = create_app(
         Settings(broker_kind="tansu", kafka="127.0.0.1:1"), pseudonym_key=KEY, master_key=bytes(32)
     )
-    assert type(app.transport) is Transport
+    assert type(app.transport) is TansuTransport
     assert app.transport.Consumer is TansuConsumer
+    assert issubclass(TansuConsumer, BatchingConsumer)
     assert TANSU_FETCH_MAX_WAIT_MS <= 50
     assert app.conf.broker_session_timeout == 6.0
 
 
-def test_apache_kafka_uses_faust_stock_transport() -> None:
-    app = create_app(
-        Settings(broker_kind="kafka", kafka="127.0.0.1:1"), pseudonym_key=KEY, master_key=bytes(32)
-    )
-    assert type(app.transport) is not Transport
-    assert app.transport.Consumer is not TansuConsumer
+def test_apache_kafka_uses_the_batching_transport_with_batch_sized_polls() -> None:
+    settings = Settings(broker_kind="kafka", kafka="127.0.0.1:1", batch_max=777)
+    app = create_app(settings, pseudonym_key=KEY, master_key=bytes(32))
+    assert type(app.transport) is Transport
+    assert app.transport.Consumer is BatchingConsumer
+    assert app.conf.broker_max_poll_records == 777
 
 
-def test_app_has_the_scoring_agent_and_user_table() -> None:
+def test_app_routes_the_inputs_in_batches_and_has_the_user_table() -> None:
     settings = Settings(broker_kind="kafka", kafka="127.0.0.1:1", partitions=3)
     app = create_app(settings, pseudonym_key=KEY, master_key=bytes(32))
-    assert set(app.agents) == {"recommend_for_events"}
+    assert app.batch_route is not None
+    assert app.batch_route.topics == {settings.events_topic, settings.privacy_requests_topic}
     table = app.tables["user_features"]
     assert table.partitions == 3
     assert table.changelog_topic.get_topic_name() == "intentstream-user_features-changelog"
@@ -43,5 +51,5 @@ def test_keys_table_compacts_fast_and_the_agent_reads_privacy_requests() -> None
     assert keys.partitions == 3
     assert keys.changelog_topic.config["delete.retention.ms"] == "10000"
     assert keys.changelog_topic.compacting
-    topics = set(app.agents["recommend_for_events"].channel.topics)
-    assert topics == {settings.events_topic, settings.privacy_requests_topic}
+    subscribed = {name for topic in app.topics._topics for name in topic.topics}
+    assert {settings.events_topic, settings.privacy_requests_topic} <= subscribed

@@ -43,10 +43,7 @@ def test_every_fuzzed_record_is_answered_or_dead_lettered_once() -> None:
         result = pipeline.process(
             records[start : start + BATCH], read_state=states.get, read_key=keys.get
         )
-        for table, changes in ((states, result.changes.states), (keys, result.changes.keys)):
-            for user, (_, value) in changes.items():
-                if value is not None:
-                    table[user] = value
+        result.changes.apply(states, keys)
         answered.update(orjson.loads(r.value or b"")["event_id"] for r in result.recommendations)
         for letter in result.dead_letters:
             headers = {name: value.decode() for name, value in letter.headers}

@@ -1,0 +1,71 @@
+"""Events/s of the worker's per-batch step alone: ``EventPipeline.process`` in process, no Kafka.
+
+The same RetailRocket events as ``bench/e2e_throughput.py`` (fresh user ids per
+round), default privacy settings, the stream-learned baseline scorer, batches as
+the worker takes them, and the tables as plain dicts. This is the per-event cost
+the worker pays on top of the broker; ``--profile`` prints where it goes
+(cProfile, by own time).
+
+Run: ``.venv/bin/python bench/pipeline_speed.py --events 60000 [--profile]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import time
+from pathlib import Path
+
+from e2e_throughput import DATA, KEY, _events
+
+from streams.pipeline import EventPipeline
+from streams.pseudonym import Pseudonymizer
+from streams.records import InputRecord
+from streams.settings import Settings
+
+
+def run(records: list[InputRecord], batch: int) -> float:
+    """Seconds to process ``records`` in batches of ``batch`` through a fresh pipeline."""
+    pipeline = EventPipeline(
+        Settings(pseudonym_key=KEY, text_search=False),
+        pseudonymizer=Pseudonymizer(KEY.encode()),
+        master_key=bytes(32),
+    )
+    states: dict[bytes, bytes] = {}
+    keys: dict[bytes, bytes] = {}
+    started = time.perf_counter()
+    for start in range(0, len(records), batch):
+        result = pipeline.process(
+            records[start : start + batch], read_state=states.get, read_key=keys.get
+        )
+        result.changes.apply(states, keys)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=60_000)
+    parser.add_argument("--batch", type=int, default=Settings().batch_max)
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--profile", action="store_true", help="print the top functions")
+    args = parser.parse_args()
+    now = time.time()
+    records = [
+        InputRecord(key, value, "shop.events", n % 8, n // 8, now)
+        for n, (key, value) in enumerate(_events(args.events, args.data))
+    ]
+    if args.profile:
+        profiler = cProfile.Profile()
+        seconds = profiler.runcall(run, records, args.batch)
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
+    else:
+        seconds = run(records, args.batch)
+    print(
+        f"{len(records):,} events in {seconds:.2f} s: {len(records) / seconds:,.0f} events/s, "
+        f"{1e6 * seconds / len(records):.1f} µs per event (batches of {args.batch:,})"
+    )
+
+
+if __name__ == "__main__":
+    main()
