@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
@@ -83,7 +83,13 @@ def epsilon_units(epsilon: float) -> int:
         (100000, 2500000, 1)
     """
     _check_positive("epsilon", epsilon)
-    return math.ceil(Decimal(repr(float(epsilon))) * MICRO)
+    return _micro_units(float(epsilon), math.ceil)
+
+
+@functools.lru_cache(maxsize=256)
+def _micro_units(epsilon: float, rounding: Callable[[Decimal], int]) -> int:
+    """``epsilon`` in micro-epsilons, rounded by ``rounding``; cached: every event charges one."""
+    return rounding(Decimal(repr(epsilon)) * MICRO)
 
 
 @dataclass(slots=True)
@@ -116,7 +122,7 @@ class PrivacyBudget:
     def __post_init__(self) -> None:
         _check_positive("window_seconds", self.window_seconds)
         _check_positive("limit_epsilon", self.limit_epsilon)
-        self.limit_units = math.floor(Decimal(repr(float(self.limit_epsilon))) * MICRO)
+        self.limit_units = _micro_units(float(self.limit_epsilon), math.floor)
         if self.limit_units < 1:
             raise ValueError(f"limit_epsilon must be >= {1 / MICRO}, got {self.limit_epsilon}")
         _check_finite("window_start", self.window_start)
@@ -498,6 +504,8 @@ def _window_of(now: float, window_seconds: float) -> float:
 
 
 def _check_finite(name: str, value: float) -> None:
+    if type(value) is float and math.isfinite(value):
+        return  # the common case, checked first: several checks run per event
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
 

@@ -136,6 +136,12 @@ class Settings(BaseSettings):
     )
     max_event_bytes: int = Field(default=65_536, ge=256, description="Larger inputs go to the DLQ.")
     batch_max: int = Field(default=2_000, ge=1, description="Most events one fetched batch holds.")
+    stall_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="A ready worker whose fetch loop is still this long (rebalances aside) "
+        "exits with status 75, to be restarted (streams/watchdog.py).",
+    )
     top_k: int = Field(default=20, ge=1, le=200, description="Items per recommendation.")
     history_len: int = Field(default=50, ge=1, description="Recent items kept per user.")
     model_path: Path | None = Field(

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -75,10 +76,13 @@ class BatchingConsumer(aiokafka_driver.Consumer):
     """Faust's aiokafka consumer; records of the app's batch topics go to its handler in batches."""
 
     _in_flight: asyncio.Task[None] | None = None
+    #: ``time.monotonic()`` when the fetch loop last came back, for streams/watchdog.py.
+    last_fetch: float | None = None
 
     async def _wait_next_records(self, timeout: float) -> tuple[Any, Any]:
         generation = self.app.consumer_generation_id
         records, active = await super()._wait_next_records(timeout)
+        self.last_fetch = time.monotonic()
         route: BatchRoute | None = getattr(self.app, "batch_route", None)
         if not records or route is None:
             return records, active

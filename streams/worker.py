@@ -26,6 +26,7 @@ from streams.app import create_app
 from streams.errors import WorkerError
 from streams.metrics import WorkerMetrics, serve
 from streams.settings import Settings
+from streams.watchdog import watch
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ class ReadinessWorker(faust.Worker):
     """A Faust worker that writes ``ready_file`` once started and every ``ready`` event is set.
 
     The file holds ``{"pid": ..., "metrics_port": ...}`` (the port matters when it was 0).
+    From then on a watchdog ends the process if its fetch loop stops (streams/watchdog.py).
     """
 
     def __init__(
@@ -43,12 +45,14 @@ class ReadinessWorker(faust.Worker):
         ready_file: Path | None,
         ready: list[asyncio.Event],
         metrics_port: int,
+        stall_seconds: float,
         **kwargs: Any,
     ) -> None:
         super().__init__(app, **kwargs)
         self._ready_file = ready_file
         self._ready = ready
         self._metrics_port = metrics_port
+        self._stall_seconds = stall_seconds
 
     async def on_startup_finished(self) -> None:
         await super().on_startup_finished()
@@ -56,6 +60,13 @@ class ReadinessWorker(faust.Worker):
             await event.wait()
         if self._ready_file is not None:
             write_ready(self._ready_file, metrics_port=self._metrics_port)
+        watch(self._fetch_progress, self._stall_seconds)
+
+    def _fetch_progress(self) -> tuple[float | None, bool]:
+        """(When the fetch loop last came back, whether it should be turning now)."""
+        consumer = self.app.consumer
+        fetching = consumer.flow_active and not self.app.rebalancing
+        return getattr(consumer, "last_fetch", None), fetching
 
 
 def write_ready(ready_file: Path, *, metrics_port: int) -> None:
@@ -85,6 +96,7 @@ def run_worker(settings: Settings) -> None:
         ready_file=settings.ready_file,
         ready=ready,
         metrics_port=port,
+        stall_seconds=settings.stall_seconds,
         loglevel=settings.worker_loglevel,
         quiet=True,
     )

@@ -1,0 +1,62 @@
+"""The watchdog ends a worker whose fetch loop is still, and only then."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from streams import watchdog
+from streams.watchdog import StallClock, watch
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_loop_that_keeps_fetching_is_never_stalled() -> None:
+    clock = Clock()
+    stall = StallClock(10.0, clock=clock)
+    for _ in range(100):
+        clock.now += 1.0
+        assert stall.stalled(last_fetch=clock.now - 0.5, fetching=True) is None
+
+
+def test_a_still_loop_is_stalled_once_past_the_limit() -> None:
+    clock = Clock()
+    stall = StallClock(10.0, clock=clock)
+    last = clock.now
+    clock.now += 9.0
+    assert stall.stalled(last_fetch=last, fetching=True) is None
+    clock.now += 2.0
+    assert stall.stalled(last_fetch=last, fetching=True) == pytest.approx(11.0)
+
+
+def test_rebalancing_time_does_not_count_and_a_loop_that_never_fetched_does() -> None:
+    clock = Clock()
+    stall = StallClock(10.0, clock=clock)
+    clock.now += 500.0  # a long rebalance or table recovery
+    assert stall.stalled(last_fetch=None, fetching=False) is None
+    clock.now += 5.0
+    assert stall.stalled(last_fetch=None, fetching=True) is None
+    clock.now += 6.0  # 11 s of should-be-fetching with no fetch at all
+    assert stall.stalled(last_fetch=None, fetching=True) == pytest.approx(11.0)
+
+
+def test_the_thread_acts_once_on_a_stuck_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(watchdog, "CHECK_SECONDS", 0.01)
+    acted: list[float] = []
+    done = threading.Event()
+
+    def on_stall(still: float) -> None:
+        acted.append(still)
+        done.set()
+
+    thread = watch(lambda: (None, True), 0.05, on_stall=on_stall)
+    assert done.wait(timeout=5.0)
+    thread.join(timeout=5.0)
+    assert not thread.is_alive() and len(acted) == 1 and acted[0] > 0.05
