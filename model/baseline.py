@@ -48,6 +48,8 @@ class CooccurrenceRecommender:
         if refresh_every < 1:
             raise ValueError("refresh_every must be >= 1")
         self._next: defaultdict[str, Counter[str]] = defaultdict(Counter)
+        #: Each row's total, kept beside it: a recommendation reads up to 5 rows.
+        self._next_totals: Counter[str] = Counter()
         self._popularity: Counter[str] = Counter()
         self._events = 0
         self._refresh_every = refresh_every
@@ -83,6 +85,7 @@ class CooccurrenceRecommender:
         """Add released counts: item -> count, and (item, next item) -> count."""
         for (previous, item), count in transitions.items():
             self._next[previous][item] += count
+            self._next_totals[previous] += count
         for item, count in popularity.items():
             self._popularity[item] += count
             self._events += count
@@ -103,9 +106,9 @@ class CooccurrenceRecommender:
             row = self._next.get(seen)
             if not row:
                 continue
-            row_total = row.total()
+            share = weight / (self._next_totals[seen] * total_weight)
             for candidate, count in row.items():
-                scores[candidate] += weight * count / (row_total * total_weight)
+                scores[candidate] += count * share
         best = heapq.nsmallest(k, scores.items(), key=_rank_key)
         chosen = {item for item, _ in best}
         for rank, item in enumerate(dict.fromkeys(reversed(history))):

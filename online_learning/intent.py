@@ -320,11 +320,8 @@ class CellIntent:
         self._stale = False
         self._counts: dict[tuple[str, bool], float] = {}
         self._cache: dict[str, float] = {}
-
-    @property
-    def weight(self) -> float:
-        """Cases released so far (the noisy counts' sum)."""
-        return sum(self._counts.values())
+        #: Cases released so far (the noisy counts' sum); kept, as every prediction reads it.
+        self.weight = 0.0
 
     def learn_released(self, released: Sequence[tuple[str, bool, int]]) -> None:
         """Add one window's released ``(cell, purchased, noisy count)`` entries."""
@@ -332,6 +329,7 @@ class CellIntent:
             if count > 0:
                 key = (cell, bool(purchased))
                 self._counts[key] = self._counts.get(key, 0.0) + count
+                self.weight += count
                 self._stale = True
 
     def predict(self, cell: str) -> float | None:
