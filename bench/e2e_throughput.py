@@ -41,10 +41,10 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from hotspots import py_spy, self_time_by_module
 from kafka.admin import KafkaAdminClient, NewTopic
-from kafka_run import free_port
 
 from streams.admin import ensure_topics
 from streams.brokers import local_broker
+from streams.brokers.probe import free_port
 from streams.replay import produce_records, read_events
 from streams.settings import DEFAULT_HOME, BrokerKind, Settings
 from streams.worker import worker_process
@@ -188,7 +188,7 @@ def run_one(
     model: Path | None,
     profile: Path | None,
 ) -> list[Result]:
-    broker = local_broker(kind, home=workdir / kind, port=free_port(), cache=DEFAULT_HOME)
+    broker = local_broker(kind, home=workdir / kind, port=free_port(span=2), cache=DEFAULT_HOME)
     bootstrap = broker.start()
     try:
         run = uuid.uuid4().hex[:8]

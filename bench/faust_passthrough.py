@@ -15,8 +15,8 @@ from collections.abc import AsyncIterator
 
 import faust
 
-from streams.agents import send_all
 from streams.app import faust_options
+from streams.produce import kafka_producer, send_all
 from streams.records import OutputRecord
 from streams.settings import Settings
 
@@ -33,7 +33,7 @@ def main() -> None:
     async def pass_through(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
         async for events in stream.take_events(settings.batch_max, within=BATCH_WITHIN):
             await send_all(
-                app.producer,
+                kafka_producer(app),
                 [
                     OutputRecord(settings.recommendations_topic, e.message.key, e.message.value)
                     for e in events

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import socket
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -11,6 +10,7 @@ from pathlib import Path
 
 from streams.admin import ensure_topics
 from streams.brokers import local_broker
+from streams.brokers.probe import free_port
 from streams.settings import DEFAULT_HOME, Settings
 from streams.worker import read_ready, wait_until_ready, worker_process
 
@@ -18,18 +18,12 @@ KEY = "bench-pseudonym-key-0123456789abcdef"
 MASTER_KEY = "ab" * 32
 
 
-def free_port() -> int:
-    """A port on 127.0.0.1 that is free right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 @contextlib.contextmanager
 def fresh_kafka(workdir: Path) -> Iterator[str]:
     """A new local Apache Kafka (the project's script) under ``workdir``; yields its address."""
-    broker = local_broker("kafka", home=workdir / "kafka", port=free_port(), cache=DEFAULT_HOME)
+    broker = local_broker(
+        "kafka", home=workdir / "kafka", port=free_port(span=2), cache=DEFAULT_HOME
+    )
     bootstrap = broker.start()
     try:
         yield bootstrap

@@ -53,7 +53,6 @@ import matplotlib
 import orjson
 from aiokafka import AIOKafkaConsumer
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
-from kafka_run import free_port
 
 from model.fit import fit
 from model.train import TrainConfig
@@ -61,6 +60,7 @@ from online_learning.prequential import PrequentialRanking
 from online_learning.registry import Announcement
 from streams.admin import ensure_topics
 from streams.brokers import local_broker
+from streams.brokers.probe import free_port
 from streams.releases import publish
 from streams.replay import read_events, replay
 from streams.settings import DEFAULT_HOME, Settings
@@ -291,7 +291,9 @@ def main() -> None:
         print(f"pretraining: {args.epochs} epochs in {time.perf_counter() - started:.0f} s")
         train = _sorted_events(DATA / "train.csv.gz", workdir / "train.jsonl")
         test = _sorted_events(DATA / "test.csv.gz", workdir / "test.jsonl")
-        broker = local_broker("kafka", home=workdir / "kafka", port=free_port(), cache=DEFAULT_HOME)
+        broker = local_broker(
+            "kafka", home=workdir / "kafka", port=free_port(span=2), cache=DEFAULT_HOME
+        )
         bootstrap = broker.start()
         try:
             run = uuid.uuid4().hex[:8]

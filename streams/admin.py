@@ -10,11 +10,14 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from streams.errors import BrokerError
 from streams.settings import Settings
+from streams.tables import KEY_CHANGELOG_CONFIGS, KEY_TABLE, USER_TABLE
 
 log = logging.getLogger(__name__)
 
 #: Dead letters keep the original bytes, so allow records larger than the input limit.
 DLQ_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+#: A changelog keeps each user's latest state only.
+CHANGELOG_CONFIGS = {"cleanup.policy": "compact"}
 
 
 def topic_specs(settings: Settings) -> list[NewTopic]:
@@ -33,7 +36,22 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         NewTopic(settings.privacy_requests_topic, parts, 1),
         NewTopic(settings.privacy_audit_topic, 1, 1),
         NewTopic(settings.models_topic, 1, 1),
+        # The tables' changelogs, named as Faust names them. Created here rather than
+        # by Faust: on a fresh broker Faust could start recovering a changelog whose
+        # metadata had not arrived yet ("Ignoring missing topic") and never finish.
+        NewTopic(changelog_topic(settings, USER_TABLE), parts, 1, topic_configs=CHANGELOG_CONFIGS),
+        NewTopic(
+            changelog_topic(settings, KEY_TABLE),
+            parts,
+            1,
+            topic_configs={**CHANGELOG_CONFIGS, **KEY_CHANGELOG_CONFIGS},
+        ),
     ]
+
+
+def changelog_topic(settings: Settings, table: str) -> str:
+    """The changelog topic Faust keeps for ``table`` in this app."""
+    return f"{settings.app_id}-{table}-changelog"
 
 
 def ensure_topics(settings: Settings) -> list[str]:

@@ -9,16 +9,15 @@ offsets (at-least-once delivery, docs/reliability.md).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Iterable
 
 import faust
 from aiokafka.structs import ConsumerRecord
 
 from streams.metrics import WorkerMetrics
 from streams.pipeline import BatchResult, EventPipeline
+from streams.produce import kafka_producer, send_all
 from streams.records import InputRecord, OutputRecord
 from streams.settings import Settings
 from streams.topics import Topics
@@ -85,8 +84,9 @@ def register_agents(
         waves = _waves(result, changelogs, isolate_tails=isolate_tails)
 
         async def deliver() -> None:
+            producer = kafka_producer(app)
             for wave in waves:
-                await send_all(app.producer, wave)
+                await send_all(producer, wave)
 
         return deliver
 
@@ -131,13 +131,3 @@ def _waves(
     tails = [table_records[index] for index in sorted(held)]
     body = [record for index, record in enumerate(table_records) if index not in held]
     return [outputs, body, tails]
-
-
-async def send_all(producer: faust.types.ProducerT, outputs: Iterable[OutputRecord]) -> None:
-    """Hand every output to the producer, then wait until the broker has them all."""
-    pending = [
-        await producer.send(out.topic, out.key, out.value, out.partition, None, out.headers or None)
-        for out in outputs
-    ]
-    if pending:
-        await asyncio.gather(*pending)

@@ -18,12 +18,13 @@ from model.checkpoint import load_checkpoint
 from model.serving import CheckpointScorer
 from model.text import TextEncoder
 from online_learning.registry import ModelStore
-from streams.agents import register_agents, send_all
+from streams.agents import register_agents
 from streams.catalogue_feed import CatalogueFollower
 from streams.crypto import load_master_key
 from streams.metrics import WorkerMetrics
 from streams.model_feed import ModelFollower
 from streams.pipeline import EventPipeline
+from streams.produce import kafka_producer, send_all
 from streams.pseudonym import Pseudonymizer, load_pseudonym_key
 from streams.records import OutputRecord
 from streams.settings import Settings
@@ -105,7 +106,7 @@ def create_app(
     ready = ready if ready is not None else []
 
     async def send(records: list[OutputRecord]) -> None:
-        await send_all(app.producer, records)
+        await send_all(kafka_producer(app), records)
 
     models = ModelFollower(
         settings,

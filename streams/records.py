@@ -36,7 +36,7 @@ class OutputRecord:
 #: Seals a record's (key, value) into one opaque value (``streams.crypto.RecordSealer.seal``).
 Sealer = Callable[[bytes | None, bytes | None], bytes]
 
-#: Sends records and waits until the broker has them (``streams.agents.send_all`` on a producer).
+#: Sends records and waits until the broker has them (``streams.produce.send_all`` on a producer).
 SendRecords = Callable[[list["OutputRecord"]], Awaitable[None]]
 
 

@@ -29,11 +29,10 @@ from typing import Any, TextIO
 
 import orjson
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import DefaultPartitioner
-from aiokafka.producer.message_accumulator import BatchBuilder
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from streams.produce import PartitionBatches, Sent
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -331,7 +330,7 @@ async def _send_all(
     pacer: Pacer,
     on_sent: Callable[[int], None],
 ) -> ReplayStats:
-    batches = _Batches(producer, topic, partitions=sorted(await producer.partitions_for(topic)))
+    batches = _Batches(producer, topic)
     start = chunk_start = time.monotonic()
     sent = 0
     first_ts = last_ts = None
@@ -362,41 +361,28 @@ async def _send_all(
 
 
 class _Batches:
-    """Records grouped per partition and handed to the producer one batch at a time.
+    """The replay's records in chunks of per-partition batches (``streams.produce``).
 
-    ``producer.send()`` per record costs more than building the whole batch
-    here (about 2x throughput measured on the RetailRocket sample), and one
-    future per batch keeps the wait for acknowledgements cheap.
+    A chunk's acknowledgements are awaited only after the next chunk is built,
+    which hides the broker's round trip while keeping the outcome exact.
     """
 
-    def __init__(self, producer: AIOKafkaProducer, topic: str, *, partitions: list[int]) -> None:
-        self._producer = producer
+    def __init__(self, producer: AIOKafkaProducer, topic: str) -> None:
+        self._batches = PartitionBatches(producer)
         self._topic = topic
-        self._partitions = partitions
-        # The producer's default: murmur2 of the key, as the Java client does.
-        self._partitioner = DefaultPartitioner()
-        self._open: dict[int, BatchBuilder] = {}
-        self._chunk: list[tuple[asyncio.Future[Any], int]] = []
-        self._chunks: deque[list[tuple[asyncio.Future[Any], int]]] = deque()
+        self._chunk: list[Sent] = []
+        self._chunks: deque[list[Sent]] = deque()
         #: Records added since the last chunk ended.
         self.in_chunk = 0
 
     async def add(self, key: bytes | None, value: bytes) -> None:
-        """Append a record, sending its partition's batch first when that is full."""
-        partition = self._partitioner(key, self._partitions, self._partitions)
-        batch = self._open.get(partition)
-        if batch is None or batch.append(key=key, value=value, timestamp=None) is None:
-            if batch is not None:
-                await self._send(partition)
-            # A fresh batch always takes its first record; timestamp None = now.
-            batch = self._open[partition] = self._producer.create_batch()
-            batch.append(key=key, value=value, timestamp=None)
+        """Append a record to its partition's batch."""
+        await self._batches.add(self._topic, key, value)
         self.in_chunk += 1
 
     async def send(self) -> None:
         """Hand every open batch to the producer; closed batches go out without linger."""
-        for partition in list(self._open):
-            await self._send(partition)
+        self._chunk.extend(await self._batches.submit())
 
     async def end_chunk(self, on_sent: Callable[[int], None], *, keep: int) -> int:
         """Send the chunk, then wait for all but the newest ``keep`` chunks; returns records acked.
@@ -417,12 +403,6 @@ class _Batches:
                 on_sent(count)
             acked += count
         return acked
-
-    async def _send(self, partition: int) -> None:
-        batch = self._open.pop(partition)
-        batch.close()
-        future = await self._producer.send_batch(batch, self._topic, partition=partition)
-        self._chunk.append((future, batch.record_count()))
 
 
 def _ts(event: dict[str, Any]) -> float | None:

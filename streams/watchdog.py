@@ -6,7 +6,9 @@ reported ready and then never consumed, with nothing in its log
 (docs/reliability.md). A healthy fetch loop returns at least once a second,
 busy or idle; offsets are committed only after delivery, so ending the process
 loses nothing. The check runs on its own thread, so a blocked event loop is
-caught too; time spent rebalancing or recovering tables does not count.
+caught too. A rebalance or table recovery may take longer (a large state is
+read back from its changelog) but not for ever: one was seen never to finish
+on a fresh broker, so it gets :data:`RECOVERY_FACTOR` times the limit.
 """
 
 from __future__ import annotations
@@ -24,22 +26,26 @@ log = logging.getLogger(__name__)
 EXIT_STALLED = 75
 #: Seconds between two looks at the fetch loop.
 CHECK_SECONDS = 1.0
+#: How many times the limit a rebalance or table recovery may last.
+RECOVERY_FACTOR = 10
 
 
 @dataclass
 class StallClock:
-    """How long the fetch loop has been still while it should have been turning."""
+    """How long the fetch loop has been still, and how long the worker has been rebalancing."""
 
     limit_seconds: float
     clock: Callable[[], float] = time.monotonic
     #: When the loop was last seen turning, or last had a reason not to (rebalancing).
     _excused_at: float = field(init=False)
+    #: When the current rebalance or recovery began; None while fetching.
+    _paused_at: float | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self._excused_at = self.clock()
 
     def stalled(self, *, last_fetch: float | None, fetching: bool) -> float | None:
-        """Seconds still, once past ``limit_seconds``; else None.
+        """Seconds stuck, once past the limit that applies; else None.
 
         Args:
             last_fetch: ``clock()`` when the fetch loop last returned, None if never.
@@ -48,7 +54,11 @@ class StallClock:
         now = self.clock()
         if not fetching:
             self._excused_at = now
-            return None
+            if self._paused_at is None:
+                self._paused_at = now
+            paused = now - self._paused_at
+            return paused if paused > self.limit_seconds * RECOVERY_FACTOR else None
+        self._paused_at = None
         still = now - max(self._excused_at, last_fetch if last_fetch is not None else -1.0)
         return still if still > self.limit_seconds else None
 
@@ -86,7 +96,7 @@ def watch(
 
 def _exit_stalled(still: float) -> None:
     log.critical(
-        "fetch loop still for %.0f s: ending the worker (exit %d) so that it is restarted; "
+        "fetch loop stuck for %.0f s: ending the worker (exit %d) so that it is restarted; "
         "uncommitted events are fetched again",
         still,
         EXIT_STALLED,

@@ -9,7 +9,6 @@ the tests that need it; nothing is skipped.
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -17,7 +16,7 @@ import pytest
 from hypothesis import settings as hypothesis_settings
 
 from streams.brokers import LocalBroker, local_broker
-from streams.brokers.probe import port_in_use
+from streams.brokers.probe import free_port as free_port_on_host
 from streams.settings import Settings
 
 # CI (`CI=true`) runs the property tests derandomized: the same examples every run, so
@@ -25,17 +24,6 @@ from streams.settings import Settings
 hypothesis_settings.register_profile("ci", derandomize=True)
 if os.environ.get("CI"):
     hypothesis_settings.load_profile("ci")
-
-
-def _free_port(*, span: int = 1) -> int:
-    """A port ``p`` on 127.0.0.1 where ``p .. p + span - 1`` are all free right now."""
-    for _ in range(100):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port: int = sock.getsockname()[1]
-        if port + span <= 65536 and not any(port_in_use(port + i) for i in range(1, span)):
-            return port
-    raise RuntimeError(f"found no {span} consecutive free ports")
 
 
 @pytest.fixture(scope="session")
@@ -50,7 +38,10 @@ def local_kafka(
 ) -> Iterator[LocalBroker]:
     """An Apache Kafka started for this session, stopped at its end."""
     broker = local_broker(
-        "kafka", home=tmp_path_factory.mktemp("kafka"), port=_free_port(span=2), cache=settings.home
+        "kafka",
+        home=tmp_path_factory.mktemp("kafka"),
+        port=free_port_on_host(span=2),
+        cache=settings.home,
     )
     broker.start()
     yield broker
@@ -69,7 +60,7 @@ def kafka_bootstrap(request: pytest.FixtureRequest, settings: Settings) -> str:
 @pytest.fixture(scope="session")
 def tansu_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Bootstrap server of a Tansu started for this session, stopped at its end."""
-    broker = local_broker("tansu", home=tmp_path_factory.mktemp("tansu"), port=_free_port())
+    broker = local_broker("tansu", home=tmp_path_factory.mktemp("tansu"), port=free_port_on_host())
     yield broker.start()
     broker.stop()
 
@@ -77,7 +68,7 @@ def tansu_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture
 def free_port() -> Callable[..., int]:
     """Factory of free ports: ``free_port()``, or ``free_port(span=2)`` for Kafka's pair."""
-    return _free_port
+    return free_port_on_host
 
 
 @pytest.fixture

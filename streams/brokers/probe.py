@@ -95,3 +95,17 @@ def wait_ready(port: int, *, timeout: float, alive: Callable[[], bool]) -> None:
     raise BrokerError(
         f"the broker on {_HOST}:{port} was not ready after {timeout:.0f} s ({last_error})"
     )
+
+
+def free_port(*, span: int = 1) -> int:
+    """A port ``p`` on 127.0.0.1 where ``p .. p + span - 1`` are all free right now.
+
+    Apache Kafka takes two: its client port and the controller port after it.
+    """
+    for _ in range(100):
+        with socket.socket() as sock:
+            sock.bind((_HOST, 0))
+            port: int = sock.getsockname()[1]
+        if port + span <= 65536 and not any(port_in_use(port + i) for i in range(1, span)):
+            return port
+    raise RuntimeError(f"found no {span} consecutive free ports")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from streams.admin import topic_specs
 from streams.app import create_app
 from streams.settings import Settings
 from streams.transport import (
@@ -53,3 +54,15 @@ def test_keys_table_compacts_fast_and_the_agent_reads_privacy_requests() -> None
     assert keys.changelog_topic.compacting
     subscribed = {name for topic in app.topics._topics for name in topic.topics}
     assert {settings.events_topic, settings.privacy_requests_topic} <= subscribed
+
+
+def test_the_changelog_topics_created_up_front_are_the_ones_faust_recovers_from() -> None:
+    settings = Settings(broker_kind="kafka", kafka="127.0.0.1:1", partitions=3, app_id="shop-a")
+    app = create_app(settings, pseudonym_key=KEY, master_key=bytes(32))
+    specs = {spec.name: spec for spec in topic_specs(settings)}
+    for table in ("user_features", "user_keys"):
+        spec = specs[app.tables[table].changelog_topic.get_topic_name()]
+        assert spec.num_partitions == 3
+        assert spec.topic_configs["cleanup.policy"] == "compact"
+    keys = specs[app.tables["user_keys"].changelog_topic.get_topic_name()]
+    assert keys.topic_configs["delete.retention.ms"] == "10000"

@@ -39,7 +39,8 @@ def test_a_still_loop_is_stalled_once_past_the_limit() -> None:
 def test_rebalancing_time_does_not_count_and_a_loop_that_never_fetched_does() -> None:
     clock = Clock()
     stall = StallClock(10.0, clock=clock)
-    clock.now += 500.0  # a long rebalance or table recovery
+    assert stall.stalled(last_fetch=None, fetching=False) is None
+    clock.now += 90.0  # a long rebalance or table recovery
     assert stall.stalled(last_fetch=None, fetching=False) is None
     clock.now += 5.0
     assert stall.stalled(last_fetch=None, fetching=True) is None
@@ -60,3 +61,13 @@ def test_the_thread_acts_once_on_a_stuck_loop(monkeypatch: pytest.MonkeyPatch) -
     assert done.wait(timeout=5.0)
     thread.join(timeout=5.0)
     assert not thread.is_alive() and len(acted) == 1 and acted[0] > 0.05
+
+
+def test_a_rebalance_or_recovery_that_never_ends_is_a_stall_too() -> None:
+    clock = Clock()
+    stall = StallClock(10.0, clock=clock)
+    assert stall.stalled(last_fetch=None, fetching=False) is None
+    clock.now += 10.0 * watchdog.RECOVERY_FACTOR - 1.0
+    assert stall.stalled(last_fetch=None, fetching=False) is None
+    clock.now += 2.0
+    assert stall.stalled(last_fetch=None, fetching=False) == pytest.approx(101.0)
