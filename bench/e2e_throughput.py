@@ -47,13 +47,13 @@ from streams.brokers import local_broker
 from streams.brokers.probe import free_port
 from streams.replay import produce_records, read_events
 from streams.settings import DEFAULT_HOME, BrokerKind, Settings
-from streams.worker import worker_process
+from streams.worker import wait_until_ready, worker_process
 
 DATA = Path("../shared/data/retailrocket-sample/events.csv.gz")
 KEY = "bench-pseudonym-key-0123456789abcdef"
 MASTER_KEY = "ab" * 32
-#: Seconds py-spy samples a worker with ``--profile`` (start-up included: keep N large).
-PROFILE_SECONDS = 20
+#: Seconds py-spy samples a worker with ``--profile``, from its ready signal (keep N large).
+PROFILE_SECONDS = 12
 
 
 @dataclass(frozen=True)
@@ -157,6 +157,7 @@ def _settings(
         pseudonym_key=KEY,
         state_key=MASTER_KEY,
         metrics_port=0,
+        ready_file=Path(tempfile.gettempdir()) / f"bench-{run}-{variant}.ready",
         **extra,  # type: ignore[arg-type]
     )
 
@@ -200,6 +201,7 @@ def run_one(
                     "recommendations_topic": f"bench-recs-{run}-model",
                     "dlq_topic": f"bench-dlq-{run}-model",
                     "model_path": model,
+                    "ready_file": Path(tempfile.gettempdir()) / f"bench-{run}-model.ready",
                 }
             )
         for settings in variants.values():
@@ -232,7 +234,9 @@ def run_one(
                 worker = running.enter_context(
                     worker_process(settings, log_file=workdir / f"{kind}-{variant}.log")
                 )
-                if profile is not None:
+                if profile is not None:  # from ready on: start-up is not the hot path
+                    assert settings.ready_file is not None
+                    wait_until_ready(worker, settings.ready_file)
                     stacks = profile / f"{kind}-{variant}.txt"
                     running.enter_context(py_spy(worker.pid, stacks, seconds=PROFILE_SECONDS))
                 count, span = asyncio.run(_output_span(settings, n, timeout=900, worker=worker))

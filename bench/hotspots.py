@@ -1,8 +1,12 @@
-"""Sample a running process with py-spy and say where its time goes, by module.
+"""Sample a running process with py-spy and say where its main thread's time goes, by module.
 
-Used by ``bench/e2e_throughput.py --profile DIR``. The raw (collapsed) stacks are
-kept for flame graphs; the summary groups each sample's innermost frame by the
-package it belongs to, which is how docs/performance.md reports a profile.
+Used by ``bench/e2e_throughput.py --profile DIR``. The main thread runs the event
+loop and the pipeline; the others (Faust's consumer thread, the metrics server,
+the watchdog) mostly wait and would drown it, so the summary takes the main
+thread's samples alone, its waits in ``select`` shown as such. The raw
+(collapsed) stacks are kept for flame graphs; the summary groups each sample's
+innermost frame by the package it belongs to, which is how docs/performance.md
+reports a profile.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from pathlib import Path
 
 #: ``function (path/to/file.py:123)`` as py-spy writes one frame.
 FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^()]*?):\d+\)$")
+#: The outermost frame of the main thread of a ``python -m`` process.
+MAIN_THREAD = "_run_module_as_main"
 #: Parts of a path that name a library once the site-packages prefix is cut.
 SITE = re.compile(r".*/(?:site|dist)-packages/")
 
@@ -57,7 +63,7 @@ def module_of(frame: str) -> str:
     if match is None:
         return frame
     path = match["file"]
-    if "select" in match["function"] and path.endswith("selectors.py"):
+    if match["function"].endswith("select") and path.endswith("selectors.py"):
         return "waiting (select)"
     relative = SITE.sub("", path)
     if relative != path:
@@ -70,11 +76,12 @@ def module_of(frame: str) -> str:
 
 
 def self_time_by_module(collapsed: Path) -> list[tuple[str, float]]:
-    """Share of samples whose innermost frame is in each module, largest first."""
+    """Share of the main thread's samples whose innermost frame is in each module, largest first."""
     counts: Counter[str] = Counter()
     for line in collapsed.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
-        if stack:
-            counts[module_of(stack.split(";")[-1])] += int(count)
+        frames = stack.split(";")
+        if frames and MAIN_THREAD in frames[0]:
+            counts[module_of(frames[-1])] += int(count)
     total = sum(counts.values()) or 1
     return [(module, n / total) for module, n in counts.most_common()]

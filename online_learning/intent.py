@@ -26,6 +26,7 @@ Examples:
 
 from __future__ import annotations
 
+import bisect
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -258,7 +259,7 @@ def intent_cell(last_type: int, session_events: int, session_carts: int) -> str:
         >>> intent_cell(3, 5, 1), intent_cell(0, 40, 9)
         ('3.3.1', '0.4.3')
     """
-    length = sum(session_events > bound for bound in EVENT_BUCKETS)
+    length = bisect.bisect_left(EVENT_BUCKETS, session_events)  # bounds below the length
     return f"{last_type}.{length}.{min(session_carts, CART_BUCKETS)}"
 
 

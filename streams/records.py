@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from streams.validation import Rejection
 
 Headers = list[tuple[str, bytes]]
 
 
-@dataclass(frozen=True, slots=True)
-class InputRecord:
-    """One consumed record of ``shop.events``, as raw bytes plus its position."""
+class InputRecord(NamedTuple):
+    """One consumed record of ``shop.events``, as raw bytes plus its position.
+
+    A named tuple, not a frozen dataclass: one is made per event, and this is
+    about three times cheaper to build.
+    """
 
     key: bytes | None
     value: bytes | None
