@@ -6,8 +6,9 @@ which capped a worker near 7k events/s before any work (DESIGN.md,
 docs/performance.md). Here the records of the batch topics skip that path: the
 fetcher hands the whole ``getmany`` result to :class:`BatchRoute`'s handler,
 which scores it and returns its delivery. The delivery runs while the next batch
-is fetched and scored (one in flight, in order), and the offsets are committed
-once it is done, that is once the batch's outputs are acknowledged. Faust keeps
+is fetched and scored (one in flight, in order); the offsets of delivered
+batches, whose outputs the broker acknowledged, are committed every
+``broker_commit_interval`` and before partitions are given up. Faust keeps
 everything else: group membership, partition assignment, table recovery,
 standbys, changelog records, timers, lifecycle.
 
@@ -17,11 +18,12 @@ The rules that keep every event (docs/reliability.md):
   the one it was fetched in. A batch that does not start is sought back to its
   first offset on every partition still assigned, so nothing fetched is skipped.
 - Deliveries run one at a time, in fetch order; a failed one crashes the worker.
-- Revocation and shutdown wait for the delivery in flight (:meth:`wait_empty`),
-  so a partition changes hands only after its last batch is committed.
+- Revocation and shutdown wait for the delivery in flight and commit
+  (:meth:`wait_empty`), so a partition changes hands only after its last batch
+  is committed.
 
-The ``kafka-batches://`` scheme (Apache Kafka) and ``tansu://`` (Tansu, with a
-short fetch wait) are registered through the ``faust.transports`` entry point.
+The ``kafka-batches://`` (Apache Kafka) and ``tansu://`` (Tansu) schemes are
+registered through the ``faust.transports`` entry point; both name :class:`Transport`.
 """
 
 from __future__ import annotations
@@ -41,8 +43,8 @@ from faust.types import TP
 
 log = logging.getLogger(__name__)
 
-#: Longest a fetch waits on Tansu; an idle consumer then polls 50 times a second.
-TANSU_FETCH_MAX_WAIT_MS = 20
+#: Longest a fetch waits for records; an idle consumer then polls 50 times a second.
+FETCH_MAX_WAIT_MS = 20
 
 #: Fetched records of the batch topics, by partition, in offset order.
 Fetched = Mapping[TP, Sequence[ConsumerRecord]]
@@ -79,12 +81,19 @@ class BatchingConsumer(aiokafka_driver.Consumer):
     #: ``time.monotonic()`` when the fetch loop last came back, for streams/watchdog.py.
     last_fetch: float | None = None
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Offsets of delivered batches not committed yet, and when the last commit was.
+        self._delivered: dict[TP, int] = {}
+        self._committed_at = time.monotonic()
+
     async def _wait_next_records(self, timeout: float) -> tuple[Any, Any]:
         generation = self.app.consumer_generation_id
         records, active = await super()._wait_next_records(timeout)
         self.last_fetch = time.monotonic()
         route: BatchRoute | None = getattr(self.app, "batch_route", None)
         if not records or route is None:
+            await self._commit_delivered(due_only=True)  # an idle worker commits too
             return records, active
         batch = {tp: rs for tp, rs in records.items() if tp.topic in route.topics}
         if batch:
@@ -104,13 +113,11 @@ class BatchingConsumer(aiokafka_driver.Consumer):
         delivery = route.handle(batch)
         offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
         previous = self._in_flight
-        self._in_flight = asyncio.ensure_future(
-            self._deliver_and_commit(previous, delivery, offsets)
-        )
+        self._in_flight = asyncio.ensure_future(self._deliver(previous, delivery, offsets))
         if previous is not None:
             await asyncio.shield(previous)
 
-    async def _deliver_and_commit(
+    async def _deliver(
         self, previous: asyncio.Task[None] | None, delivery: Delivery, offsets: dict[TP, int]
     ) -> None:
         if previous is not None:
@@ -121,6 +128,23 @@ class BatchingConsumer(aiokafka_driver.Consumer):
             log.exception("delivery of a batch failed: the worker stops, its offsets uncommitted")
             await self.crash(exc)
             raise
+        self._delivered.update(offsets)
+        await self._commit_delivered(due_only=True)
+
+    async def _commit_delivered(self, *, due_only: bool) -> None:
+        """Commit the delivered batches' offsets: at once, or once the commit interval is up.
+
+        Committing less often than every batch costs no duplicates: after a crash
+        the events since the last commit come again, but the recovered states hold
+        their offsets, so they are not answered again (docs/reliability.md).
+        """
+        now = time.monotonic()
+        if not self._delivered or (
+            due_only and now - self._committed_at < self.app.conf.broker_commit_interval
+        ):
+            return
+        offsets, self._delivered = self._delivered, {}
+        self._committed_at = now
         await self._commit_offsets(offsets)
 
     async def _seek_back(self, batch: Fetched) -> None:
@@ -135,42 +159,44 @@ class BatchingConsumer(aiokafka_driver.Consumer):
         )
 
     async def wait_empty(self) -> None:
-        """Also wait for the delivery in flight: revocation and shutdown must follow its commit."""
+        """Also finish the delivery in flight and commit: revocation and shutdown follow that."""
         task = self._in_flight
         if task is not None and not task.done():
             await asyncio.wait([task])
+        await self._commit_delivered(due_only=False)
         await super().wait_empty()
 
 
-class Transport(aiokafka_driver.Transport):
-    """Faust's aiokafka transport with :class:`BatchingConsumer`, for ``kafka-batches://``."""
-
-    Consumer: ClassVar[type[aiokafka_driver.Consumer]] = BatchingConsumer
-
-
-class TansuConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
+class ShortWaitConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
     """The aiokafka consumer thread, with the fetch wait lowered before it starts.
 
-    Tansu does not answer a waiting fetch when new records arrive; it answers when
-    ``fetch_max_wait_ms`` runs out. Faust hard-codes 1,500 ms, which put the demo's
-    median event-to-recommendation latency near 420 ms on Tansu (docs/brokers.md).
+    Faust hard-codes ``fetch_max_wait_ms`` at 1,500 ms. Tansu answers a waiting
+    fetch only when that runs out, which put the demo's median latency near
+    420 ms (docs/brokers.md). Apache Kafka answers early, but aiokafka keeps one
+    fetch in flight per broker: records arriving for a partition left out of the
+    pending fetch waited for it, up to 1.5 s at the end of a burst (p99 1.6 s at
+    2,000 events/s, docs/performance.md). An idle consumer now polls 50 times a
+    second instead.
     """
 
     def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
         # aiokafka hands this to its Fetcher at start(); Faust offers no setting for it.
-        consumer._fetch_max_wait_ms = TANSU_FETCH_MAX_WAIT_MS
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
         return consumer
 
 
-class TansuConsumer(BatchingConsumer):
-    """:class:`BatchingConsumer` using :class:`TansuConsumerThread`."""
+class ShortWaitConsumer(BatchingConsumer):
+    """:class:`BatchingConsumer` using :class:`ShortWaitConsumerThread`."""
 
-    def _new_consumer_thread(self) -> TansuConsumerThread:
-        return TansuConsumerThread(self, loop=self.loop, beacon=self.beacon)
+    def _new_consumer_thread(self) -> ShortWaitConsumerThread:
+        return ShortWaitConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
 
-class TansuTransport(aiokafka_driver.Transport):
-    """The transport for ``tansu://`` broker URLs."""
+class Transport(aiokafka_driver.Transport):
+    """Faust's aiokafka transport with :class:`ShortWaitConsumer`.
 
-    Consumer: ClassVar[type[aiokafka_driver.Consumer]] = TansuConsumer
+    Registered for ``kafka-batches://`` (Apache Kafka) and ``tansu://`` (Tansu).
+    """
+
+    Consumer: ClassVar[type[aiokafka_driver.Consumer]] = ShortWaitConsumer

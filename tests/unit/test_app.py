@@ -6,10 +6,9 @@ from streams.admin import topic_specs
 from streams.app import create_app
 from streams.settings import Settings
 from streams.transport import (
-    TANSU_FETCH_MAX_WAIT_MS,
+    FETCH_MAX_WAIT_MS,
     BatchingConsumer,
-    TansuConsumer,
-    TansuTransport,
+    ShortWaitConsumer,
     Transport,
 )
 
@@ -20,10 +19,10 @@ def test_tansu_latency_fix_uses_the_short_fetch_wait_transport() -> None:
     app = create_app(
         Settings(broker_kind="tansu", kafka="127.0.0.1:1"), pseudonym_key=KEY, master_key=bytes(32)
     )
-    assert type(app.transport) is TansuTransport
-    assert app.transport.Consumer is TansuConsumer
-    assert issubclass(TansuConsumer, BatchingConsumer)
-    assert TANSU_FETCH_MAX_WAIT_MS <= 50
+    assert type(app.transport) is Transport
+    assert app.transport.Consumer is ShortWaitConsumer
+    assert issubclass(ShortWaitConsumer, BatchingConsumer)
+    assert FETCH_MAX_WAIT_MS <= 50
     assert app.conf.broker_session_timeout == 6.0
 
 
@@ -31,7 +30,7 @@ def test_apache_kafka_uses_the_batching_transport_with_batch_sized_polls() -> No
     settings = Settings(broker_kind="kafka", kafka="127.0.0.1:1", batch_max=777)
     app = create_app(settings, pseudonym_key=KEY, master_key=bytes(32))
     assert type(app.transport) is Transport
-    assert app.transport.Consumer is BatchingConsumer
+    assert app.transport.Consumer is ShortWaitConsumer
     assert app.conf.broker_max_poll_records == 777
 
 
