@@ -66,7 +66,9 @@ class RecordValidator:
 
     def __init__(self, *, max_bytes: int, schema: str = EVENT_SCHEMA) -> None:
         self._max_bytes = max_bytes
-        self._check = fastjsonschema.compile(load_schema(schema))
+        published = load_schema(schema)
+        self._condition = ConditionalRequired.split_from(published)
+        self._check = fastjsonschema.compile(published)
 
     def __call__(self, raw: bytes | None) -> dict[str, Any] | Rejection:
         if raw is None:
@@ -83,6 +85,59 @@ class RecordValidator:
             self._check(event)
         except fastjsonschema.JsonSchemaValueException as exc:
             return _schema_failure(exc)
+        if self._condition is not None:
+            return self._condition.check(event)
+        return event
+
+
+@dataclass(frozen=True, slots=True)
+class ConditionalRequired:
+    """A schema's ``if {field: const} then required A else required B``, checked without raising.
+
+    fastjsonschema checks ``if`` by raising and catching an exception, which took
+    a tenth of a worker's time (docs/performance.md); this is the same rule, read
+    from the published schema.
+
+    Examples:
+        >>> rule = ConditionalRequired("type", "search", ("query",), ("item_id",))
+        >>> rule.check({"type": "view"}).reason
+        <Reason.MISSING_FIELD: 'missing_field'>
+        >>> rule.check({"type": "search", "query": "shoes"})
+        {'type': 'search', 'query': 'shoes'}
+    """
+
+    field: str
+    value: Any
+    then_required: tuple[str, ...]
+    else_required: tuple[str, ...]
+
+    @classmethod
+    def split_from(cls, schema: dict[str, Any]) -> ConditionalRequired | None:
+        """Take the rule out of ``schema`` (which then compiles without it); None if it has none.
+
+        Raises:
+            ValueError: the schema's ``if`` is of another form than this one.
+        """
+        if "if" not in schema:
+            return None
+        condition = schema.pop("if")
+        then, otherwise = schema.pop("then", {}), schema.pop("else", {})
+        (field, rule), *more = condition.get("properties", {}).items()
+        if more or set(rule) != {"const"} or (set(then) | set(otherwise)) - {"required"}:
+            raise ValueError(f"unsupported conditional in schema: {condition}")
+        return cls(
+            field,
+            rule["const"],
+            tuple(then.get("required", ())),
+            tuple(otherwise.get("required", ())),
+        )
+
+    def check(self, event: dict[str, Any]) -> dict[str, Any] | Rejection:
+        """``event`` when it has the fields its branch requires, else the rejection."""
+        required = self.then_required if event.get(self.field) == self.value else self.else_required
+        missing = [name for name in required if name not in event]
+        if missing:
+            return Rejection(Reason.MISSING_FIELD, f"missing {','.join(missing)}")
         return event
 
 
