@@ -96,9 +96,26 @@ class ModelFollower:
         log.warning("now scoring with model %s (on probation)", scorer.version)
 
     def _failed_probation(self, version: str, reason: str) -> None:
+        """Mark ``version`` rejected and, if it is still CURRENT, point CURRENT back too.
+
+        The pipeline is already serving the version before it again; CURRENT must
+        follow, or a learner (re)started now would refuse to start from a rejected
+        version, and new workers would load it first.
+        """
         self._metrics.swapped("failed_probation")
         self.rejected.append(version)
         self._store.mark_rejected(version, f"online metric: {reason}")
+        restored = self._pipeline.ranker.primary.version
+        if self._store.current() != version:
+            return
+        try:
+            self._store.set_current(restored, verify=False)
+        except RegistryError as exc:  # the baseline, or a version gone from the store
+            log.error(
+                "CURRENT stays on rejected %s: cannot point it at %s: %s", version, restored, exc
+            )
+        else:
+            log.warning("CURRENT rolled back from %s to %s", version, restored)
 
     def _load(self, version: str) -> CheckpointScorer:
         checkpoint = self._store.verify(version)  # marks the version rejected when it fails
