@@ -123,10 +123,20 @@ def rollback(settings: Settings, version: str) -> Announcement:
 def _announce_and_set_current(
     settings: Settings, store: ModelStore, announcement: Announcement
 ) -> None:
-    # Announce first: a CURRENT that no worker was told about would make the store
-    # and the fleet disagree, while an announcement that is never made current is
-    # repaired by announcing again.
-    announce(settings, announcement)
+    # CURRENT first: a version that was announced, and so maybe served, must be the
+    # one a restarted learner goes on from, or the privacy its updates spent would
+    # not be counted in what follows. A crash in between leaves CURRENT on a version
+    # no worker was told about, which the learner's next version (its child) repairs.
+    # (The very first version has nothing to go back to, so it is made current after.)
+    previous = store.current()
+    if previous is not None:
+        store.set_current(announcement.version, verify=False)
+    try:
+        announce(settings, announcement)
+    except BrokerError:
+        if previous is not None:  # never released: as if it had not been published
+            store.set_current(previous, verify=False)
+        raise
     store.set_current(announcement.version, verify=False)
     log.info("announced %s on %s", announcement.version, settings.models_topic)
 
