@@ -1,6 +1,6 @@
 """Per-user behaviour features, kept in the ``user_features`` table.
 
-Plain module (no Faust): the agent reads a user's state once per batch, applies
+Plain module (no Faust): the worker reads a user's state once per batch, applies
 that user's events in order with :func:`apply_event`, and writes it back once.
 State is stored as compact bytes (an orjson array), keyed by pseudonym, and
 holds no raw ids: the session id is stored as its keyed pseudonym too.

@@ -111,7 +111,7 @@ class WorkerMetrics:
         self.erasures = Counter("intentstream_erasures", "Erasure requests applied.", registry=r)
         self.batch_size = Histogram(
             "intentstream_batch_size_events",
-            "Records per agent batch.",
+            "Records per fetched batch.",
             buckets=BATCH_BUCKETS,
             registry=r,
         )
@@ -123,13 +123,13 @@ class WorkerMetrics:
         )
         self.batch_seconds = Histogram(
             "intentstream_batch_seconds",
-            "Time to process one agent batch (validate, state, privacy, score).",
+            "Time to score one fetched batch (validate, state, privacy, rank).",
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
         self.scoring_seconds = Histogram(
             "intentstream_scoring_seconds",
-            "Time spent ranking in one agent batch.",
+            "Time spent ranking in one fetched batch.",
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
@@ -211,7 +211,7 @@ class WorkerMetrics:
         records: int,
         seconds: float,
     ) -> None:
-        """Count one agent batch (``seconds`` to process) and refresh the gauges."""
+        """Count one fetched batch (``seconds`` to score) and refresh the gauges."""
         self.batch_seconds.observe(seconds)
         self.scoring_seconds.observe(result.scoring_seconds)
         for latency in result.latencies:
