@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from streams.admin import ensure_topics
+from streams.brokers import LocalBroker, local_broker
 from streams.errors import WorkerError
 from streams.settings import BrokerKind, Settings
 from streams.worker import wait_until_ready, worker_process
@@ -70,3 +71,16 @@ def stop_worker(process: subprocess.Popen[bytes]) -> int:
     """SIGTERM and wait, as an orchestrator would stop it; returns the exit code."""
     process.send_signal(signal.SIGTERM)
     return process.wait(timeout=30)
+
+
+@pytest.fixture
+def own_kafka(
+    tmp_path: Path, settings: Settings, free_port: Callable[..., int]
+) -> Iterator[LocalBroker]:
+    """An Apache Kafka for this test alone, which it may stop and start again."""
+    broker = local_broker(
+        "kafka", home=tmp_path / "broker", port=free_port(span=2), cache=settings.home
+    )
+    broker.start()
+    yield broker
+    broker.stop()

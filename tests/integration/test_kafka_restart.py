@@ -12,12 +12,12 @@ printed; its bound guards correctness, it is no performance target
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from streams.brokers import LocalBroker, local_broker
+from streams.brokers import LocalBroker
 from streams.settings import Settings
 from tests.integration.restart import restart_mid_stream
 from tests.integration.test_crash import BATCH_MAX, _events
@@ -27,19 +27,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.kafka]
 N_EVENTS = 6_000
 #: Generous: a worker that needs longer than this to resume is broken, not slow.
 RECOVERY_BOUND_SECONDS = 60.0
-
-
-@pytest.fixture
-def own_kafka(
-    tmp_path: Path, settings: Settings, free_port: Callable[..., int]
-) -> Iterator[LocalBroker]:
-    """An Apache Kafka for this test alone, which it may stop and start again."""
-    broker = local_broker(
-        "kafka", home=tmp_path / "broker", port=free_port(span=2), cache=settings.home
-    )
-    broker.start()
-    yield broker
-    broker.stop()
 
 
 @pytest.mark.parametrize("hard", [False, True], ids=["sigterm", "sigkill"])
