@@ -96,6 +96,9 @@ def test_a_live_worker_and_learner_export_every_metric_the_alerts_and_dashboards
         kafka_bootstrap,
         "kafka",
         partitions=2,
+        # Small batches: a user's list is set when their batch is scored, so the
+        # drift detector needs each user's events spread over many batches.
+        batch_max=10,
         model_store=tmp_path / "store",
         learn_update_every=16,
         learn_publish_every=64,
