@@ -13,7 +13,6 @@ import logging
 import time
 
 import faust
-from aiokafka.structs import ConsumerRecord
 
 from streams.metrics import WorkerMetrics
 from streams.pipeline import BatchResult, EventPipeline
@@ -72,7 +71,7 @@ def register_agents(
         delivery, and a failed delivery stops the worker, so memory never gets
         ahead of what the broker holds for longer than the worker lives.
         """
-        records = [_input_record(record) for batch in fetched.values() for record in batch]
+        records = [InputRecord.consumed(r) for batch in fetched.values() for r in batch]
         started = time.perf_counter()
         result = pipeline.process(records, read_state=state_store.get, read_key=key_store.get)
         seconds = time.perf_counter() - started
@@ -91,17 +90,6 @@ def register_agents(
         return deliver
 
     route_batches(app, topics.inputs, recommend_for_events)
-
-
-def _input_record(record: ConsumerRecord) -> InputRecord:
-    return InputRecord(
-        key=record.key,
-        value=record.value,
-        topic=record.topic,
-        partition=record.partition,
-        offset=record.offset,
-        timestamp=record.timestamp / 1000.0,
-    )
 
 
 def _waves(

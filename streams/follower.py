@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.records import InputRecord
 from streams.settings import Settings
@@ -42,7 +42,7 @@ async def follow(settings: Settings, topic: str, *, apply: Apply, loaded: asynci
             batches = await consumer.getmany(
                 timeout_ms=POLL_TIMEOUT_MS, max_records=MAX_POLL_RECORDS
             )
-            records = [input_record(r) for messages in batches.values() for r in messages]
+            records = [InputRecord.consumed(r) for messages in batches.values() for r in messages]
             if records:
                 await apply(records)
             if loaded.is_set() or not consumer.assignment():
@@ -52,18 +52,6 @@ async def follow(settings: Settings, topic: str, *, apply: Apply, loaded: asynci
                 loaded.set()
     finally:
         await consumer.stop()
-
-
-def input_record(message: ConsumerRecord[bytes, bytes]) -> InputRecord:
-    """The plain record of a consumed aiokafka message."""
-    return InputRecord(
-        key=message.key,
-        value=message.value,
-        topic=message.topic,
-        partition=message.partition,
-        offset=message.offset,
-        timestamp=message.timestamp / 1000.0,
-    )
 
 
 async def _reached(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> bool:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from streams.validation import Rejection
+
+if TYPE_CHECKING:
+    from aiokafka import ConsumerRecord
 
 Headers = list[tuple[str, bytes]]
 
@@ -24,6 +27,18 @@ class InputRecord(NamedTuple):
     partition: int
     offset: int
     timestamp: float  # Kafka record timestamp, epoch seconds
+
+    @classmethod
+    def consumed(cls, record: ConsumerRecord[bytes, bytes]) -> InputRecord:
+        """The plain record of a message an aiokafka consumer fetched."""
+        return cls(
+            record.key,
+            record.value,
+            record.topic,
+            record.partition,
+            record.offset,
+            record.timestamp / 1000.0,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,6 +48,17 @@ def _events(count: int) -> list[tuple[bytes, bytes]]:
     return out
 
 
+def with_backlog(
+    make: Callable[..., Settings], bootstrap: str, **overrides: object
+) -> Settings:
+    """Settings for these tests (4 partitions, small batches), ``N_EVENTS`` already produced."""
+    settings = make(
+        bootstrap, "kafka", partitions=4, batch_max=BATCH_MAX, text_search=False, **overrides
+    )
+    asyncio.run(produce(settings.bootstrap, settings.events_topic, _events(N_EVENTS)))
+    return settings
+
+
 async def _count_answers(settings: Settings, at_least: int, timeout: float) -> int:
     """Wait until the recommendations topic holds ``at_least`` records; returns how many."""
     consumer = AIOKafkaConsumer(
@@ -89,10 +100,7 @@ def test_kill_9_mid_stream_loses_nothing_and_duplicates_at_most_one_small_batch(
     make_settings: Callable[..., Settings],
     start_worker: Callable[[Settings], subprocess.Popen[bytes]],
 ) -> None:
-    settings = make_settings(
-        kafka_bootstrap, "kafka", partitions=4, batch_max=BATCH_MAX, text_search=False
-    )
-    asyncio.run(produce(settings.bootstrap, settings.events_topic, _events(N_EVENTS)))
+    settings = with_backlog(make_settings, kafka_bootstrap)
     worker = start_worker(settings)
     answered_before = asyncio.run(_count_answers(settings, N_EVENTS // 3, timeout=120))
     os.kill(worker.pid, signal.SIGKILL)  # mid-stream: no shutdown, no final commit
@@ -108,10 +116,7 @@ def test_a_worker_joining_and_one_leaving_mid_stream_lose_nothing(
     make_settings: Callable[..., Settings],
     start_worker: Callable[[Settings], subprocess.Popen[bytes]],
 ) -> None:
-    settings = make_settings(
-        kafka_bootstrap, "kafka", partitions=4, batch_max=BATCH_MAX, text_search=False
-    )
-    asyncio.run(produce(settings.bootstrap, settings.events_topic, _events(N_EVENTS)))
+    settings = with_backlog(make_settings, kafka_bootstrap)
     first = start_worker(settings)
     asyncio.run(_count_answers(settings, N_EVENTS // 4, timeout=120))
     start_worker(settings)  # joins the group: the partitions are shared out again

@@ -22,13 +22,11 @@ import pytest
 from streams.brokers import LocalBroker
 from streams.settings import Settings
 from streams.watchdog import EXIT_STALLED
-from tests.integration.kafka_io import produce
 from tests.integration.test_crash import (
-    BATCH_MAX,
     N_EVENTS,
     _assert_every_event_answered_and_few_twice,
     _count_answers,
-    _events,
+    with_backlog,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka]
@@ -42,15 +40,7 @@ def test_a_worker_stuck_behind_a_paused_broker_exits_75_and_a_restart_loses_noth
     start_worker: Callable[[Settings], subprocess.Popen[bytes]],
     tmp_path: Path,
 ) -> None:
-    settings = make_settings(
-        own_kafka.bootstrap,
-        "kafka",
-        partitions=4,
-        batch_max=BATCH_MAX,
-        text_search=False,
-        stall_seconds=STALL_SECONDS,
-    )
-    asyncio.run(produce(settings.bootstrap, settings.events_topic, _events(N_EVENTS)))
+    settings = with_backlog(make_settings, own_kafka.bootstrap, stall_seconds=STALL_SECONDS)
     worker = start_worker(settings)
     assert asyncio.run(_count_answers(settings, N_EVENTS // 10, timeout=120)) < N_EVENTS
     broker_pid = own_kafka.status().pid

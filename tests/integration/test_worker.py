@@ -125,10 +125,7 @@ def test_exact_recommendations_and_dead_letters_on_kafka(
         settings, pseudonymizer=Pseudonymizer(TEST_KEY.encode()), master_key=TEST_MASTER_KEY
     )
     expected = expected_pipeline.process(
-        [
-            InputRecord(m.key, m.value, m.topic, m.partition, m.offset, m.timestamp / 1000)
-            for m in inputs
-        ],
+        [InputRecord.consumed(m) for m in inputs],
         read_state=lambda _: None,
         read_key=lambda _: None,
     )
