@@ -1,6 +1,6 @@
 """Quality cost of differential privacy: DP-SGD at epsilon 1, 4, 8 against non-private training.
 
-Every model trains with :func:`model.fit.fit` under the same wall-clock budget
+Every model trains with :func:`model.training.fit.fit` under the same wall-clock budget
 (``--minutes``; a run stops after the epoch that passes it) and is judged on the
 validation split (the last 10 % of the training sessions, 20,000 seeded prefixes;
 ``--test`` also scores the test cases once). The DP runs calibrate their noise for
@@ -25,9 +25,9 @@ from typing import Any
 
 import torch
 
-from model.evaluate import checkpoint_factory, load_protocol, run_evaluation
-from model.fit import fit, validation_split
-from model.train import EpochReport, TrainConfig
+from model.evaluation.evaluate import checkpoint_factory, load_protocol, run_evaluation
+from model.training.fit import fit, validation_split
+from model.training.train import EpochReport, TrainConfig
 
 
 def head_file(data: Path, sessions: int, out: Path) -> Path:

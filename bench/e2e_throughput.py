@@ -42,12 +42,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from hotspots import py_spy, self_time_by_module
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from streams.admin import ensure_topics
 from streams.brokers import local_broker
 from streams.brokers.probe import free_port
-from streams.replay import produce_records, read_events
+from streams.kafka.admin import ensure_topics
+from streams.kafka.produce import produce_records
+from streams.ops.event_log import read_events
 from streams.settings import DEFAULT_HOME, BrokerKind, Settings
-from streams.worker import wait_until_ready, worker_process
+from streams.worker.process import wait_until_ready, worker_process
 
 DATA = Path("../shared/data/retailrocket-sample/events.csv.gz")
 KEY = "bench-pseudonym-key-0123456789abcdef"
@@ -155,7 +156,7 @@ def _settings(
         dlq_topic=f"bench-dlq-{run}-{variant}",
         items_topic=f"bench-items-{run}",
         pseudonym_key=KEY,
-        state_key=MASTER_KEY,
+        master_key=MASTER_KEY,
         metrics_port=0,
         ready_file=Path(tempfile.gettempdir()) / f"bench-{run}-{variant}.ready",
         **extra,  # type: ignore[arg-type]

@@ -2,7 +2,7 @@
 
 Same Faust settings and batched sends as the worker, but Faust's stock per-record
 path batched with ``take_events`` (how the worker read its input before
-streams/transport.py) and no work: each event's bytes go straight to the
+streams/kafka/transport.py) and no work: each event's bytes go straight to the
 recommendations topic.
 Configured like a worker, from ``INTENTSTREAM_*`` variables.
 
@@ -15,10 +15,10 @@ from collections.abc import AsyncIterator
 
 import faust
 
-from streams.app import faust_options
-from streams.produce import kafka_producer, send_all
-from streams.records import OutputRecord
+from streams.kafka.produce import kafka_producer, send_all
+from streams.pipeline.records import OutputRecord
 from streams.settings import Settings
+from streams.worker.app import faust_options
 
 #: Seconds ``take_events`` waits to fill a batch.
 BATCH_WITHIN = 0.02

@@ -29,7 +29,8 @@ from scipy.stats import rankdata
 from model.batches import HistoryBatch, gap_bucket, pad_histories
 from model.config import ScorerConfig
 from model.scorer import SequenceScorer
-from model.sessions import ItemVocab, Session, load_sessions
+from model.sessions import Session, load_sessions
+from model.vocab import ItemVocab
 from online_learning.intent import EVENT_TYPES, IntentModel, intent_features
 
 DATA = Path("../shared/data/retailrocket-sample/events.csv.gz")

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import orjson
 
-from streams.pipeline import EventPipeline
-from streams.pseudonym import Pseudonymizer
-from streams.records import InputRecord
-from streams.replay import read_events
+from streams.ops.event_log import read_events
+from streams.pipeline.build import build_pipeline
+from streams.pipeline.pseudonyms import Pseudonymizer
+from streams.pipeline.records import InputRecord
 from streams.settings import Settings
 
 DATA = Path("../shared/data/retailrocket-sample/events.csv.gz")
@@ -34,14 +34,14 @@ def main() -> None:
     events = sorted(read_events(DATA), key=lambda e: float(e["ts"]))
     purchases = sum(e["type"] == "purchase" for e in events)
     days = (float(events[-1]["ts"]) - float(events[0]["ts"])) / 86_400
-    pipeline = EventPipeline(
+    pipeline = build_pipeline(
         Settings(pseudonym_key=KEY, text_search=False),
         pseudonymizer=Pseudonymizer(KEY.encode()),
         master_key=bytes(32),
     )
     # Refit after every window, as in production where windows end hourly (a replay ends
     # them in seconds, and the worker would refit at most every 5 s of wall time).
-    pipeline.cell_intent.refit_seconds = 0.0
+    pipeline.intent.cell.refit_seconds = 0.0
     states: dict[bytes, bytes] = {}
     keys: dict[bytes, bytes] = {}
     records = [
@@ -58,16 +58,16 @@ def main() -> None:
     print(f"{len(events):,} events over {days:.1f} days, {purchases:,} purchases ({100 * p:.2f} %)")
     print(
         f"{pipeline.shared.released_windows} hourly windows released; the river model learned "
-        f"{pipeline.cell_intent.weight:,.0f} released cases"
+        f"{pipeline.intent.cell.weight:,.0f} released cases"
     )
     print(
         "| intent model | scored events | log-loss, all | log-loss, last 1,000 |\n|---|---|---|---|"
     )
-    for name, loss in pipeline.intent_loss.items():
+    for name, loss in pipeline.intent.loss.items():
         snap = loss.snapshot()
         print(f"| {name} | {snap.n:,} | {snap.log_loss:.4f} | {snap.window_log_loss:.4f} |")
     print(f"| constant {100 * p:.2f} % (knows the answer) | {len(events):,} | {constant:.4f} | - |")
-    print(f"served at the end: {'river' if pipeline.river_serves() else 'rate'}")
+    print(f"served at the end: {'river' if pipeline.intent.river_serves() else 'rate'}")
 
 
 if __name__ == "__main__":

@@ -8,11 +8,11 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from streams.admin import ensure_topics
 from streams.brokers import local_broker
 from streams.brokers.probe import free_port
+from streams.kafka.admin import ensure_topics
 from streams.settings import DEFAULT_HOME, Settings
-from streams.worker import read_ready, wait_until_ready, worker_process
+from streams.worker.process import read_ready, wait_until_ready, worker_process
 
 KEY = "bench-pseudonym-key-0123456789abcdef"
 MASTER_KEY = "ab" * 32
@@ -46,7 +46,7 @@ def run_settings(bootstrap: str, name: str, workdir: Path, **extra: object) -> S
         privacy_requests_topic=f"requests-{run}",
         privacy_audit_topic=f"audit-{run}",
         pseudonym_key=KEY,
-        state_key=MASTER_KEY,
+        master_key=MASTER_KEY,
         metrics_port=0,
         ready_file=workdir / f"{name}.ready",
         **extra,  # type: ignore[arg-type]

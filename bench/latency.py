@@ -2,7 +2,7 @@
 
 One ``intentstream worker`` (default settings: baseline scorer, text encoder
 loaded) on a local Apache Kafka; RetailRocket events are replayed with
-``streams.replay.replay`` at each fixed rate for ``--seconds`` (fresh user ids
+``streams.ops.replay.replay`` at each fixed rate for ``--seconds`` (fresh user ids
 per load, so no load's users warm the next). Latency is the worker's own
 ``latency_ms`` of each recommendation: from the event record's timestamp (set
 by the producer when it sent it) to the recommendation being scored. Beside it,
@@ -27,7 +27,8 @@ from aiokafka import AIOKafkaConsumer
 from kafka.admin import ConfigResource, KafkaAdminClient
 from kafka_run import fresh_kafka, ready_worker, run_settings
 
-from streams.replay import read_events, replay
+from streams.ops.event_log import read_events
+from streams.ops.replay import replay
 from streams.settings import Settings
 
 DATA = Path("../shared/data/retailrocket-sample/events.csv.gz")

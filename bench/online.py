@@ -10,7 +10,7 @@ clicked item (prequential HR@10 and NDCG@10, ``online_learning.prequential``):
 * (b) **incremental**: the same start, updated from the stream by
   ``online_learning.trainer.IncrementalTrainer`` (every 256 new sessions-so-far,
   4 steps, half replayed from a reservoir seeded with the training sessions);
-* (c) **online co-occurrence**: the stream baseline (``model.baseline``) learning
+* (c) **online co-occurrence**: the stream baseline (``model.serving.baseline``) learning
   every click as it comes (no DP here, so it is its best case).
 
 All three run in the same process on the same clicks, in chunks of 200 clicks
@@ -32,16 +32,16 @@ from pathlib import Path
 
 import torch
 
-from model.baseline import CooccurrenceRecommender
 from model.config import ScorerConfig
-from model.evaluate import load_protocol
+from model.evaluation.evaluate import load_protocol
 from model.scorer import SequenceScorer
-from model.serving import top_items
-from model.sessions import ItemVocab
-from model.train import TrainConfig, train
+from model.serving.baseline import CooccurrenceRecommender
+from model.serving.ranker import top_items
+from model.training.train import TrainConfig, train
+from model.vocab import ItemVocab
 from online_learning.prequential import PrequentialRanking
 from online_learning.trainer import IncrementalTrainer, UpdateConfig
-from streams.replay import read_events
+from streams.ops.event_log import read_events
 
 DATA = Path("../shared/data/yoochoose-100k")
 K = 10
@@ -69,7 +69,8 @@ def main() -> None:
     torch.set_num_threads(2)
     frozen, vocab, train_sequences, pretrain_s = pretrain(args.epochs, args.seed)
     learner = copy.deepcopy(frozen)
-    # The trainer's own vocabulary: it adds the items new in the test clicks (model/grow.py).
+    # The trainer's own vocabulary: it adds the items new in the test clicks
+    # (model/training/grow.py).
     trainer = IncrementalTrainer(
         learner, copy.deepcopy(vocab), config=UpdateConfig(seed=args.seed), replay=train_sequences
     )

@@ -6,7 +6,7 @@ processes and the ``intentstream learn`` process, with models published to the
 store and hot-swapped from ``shop.models``.
 
 1. A transformer (d = 64, full softmax) is trained on ``yoochoose-100k/train.csv.gz``
-   with :func:`model.fit.fit` (what ``intentstream train`` runs).
+   with :func:`model.training.fit.fit` (what ``intentstream train`` runs).
 2. Three workers read the same events topic, each in its own consumer group with
    its own outputs:
 
@@ -54,18 +54,19 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
-from model.fit import fit
-from model.train import TrainConfig
+from model.training.fit import fit
+from model.training.train import TrainConfig
 from online_learning.prequential import PrequentialRanking
 from online_learning.registry import Announcement
-from streams.admin import ensure_topics
 from streams.brokers import local_broker
 from streams.brokers.probe import free_port
-from streams.releases import publish
-from streams.replay import read_events, replay
+from streams.kafka.admin import ensure_topics
+from streams.kafka.announce import publish
+from streams.ops.event_log import read_events
+from streams.ops.replay import replay
+from streams.ops.status import Scrape, scrape
 from streams.settings import DEFAULT_HOME, Settings
-from streams.status import Scrape, scrape
-from streams.worker import read_ready, wait_until_ready, worker_process
+from streams.worker.process import read_ready, wait_until_ready, worker_process
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # after choosing the file-only backend
@@ -100,7 +101,7 @@ def _settings(bootstrap: str, run: str, workdir: Path) -> dict[str, Settings]:
         broker_kind="kafka",
         events_topic=f"events-{run}",
         pseudonym_key=KEY,
-        state_key=MASTER_KEY,
+        master_key=MASTER_KEY,
         partitions=4,
         text_search=False,
         model_store=workdir / "store",

@@ -19,15 +19,15 @@ from pathlib import Path
 
 from e2e_throughput import DATA, KEY, _events
 
-from streams.pipeline import EventPipeline
-from streams.pseudonym import Pseudonymizer
-from streams.records import InputRecord
+from streams.pipeline.build import build_pipeline
+from streams.pipeline.pseudonyms import Pseudonymizer
+from streams.pipeline.records import InputRecord
 from streams.settings import Settings
 
 
 def run(records: list[InputRecord], batch: int) -> float:
     """Seconds to process ``records`` in batches of ``batch`` through a fresh pipeline."""
-    pipeline = EventPipeline(
+    pipeline = build_pipeline(
         Settings(pseudonym_key=KEY, text_search=False),
         pseudonymizer=Pseudonymizer(KEY.encode()),
         master_key=bytes(32),

@@ -1,7 +1,7 @@
 """What privacy costs: pipeline throughput with it on and off, and erasure latency.
 
 1. **Throughput, same run, same events** (RetailRocket, repeated with fresh user
-   ids): the pure per-batch pipeline (``streams.pipeline.EventPipeline``) in
+   ids): the pure per-batch pipeline (``streams.pipeline.batch.EventPipeline``) in
    batches of 2,000, with privacy on (HMAC pseudonyms, AES-GCM sealed state with
    per-user keys, DP budget and bounded contributions, threshold releases) and
    with each part swapped for a pass-through (``off``), so the difference is
@@ -30,17 +30,19 @@ import numpy as np
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from streams.admin import ensure_topics
 from streams.brokers import local_broker
-from streams.crypto import StateCipher
-from streams.features import UserFeatures
-from streams.pipeline import EventPipeline
-from streams.privacy import PrivacyBudget, ThresholdCounts, noisy_vector
-from streams.pseudonym import Pseudonymizer
-from streams.records import InputRecord
-from streams.replay import produce_records, read_events
+from streams.kafka.admin import ensure_topics
+from streams.kafka.produce import produce_records
+from streams.ops.event_log import read_events
+from streams.pipeline.batch import EventPipeline
+from streams.pipeline.build import build_pipeline
+from streams.pipeline.crypto import StateCipher
+from streams.pipeline.dp import PrivacyBudget, ThresholdCounts, noisy_vector
+from streams.pipeline.pseudonyms import Pseudonymizer
+from streams.pipeline.records import InputRecord
+from streams.pipeline.state import UserState
 from streams.settings import DEFAULT_HOME, Settings
-from streams.worker import worker_process
+from streams.worker.process import worker_process
 
 DATA = Path("../shared/data/retailrocket-sample/events.csv.gz")
 KEY = "bench-pseudonym-key-0123456789abcdef"
@@ -75,11 +77,11 @@ class RawSharedCounts:
     """Privacy off: the baseline learns every event's counts at once, no budget, no noise."""
 
     def __init__(self, pipeline: EventPipeline) -> None:
-        self._recommender, self._intent = pipeline.recommender, pipeline.intent
+        self._recommender, self._intent = pipeline.ranker.fallback, pipeline.intent.rate
 
     def contribute(
         self,
-        state: UserFeatures,
+        state: UserState,
         *,
         item: str | None,
         previous_item: str | None,
@@ -92,6 +94,9 @@ class RawSharedCounts:
             self._recommender.learn_one(history, item)
         if previous_cell is not None:
             self._intent.learn_one(int(previous_cell.split(".")[0]), current_type)
+
+    def due(self, now: float) -> bool:
+        return False
 
     def advance(self, now: float) -> int:
         return 0
@@ -111,11 +116,15 @@ def _records(n: int) -> list[InputRecord]:
 def _pipeline(*, private: bool) -> EventPipeline:
     settings = Settings(pseudonym_key=KEY, text_search=False)
     if private:
-        return EventPipeline(settings, pseudonymizer=Pseudonymizer(KEY.encode()), master_key=MASTER)
-    pipeline = EventPipeline(
-        settings, pseudonymizer=IdentityPseudonyms(KEY.encode()), master_key=MASTER
+        return build_pipeline(
+            settings, pseudonymizer=Pseudonymizer(KEY.encode()), master_key=MASTER
+        )
+    pipeline = build_pipeline(
+        settings,
+        pseudonymizer=IdentityPseudonyms(KEY.encode()),
+        master_key=MASTER,
+        cipher=PlaintextCipher(MASTER),
     )
-    pipeline._cipher = PlaintextCipher(MASTER)  # the bench swaps the parts out
     pipeline.shared = RawSharedCounts(pipeline)  # type: ignore[assignment]
     return pipeline
 
@@ -180,7 +189,7 @@ def erasure(n_users: int, workdir: Path) -> list[float]:
             broker_kind="kafka",
             app_id=f"bench-{run}",
             pseudonym_key=KEY,
-            state_key=MASTER.hex(),
+            master_key=MASTER.hex(),
             events_topic=f"ev-{run}",
             recommendations_topic=f"rec-{run}",
             privacy_requests_topic=f"req-{run}",

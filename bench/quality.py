@@ -17,7 +17,7 @@ import logging
 from pathlib import Path
 
 from model.checkpoint import load_checkpoint
-from model.evaluate import (
+from model.evaluation.evaluate import (
     CheckpointRanker,
     Scorer,
     ScorerFactory,
@@ -28,9 +28,9 @@ from model.evaluate import (
     load_protocol,
     run_evaluation,
 )
-from model.fit import ValidationSplit, validation_split
-from model.knn import SessionKNN
-from model.metrics import RankingMetrics
+from model.evaluation.knn import SessionKNN
+from model.evaluation.metrics import RankingMetrics
+from model.training.fit import ValidationSplit, validation_split
 
 WEIGHTS = (0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0)
 REPEATS = (0.1, 0.2, 0.3)

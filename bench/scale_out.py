@@ -23,9 +23,9 @@ from pathlib import Path
 from e2e_throughput import _events, _output_span, _settings
 from kafka_run import fresh_kafka
 
-from streams.admin import ensure_topics
-from streams.replay import produce_records
-from streams.worker import wait_until_ready, worker_process
+from streams.kafka.admin import ensure_topics
+from streams.kafka.produce import produce_records
+from streams.worker.process import wait_until_ready, worker_process
 
 PARTITIONS = 8
 DATA = Path("../shared/data/retailrocket-sample/events.csv.gz")

@@ -24,9 +24,9 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from kafka_run import fresh_kafka, ready_worker, run_settings
 
-from streams.replay import read_events
+from streams.ops.event_log import read_events
+from streams.ops.status import quantile, scrape
 from streams.settings import Settings
-from streams.status import quantile, scrape
 
 DATA = Path("../shared/data/retailrocket-sample/events.csv.gz")
 LATENCY = "intentstream_event_latency_seconds"

@@ -18,7 +18,7 @@ import torch
 
 from model.config import ScorerConfig
 from model.scorer import SequenceScorer
-from model.sessions import ItemVocab
+from model.vocab import ItemVocab
 
 LATEST = "LATEST"
 

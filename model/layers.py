@@ -39,7 +39,7 @@ class EventEmbedding(nn.Module):
     def forward(self, batch: HistoryBatch) -> torch.Tensor:
         """(B, T) histories -> (B, T, D) float32 inputs of the first block."""
         b, t = batch.items.shape
-        # A (B, T) index, not (T,): per-sample gradient hooks (Opacus, model/private.py)
+        # A (B, T) index, not (T,): per-sample gradient hooks (Opacus, model/training/private.py)
         # read the batch size from every layer's input.
         positions = torch.arange(t, device=batch.items.device).expand(b, t)
         summed = (

@@ -35,7 +35,7 @@ import numpy as np
 import numpy.typing as npt
 from river import base, compose, linear_model, optim, preprocessing
 
-#: Event types, indexed like ``streams.features.EVENT_TYPES`` (a test checks they agree;
+#: Event types, indexed like ``streams.pipeline.state.EVENT_TYPES`` (a test checks they agree;
 #: this package may not import ``streams``).
 EVENT_TYPES: tuple[str, ...] = ("view", "click", "search", "add_to_cart", "purchase")
 

@@ -28,7 +28,7 @@ import torch
 from model.checkpoint import Checkpoint
 from model.config import ScorerConfig
 from model.scorer import SequenceScorer
-from model.sessions import ItemVocab
+from model.vocab import ItemVocab
 from online_learning.errors import ModelRejected
 
 #: The files of a version, exactly those listed in its manifest.

@@ -8,7 +8,7 @@ scored and over the last ``window`` events (for "over time" plots), and both
 hand back the per-event values so they can feed a :class:`~online_learning.drift.DriftMonitor`.
 
 This module only scores: the per-user "last emitted list" lives in the stream's
-state, not here. Values are fractions in [0, 1] (``model.metrics`` reports
+state, not here. Values are fractions in [0, 1] (``model.evaluation.metrics`` reports
 percentages); before anything is scored they are 0 with ``n == 0``.
 
 Examples:
@@ -184,7 +184,7 @@ class PrequentialRanking(base.Base):
         return [self.update_one(top, item) for top, item in zip(emitted, items, strict=True)]
 
     def get(self) -> dict[str, float]:
-        """Current values, named like ``model.metrics`` (but as fractions).
+        """Current values, named like ``model.evaluation.metrics`` (but as fractions).
 
         Returns:
             ``HR@K``, ``NDCG@K`` and their ``_window`` variants.

@@ -316,7 +316,7 @@ class ModelStore:
 
         Returns:
             The checkpoint, model in eval mode, ``meta["version"] == version``;
-            serve it with :class:`model.serving.CheckpointScorer`.
+            serve it with :class:`model.serving.ranker.CheckpointScorer`.
 
         Raises:
             UnknownVersion: it is not in the store.

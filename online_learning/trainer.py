@@ -2,22 +2,22 @@
 
 :class:`IncrementalTrainer` collects training sequences as they complete a new
 event (a session's items so far), and every ``update_every`` of them takes a few
-gradient steps (``model.update.incremental_step``) on batches that are half new
+gradient steps (``model.training.update.incremental_step``) on batches that are half new
 sequences, half drawn from a bounded reservoir of older ones, so the model
 follows the stream without forgetting what it knew.
 
 Items new to the vocabulary get their own rows (``UpdateConfig.grow``): an item
 first seen gets the next free index at once, so the sequences holding it are
 kept, and at the next update, before its steps, the vocabulary and the item
-table grow together (:func:`model.grow.grow_items`, which keeps Adam's moments).
+table grow together (:func:`model.training.grow.grow_items`, which keeps Adam's moments).
 Growing is thus batched, once per update, and the vocabulary never holds an item
 whose row does not exist yet: :meth:`IncrementalTrainer.top_k` (or a checkpoint
 released between updates) treats the items seen since the last update as
 unknown. Past ``max_items`` rows new items are skipped, as they all are without
 growing.
 
-With ``privacy`` (:class:`model.update.OnlinePrivacy`) the updates are DP-SGD steps
-(:class:`model.update.OnlineDPSGD`), protecting each session of the stream. Their
+With ``privacy`` (:class:`model.training.update.OnlinePrivacy`) the updates are DP-SGD steps
+(:class:`model.training.update.OnlineDPSGD`), protecting each session of the stream. Their
 noise is calibrated to one row per session per step, so the trainer keeps one
 pending sequence per session key (a longer prefix replaces a shorter one), every
 step takes all pending sequences, and there is no replay: a reservoir would put one
@@ -39,12 +39,12 @@ from typing import Any
 
 import torch
 
-from model.grow import grow_items
-from model.private import trained_parameters
 from model.scorer import SequenceScorer
-from model.serving import top_items
-from model.sessions import ItemVocab
-from model.update import OnlineDPSGD, OnlinePrivacy, incremental_step
+from model.serving.ranker import top_items
+from model.training.grow import grow_items
+from model.training.private import trained_parameters
+from model.training.update import OnlineDPSGD, OnlinePrivacy, incremental_step
+from model.vocab import ItemVocab
 
 log = logging.getLogger(__name__)
 

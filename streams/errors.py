@@ -23,7 +23,7 @@ class WorkerError(IntentstreamError):
 
 
 class StateDecryptionError(IntentstreamError):
-    """Encrypted user state or a wrapped data key did not open (``streams.crypto``).
+    """Encrypted user state or a wrapped data key did not open (``streams.pipeline.crypto``).
 
     Wrong master key, wrong data key or user, a tampered or truncated record, or
     an unknown format version: AES-GCM does not say which. After crypto-shredding
@@ -32,7 +32,7 @@ class StateDecryptionError(IntentstreamError):
 
 
 class PrivacyError(IntentstreamError):
-    """A release would break the differential-privacy guarantee (``streams.privacy``).
+    """A release would break the differential-privacy guarantee (``streams.pipeline.dp``).
 
     For example, releasing one window's popularity counts a second time, which
     would cost every contributor more epsilon than they were charged.

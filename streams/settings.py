@@ -64,13 +64,13 @@ class Settings(BaseSettings):
         default=DEFAULT_HOME / "pseudonym.key",
         description="File holding the HMAC key; the demo creates it (mode 0600) if missing.",
     )
-    state_key: SecretStr | None = Field(
+    master_key: SecretStr | None = Field(
         default=None,
         description="Master key (64 hex digits, AES-256) wrapping each user's state key "
         "(wins over the key file).",
     )
-    state_key_file: Path = Field(
-        default=DEFAULT_HOME / "state.key",
+    master_key_file: Path = Field(
+        default=DEFAULT_HOME / "master.key",
         description="File holding the state master key; the demo creates it (mode 0600) "
         "if missing.",
     )
@@ -141,7 +141,7 @@ class Settings(BaseSettings):
         gt=0,
         description="A ready worker whose fetch loop is still this long, or that rebalances "
         "or recovers tables 10 times as long, exits with status 75 to be restarted "
-        "(streams/watchdog.py).",
+        "(streams/worker/watchdog.py).",
     )
     top_k: int = Field(default=20, ge=1, le=200, description="Items per recommendation.")
     history_len: int = Field(default=50, ge=1, description="Recent items kept per user.")
@@ -215,8 +215,8 @@ class Settings(BaseSettings):
         values = self.model_dump(mode="json")
         if self.pseudonym_key is not None:
             values["pseudonym_key"] = self.pseudonym_key.get_secret_value()
-        if self.state_key is not None:
-            values["state_key"] = self.state_key.get_secret_value()
+        if self.master_key is not None:
+            values["master_key"] = self.master_key.get_secret_value()
         return {
             f"INTENTSTREAM_{name.upper()}": str(value)
             for name, value in values.items()

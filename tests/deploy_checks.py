@@ -20,8 +20,9 @@ import promql_parser
 import pydantic
 import yaml
 
-from streams.cli import build_parser
-from streams.metrics import LearnerMetrics, WorkerMetrics
+from streams.metrics.learner import LearnerMetrics
+from streams.metrics.worker import WorkerMetrics
+from streams.ops.cli import build_parser
 from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -214,7 +215,7 @@ def path_under(path: str, targets: Iterable[str]) -> bool:
 
 def storage_problems(compose: Mapping[str, Any]) -> Problems:
     """Keys and the model store live on volumes shared by the services that use them."""
-    keys = ["INTENTSTREAM_PSEUDONYM_KEY_FILE", "INTENTSTREAM_STATE_KEY_FILE"]
+    keys = ["INTENTSTREAM_PSEUDONYM_KEY_FILE", "INTENTSTREAM_MASTER_KEY_FILE"]
     needs = {"keygen": keys, "worker": [*keys, STORE], "learn": [*keys, STORE]}
     problems = []
     sources: dict[str, set[str]] = {}

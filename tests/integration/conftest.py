@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from streams.admin import ensure_topics
 from streams.brokers import LocalBroker, local_broker
 from streams.errors import WorkerError
+from streams.kafka.admin import ensure_topics
 from streams.settings import BrokerKind, Settings
-from streams.worker import wait_until_ready, worker_process
+from streams.worker.process import wait_until_ready, worker_process
 
 WORKER_READY_SECONDS = 90.0
 TEST_KEY = "integration-test-key-0123456789abcdef"
@@ -38,7 +38,7 @@ def make_settings(new_topic_name: Callable[[str], str], tmp_path: Path) -> Calla
             privacy_audit_topic=new_topic_name("privacy-audit"),
             models_topic=new_topic_name("models"),
             pseudonym_key=TEST_KEY,
-            state_key=TEST_MASTER_KEY.hex(),
+            master_key=TEST_MASTER_KEY.hex(),
             home=tmp_path / "home",
             worker_loglevel="info",
             **{"metrics_port": 0, "learn_metrics_port": 0, **overrides},  # type: ignore[arg-type]

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord
 
-from streams.replay import produce_records
+from streams.kafka.produce import produce_records
 
 
 async def produce(

@@ -48,9 +48,7 @@ def _events(count: int) -> list[tuple[bytes, bytes]]:
     return out
 
 
-def with_backlog(
-    make: Callable[..., Settings], bootstrap: str, **overrides: object
-) -> Settings:
+def with_backlog(make: Callable[..., Settings], bootstrap: str, **overrides: object) -> Settings:
     """Settings for these tests (4 partitions, small batches), ``N_EVENTS`` already produced."""
     settings = make(
         bootstrap, "kafka", partitions=4, batch_max=BATCH_MAX, text_search=False, **overrides

@@ -15,8 +15,8 @@ from collections.abc import Callable
 import orjson
 import pytest
 
+from streams.pipeline.validation import Reason
 from streams.settings import Settings
-from streams.validation import Reason
 from tests.fuzz import fuzzed_records
 from tests.integration.kafka_io import collect, produce
 

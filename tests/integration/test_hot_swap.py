@@ -19,13 +19,13 @@ import orjson
 import pytest
 import torch
 
-from model.baseline import BASELINE_VERSION
 from model.checkpoint import save_checkpoint
 from model.config import ScorerConfig
 from model.scorer import SequenceScorer
-from model.sessions import ItemVocab
+from model.serving.baseline import BASELINE_VERSION
+from model.vocab import ItemVocab
 from online_learning.registry import ModelStore
-from streams.releases import announce, publish
+from streams.kafka.announce import announce, publish
 from streams.settings import Settings
 from tests.integration.kafka_io import collect, produce
 

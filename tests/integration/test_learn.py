@@ -12,10 +12,10 @@ import orjson
 import pytest
 
 from online_learning.registry import Announcement, ModelStore
-from streams.releases import publish
+from streams.kafka.announce import publish
+from streams.ops.status import scrape
 from streams.settings import Settings
-from streams.status import scrape
-from streams.worker import read_ready, worker_process
+from streams.worker.process import read_ready, worker_process
 from tests.integration.kafka_io import collect, produce
 from tests.integration.test_hot_swap import _checkpoint, _events
 

@@ -1,4 +1,4 @@
-"""Crash safety of the trainer: ``intentstream learn`` killed with SIGKILL mid-learning (issue 7).
+"""Crash safety of the learner: ``intentstream learn`` killed with SIGKILL mid-learning (issue 7).
 
 While a worker serves, the learner is killed in the middle of a publish when
 the test catches one (a version staged, or stored but not yet ``CURRENT``),
@@ -25,10 +25,10 @@ import orjson
 import pytest
 
 from online_learning.registry import ModelStore
-from streams.releases import publish
+from streams.kafka.announce import publish
+from streams.ops.status import scrape
 from streams.settings import Settings
-from streams.status import scrape
-from streams.worker import read_ready, worker_process
+from streams.worker.process import read_ready, worker_process
 from tests.integration.kafka_io import collect, produce
 from tests.integration.test_hot_swap import _checkpoint, _events
 

@@ -18,10 +18,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from streams.releases import publish
+from streams.kafka.announce import publish
+from streams.ops.status import Scrape, scrape
 from streams.settings import Settings
-from streams.status import Scrape, scrape
-from streams.worker import read_ready, worker_process
+from streams.worker.process import read_ready, worker_process
 from tests.deploy_checks import (
     ALERTS,
     DASHBOARDS,

@@ -2,7 +2,7 @@
 
 After an erasure request no record left in any topic outside the raw-id topics
 (events, recommendations, privacy requests and audit) opens for that user:
-their old sealed states stay in the ``user_features`` changelog until it is
+their old sealed states stay in the ``user_state`` changelog until it is
 compacted, but the key that sealed them is compacted out of ``user_keys``.
 """
 
@@ -18,14 +18,14 @@ import orjson
 import pytest
 from kafka.admin import KafkaAdminClient
 
-from model.fit import fit
-from model.train import TrainConfig
-from streams.crypto import StateCipher
+from model.training.fit import fit
+from model.training.train import TrainConfig
 from streams.errors import StateDecryptionError
-from streams.features import UserFeatures
-from streams.pseudonym import Pseudonymizer
+from streams.kafka.tables import KEY_TABLE, USER_TABLE
+from streams.pipeline.crypto import StateCipher
+from streams.pipeline.pseudonyms import Pseudonymizer
+from streams.pipeline.state import UserState
 from streams.settings import Settings
-from streams.tables import KEY_TABLE, USER_TABLE
 from tests.integration.conftest import TEST_KEY, TEST_MASTER_KEY
 from tests.integration.kafka_io import collect, produce
 
@@ -87,12 +87,12 @@ def test_erasure_deletes_shreds_audits_and_restarts_empty(
     opened = []
     for record in sealed:
         try:
-            opened.append(UserFeatures.from_bytes(cipher.open(erin, new_key, record)))
+            opened.append(UserState.from_bytes(cipher.open(erin, new_key, record)))
         except StateDecryptionError:
             continue
     assert [state.items for state in opened] == [["z"]]  # nothing from before the erasure opens
     latest = _latest(tables[states_topic])
-    assert UserFeatures.from_bytes(cipher.open(erin, new_key, latest[erin] or b"")).items == ["z"]
+    assert UserState.from_bytes(cipher.open(erin, new_key, latest[erin] or b"")).items == ["z"]
 
 
 def _raw(n: int) -> str:

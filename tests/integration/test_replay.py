@@ -16,9 +16,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from streams.replay import read_events, replay
+from streams.ops.event_log import read_events
+from streams.ops.replay import replay
+from streams.ops.tail import tail
 from streams.settings import Settings
-from streams.tail import tail
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka]
 

@@ -17,13 +17,13 @@ import orjson
 import pytest
 import torch
 
-from model.baseline import BASELINE_VERSION
 from model.checkpoint import save_checkpoint
 from model.config import ScorerConfig
 from model.scorer import SequenceScorer
-from model.sessions import ItemVocab
-from streams.crypto import RecordSealer
-from streams.pipeline import DLQ_PURPOSE
+from model.serving.baseline import BASELINE_VERSION
+from model.vocab import ItemVocab
+from streams.pipeline.batch import DLQ_PURPOSE
+from streams.pipeline.crypto import RecordSealer
 from streams.settings import Settings
 from tests.integration.conftest import TEST_MASTER_KEY
 from tests.integration.kafka_io import collect, produce

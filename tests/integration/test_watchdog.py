@@ -21,7 +21,7 @@ import pytest
 
 from streams.brokers import LocalBroker
 from streams.settings import Settings
-from streams.watchdog import EXIT_STALLED
+from streams.worker.watchdog import EXIT_STALLED
 from tests.integration.test_crash import (
     N_EVENTS,
     _assert_every_event_answered_and_few_twice,

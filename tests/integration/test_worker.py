@@ -15,13 +15,13 @@ from collections.abc import Callable
 import orjson
 import pytest
 
-from streams.crypto import RecordSealer, StateCipher
-from streams.features import UserFeatures
-from streams.pipeline import DLQ_PURPOSE, EventPipeline
-from streams.pseudonym import Pseudonymizer
-from streams.records import InputRecord
+from streams.kafka.consumed import input_records
+from streams.kafka.tables import KEY_TABLE, USER_TABLE
+from streams.pipeline.build import build_pipeline
+from streams.pipeline.crypto import DLQ_PURPOSE, RecordSealer, StateCipher
+from streams.pipeline.pseudonyms import Pseudonymizer
+from streams.pipeline.state import UserState
 from streams.settings import Settings
-from streams.tables import KEY_TABLE, USER_TABLE
 from tests.integration.conftest import TEST_KEY, TEST_MASTER_KEY, stop_worker
 from tests.integration.kafka_io import collect, produce
 
@@ -91,13 +91,13 @@ def _stable(value: bytes) -> dict[str, object]:
     return {k: v for k, v in rec.items() if k not in VOLATILE}
 
 
-def _changelog_states(states: list, keys: list) -> dict[bytes, UserFeatures]:
+def _changelog_states(states: list, keys: list) -> dict[bytes, UserState]:
     """Each user's latest state in the changelogs, opened with their wrapped key."""
     latest_state = {record.key: record.value for record in states}
     latest_key = {record.key: record.value for record in keys}
     cipher = StateCipher(TEST_MASTER_KEY)
     return {
-        user: UserFeatures.from_bytes(cipher.open(user, latest_key[user], sealed))
+        user: UserState.from_bytes(cipher.open(user, latest_key[user], sealed))
         for user, sealed in latest_state.items()
     }
 
@@ -121,11 +121,11 @@ def test_exact_recommendations_and_dead_letters_on_kafka(
     inputs = out[settings.events_topic]
 
     # The same records through the pure pipeline, in the order the worker saw them.
-    expected_pipeline = EventPipeline(
+    expected_pipeline = build_pipeline(
         settings, pseudonymizer=Pseudonymizer(TEST_KEY.encode()), master_key=TEST_MASTER_KEY
     )
     expected = expected_pipeline.process(
-        [InputRecord.consumed(m) for m in inputs],
+        input_records([inputs]),
         read_state=lambda _: None,
         read_key=lambda _: None,
     )

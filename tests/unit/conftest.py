@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from model.text import TextEncoder
+from model.serving.text import TextEncoder
 
 
 @pytest.fixture(scope="session")

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from streams.admin import topic_specs
-from streams.app import create_app
-from streams.settings import Settings
-from streams.transport import (
+from streams.kafka.admin import topic_specs
+from streams.kafka.transport import (
     FETCH_MAX_WAIT_MS,
     BatchingConsumer,
     ShortWaitConsumer,
     Transport,
 )
+from streams.settings import Settings
+from streams.worker.app import create_app
 
 KEY = b"k" * 32
 
@@ -39,9 +39,9 @@ def test_app_routes_the_inputs_in_batches_and_has_the_user_table() -> None:
     app = create_app(settings, pseudonym_key=KEY, master_key=bytes(32))
     assert app.batch_route is not None
     assert app.batch_route.topics == {settings.events_topic, settings.privacy_requests_topic}
-    table = app.tables["user_features"]
+    table = app.tables["user_state"]
     assert table.partitions == 3
-    assert table.changelog_topic.get_topic_name() == "intentstream-user_features-changelog"
+    assert table.changelog_topic.get_topic_name() == "intentstream-user_state-changelog"
 
 
 def test_keys_table_compacts_fast_and_the_agent_reads_privacy_requests() -> None:
@@ -59,7 +59,7 @@ def test_the_changelog_topics_created_up_front_are_the_ones_faust_recovers_from(
     settings = Settings(broker_kind="kafka", kafka="127.0.0.1:1", partitions=3, app_id="shop-a")
     app = create_app(settings, pseudonym_key=KEY, master_key=bytes(32))
     specs = {spec.name: spec for spec in topic_specs(settings)}
-    for table in ("user_features", "user_keys"):
+    for table in ("user_state", "user_keys"):
         spec = specs[app.tables[table].changelog_topic.get_topic_name()]
         assert spec.num_partitions == 3
         assert spec.topic_configs["cleanup.policy"] == "compact"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from model.baseline import CooccurrenceRecommender, NextPurchaseRate
+from model.serving.baseline import CooccurrenceRecommender, NextPurchaseRate
 
 
 def _learn(rec: CooccurrenceRecommender, sequences: list[list[str]]) -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import orjson
 
-from streams.catalogue_feed import item_changes
-from streams.crypto import RecordSealer
-from streams.records import InputRecord
-from streams.validation import ITEM_SCHEMA, RecordValidator
+from streams.kafka.catalogue_feed import item_changes
+from streams.pipeline.crypto import RecordSealer
+from streams.pipeline.records import InputRecord
+from streams.pipeline.validation import ITEM_SCHEMA, RecordValidator
 
 VALIDATE = RecordValidator(max_bytes=4096, schema=ITEM_SCHEMA)
 SEALER = RecordSealer(bytes(32), purpose=b"test")

@@ -10,14 +10,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.cli import build_parser, cmd_keygen
-from streams.crypto import (
+from streams.errors import ConfigurationError, StateDecryptionError
+from streams.ops.cli import build_parser, cmd_keygen
+from streams.pipeline.crypto import (
     SEAL_OVERHEAD,
     WRAPPED_KEY_BYTES,
     StateCipher,
     load_master_key,
 )
-from streams.errors import ConfigurationError, StateDecryptionError
 from streams.settings import Settings
 
 MASTER = bytes(range(32))
@@ -172,38 +172,38 @@ def test_bad_cipher_options_are_refused() -> None:
 
 
 def test_master_key_from_settings_wins_over_the_file(tmp_path: Path) -> None:
-    settings = Settings(state_key="ab" * 32, state_key_file=tmp_path / "none")
+    settings = Settings(master_key="ab" * 32, master_key_file=tmp_path / "none")
     assert load_master_key(settings) == b"\xab" * 32
 
 
 def test_master_key_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("INTENTSTREAM_STATE_KEY", "CD" * 32)
-    settings = Settings(state_key_file=tmp_path / "none")
+    monkeypatch.setenv("INTENTSTREAM_MASTER_KEY", "CD" * 32)
+    settings = Settings(master_key_file=tmp_path / "none")
     assert load_master_key(settings) == b"\xcd" * 32
-    assert settings.as_environment()["INTENTSTREAM_STATE_KEY"] == "CD" * 32
+    assert settings.as_environment()["INTENTSTREAM_MASTER_KEY"] == "CD" * 32
     assert "CD" * 32 not in repr(settings) + str(settings.redacted())
 
 
 def test_missing_master_key_is_an_error_unless_asked_to_create(tmp_path: Path) -> None:
-    settings = Settings(state_key_file=tmp_path / "keys" / "state.key")
-    with pytest.raises(ConfigurationError, match="INTENTSTREAM_STATE_KEY"):
+    settings = Settings(master_key_file=tmp_path / "keys" / "master.key")
+    with pytest.raises(ConfigurationError, match="INTENTSTREAM_MASTER_KEY"):
         load_master_key(settings)
     key = load_master_key(settings, create=True)
     assert len(key) == 32
-    assert stat.S_IMODE(settings.state_key_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(settings.master_key_file.stat().st_mode) == 0o600
     assert load_master_key(settings) == key
     assert load_master_key(settings, create=True) == key  # never overwritten
-    assert list(settings.state_key_file.parent.iterdir()) == [settings.state_key_file]
+    assert list(settings.master_key_file.parent.iterdir()) == [settings.master_key_file]
 
 
 @pytest.mark.parametrize(
     "text", ["ab" * 16, "ab" * 33, "zz" * 32, "k" * 32, "ab" * 31 + "a", "é" * 64]
 )
 def test_master_keys_that_are_not_64_hex_digits_are_refused(tmp_path: Path, text: str) -> None:
-    path = tmp_path / "state.key"
+    path = tmp_path / "master.key"
     path.write_text(text, encoding="utf-8")
     path.chmod(0o600)
-    for settings in (Settings(state_key_file=path), Settings(state_key=text)):
+    for settings in (Settings(master_key_file=path), Settings(master_key=text)):
         with pytest.raises(ConfigurationError, match="64 hex digits") as caught:
             load_master_key(settings)
         assert text not in str(caught.value)
@@ -211,20 +211,20 @@ def test_master_keys_that_are_not_64_hex_digits_are_refused(tmp_path: Path, text
 
 
 def test_key_file_with_whitespace_is_accepted(tmp_path: Path) -> None:
-    path = tmp_path / "state.key"
+    path = tmp_path / "master.key"
     path.write_text("\n" + "0f" * 32 + "\n")
     path.chmod(0o600)
-    assert load_master_key(Settings(state_key_file=path)) == b"\x0f" * 32
+    assert load_master_key(Settings(master_key_file=path)) == b"\x0f" * 32
 
 
 def test_a_key_file_others_can_read_is_warned_about(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    path = tmp_path / "state.key"
+    path = tmp_path / "master.key"
     path.write_text("0f" * 32)
     path.chmod(0o644)
-    with caplog.at_level(logging.WARNING, logger="streams.keys"):
-        load_master_key(Settings(state_key_file=path))
+    with caplog.at_level(logging.WARNING, logger="streams.pipeline.keys"):
+        load_master_key(Settings(master_key_file=path))
     assert "readable by other users" in caplog.text
     assert "0f" * 32 not in caplog.text
 
@@ -233,11 +233,11 @@ def test_keygen_creates_both_key_files_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("INTENTSTREAM_PSEUDONYM_KEY_FILE", str(tmp_path / "pseudonym.key"))
-    monkeypatch.setenv("INTENTSTREAM_STATE_KEY_FILE", str(tmp_path / "state.key"))
+    monkeypatch.setenv("INTENTSTREAM_MASTER_KEY_FILE", str(tmp_path / "master.key"))
     args, settings = build_parser().parse_args(["keygen"]), Settings()
     assert cmd_keygen(args, settings) == 0
     key = load_master_key(settings)
-    for path in (settings.pseudonym_key_file, settings.state_key_file):
+    for path in (settings.pseudonym_key_file, settings.master_key_file):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert cmd_keygen(args, settings) == 0  # both exist: nothing is overwritten, not an error
     assert load_master_key(settings) == key

@@ -325,7 +325,7 @@ def _mistakes() -> dict[str, Callable[[], Problems]]:
             )
         ),
         "key off its volume": lambda: storage_problems(
-            _set(compose, "services/trainer/volumes", [])
+            _set(compose, "services/learner/volumes", [])
         ),
         "repeated panel id": lambda: dashboard_problems(
             {**overview, "panels": [first, {**second, "id": first["id"]}]}, provisioned_uid()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from streams.cli import build_parser
+from streams.ops.cli import build_parser
 from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

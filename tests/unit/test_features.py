@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.features import EVENT_TYPES, UserFeatures, apply_event
+from streams.pipeline.state import EVENT_TYPES, UserState, apply_event
 
 
 def _event(kind: str = "view", item: str | None = "i1", ts: float = 1.0) -> dict[str, object]:
@@ -16,7 +16,7 @@ def _event(kind: str = "view", item: str | None = "i1", ts: float = 1.0) -> dict
 
 
 def test_events_update_counts_history_and_session() -> None:
-    state = UserFeatures()
+    state = UserState()
     for offset, (kind, item, session) in enumerate(
         [("view", "a", "s1"), ("add_to_cart", "a", "s1"), ("search", None, "s2")]
     ):
@@ -36,7 +36,7 @@ def test_events_update_counts_history_and_session() -> None:
 
 
 def test_history_keeps_only_the_most_recent_items() -> None:
-    state = UserFeatures()
+    state = UserState()
     for offset in range(7):
         apply_event(
             state, _event(item=f"i{offset}"), session="", partition=0, offset=offset, history_len=3
@@ -45,7 +45,7 @@ def test_history_keeps_only_the_most_recent_items() -> None:
 
 
 def test_a_redelivered_record_is_not_applied_twice() -> None:
-    state = UserFeatures()
+    state = UserState()
     assert apply_event(state, _event(), session="", partition=3, offset=41, history_len=5)
     assert not apply_event(state, _event(), session="", partition=3, offset=41, history_len=5)
     assert not apply_event(state, _event(), session="", partition=3, offset=40, history_len=5)
@@ -60,7 +60,7 @@ def test_a_redelivered_record_is_not_applied_twice() -> None:
     )
 )
 def test_state_survives_a_bytes_round_trip(steps: list[tuple[str, str]]) -> None:
-    state = UserFeatures()
+    state = UserState()
     for offset, (kind, item) in enumerate(steps):
         apply_event(
             state,
@@ -70,8 +70,8 @@ def test_state_survives_a_bytes_round_trip(steps: list[tuple[str, str]]) -> None
             offset=offset,
             history_len=8,
         )
-    assert UserFeatures.from_bytes(state.to_bytes()) == state
+    assert UserState.from_bytes(state.to_bytes()) == state
 
 
 def test_no_state_means_a_new_user() -> None:
-    assert UserFeatures.from_bytes(None) == UserFeatures()
+    assert UserState.from_bytes(None) == UserState()

@@ -12,11 +12,11 @@ from collections import Counter
 
 import orjson
 
-from streams.pipeline import EventPipeline
-from streams.pseudonym import Pseudonymizer
-from streams.records import InputRecord
+from streams.pipeline.build import build_pipeline
+from streams.pipeline.pseudonyms import Pseudonymizer
+from streams.pipeline.records import InputRecord
+from streams.pipeline.validation import Reason
 from streams.settings import Settings
-from streams.validation import Reason
 from tests.fuzz import fuzzed_records
 
 KEY = "fuzz-test-pseudonym-key-0123456789"
@@ -25,7 +25,7 @@ BATCH = 2_000
 
 
 def test_every_fuzzed_record_is_answered_or_dead_lettered_once() -> None:
-    pipeline = EventPipeline(
+    pipeline = build_pipeline(
         Settings(pseudonym_key=KEY, text_search=False),
         pseudonymizer=Pseudonymizer(KEY.encode()),
         master_key=bytes(32),

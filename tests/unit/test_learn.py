@@ -13,15 +13,15 @@ from prometheus_client import generate_latest
 from model.checkpoint import save_checkpoint
 from model.config import ScorerConfig
 from model.scorer import SequenceScorer
-from model.sessions import ItemVocab
-from model.train import TrainConfig, train
+from model.training.train import TrainConfig, train
+from model.vocab import ItemVocab
 from online_learning.registry import ModelStore
 from streams.errors import ConfigurationError
-from streams.learn import Learner
-from streams.metrics import LearnerMetrics
-from streams.pseudonym import Pseudonymizer
+from streams.learner.learner import Learner
+from streams.metrics.learner import LearnerMetrics
+from streams.ops.status import parse
+from streams.pipeline.pseudonyms import Pseudonymizer
 from streams.settings import Settings
-from streams.status import parse
 from tests.unit.walks import walks
 
 N = 60
@@ -99,7 +99,7 @@ def test_the_learner_scores_before_learning_and_reacts_to_drift(tmp_path: Path) 
 
     # The drift is a metric too, beside what the learner has learned.
     metrics = LearnerMetrics()
-    metrics.record(learner, busy_seconds=2.0)
+    metrics.record(learner.stats(), busy_seconds=2.0)
     exported = parse("learner", generate_latest(metrics.registry).decode())
     assert exported.value("intentstream_drift_detections_total", role="learner") == learner.drifts
     assert exported.value("intentstream_learn_examples_total") == learner.trainer.examples > 0
@@ -121,7 +121,7 @@ def test_with_dp_sgd_the_spend_is_published_and_survives_a_restart(tmp_path: Pat
     learner.learn(_values(walks(80, rng, n_items=N, step=1), first=0))
     spent = learner.trainer.privacy_spent()
     assert spent is not None and 0 < spent["epsilon"] <= 8.0
-    checkpoint, metrics = learner.release()
+    checkpoint, metrics = learner.snapshot()
     assert metrics["stream_epsilon"] == spent["epsilon"]
     store = ModelStore(tmp_path / "store")  # what publish does, without a broker to announce on
     child = store.publish(checkpoint, parent=learner.version, metrics=metrics, privacy=None).version

@@ -6,13 +6,13 @@ import orjson
 from prometheus_client import generate_latest
 from rich.console import Console
 
-from model.baseline import BASELINE_VERSION
-from streams.metrics import WorkerMetrics
-from streams.pipeline import EventPipeline
-from streams.pseudonym import Pseudonymizer
-from streams.records import InputRecord
+from model.serving.baseline import BASELINE_VERSION
+from streams.metrics.worker import WorkerMetrics
+from streams.ops.status import Scrape, parse, quantile, status_view
+from streams.pipeline.build import build_pipeline
+from streams.pipeline.pseudonyms import Pseudonymizer
+from streams.pipeline.records import InputRecord
 from streams.settings import Settings
-from streams.status import Scrape, parse, quantile, status_view
 
 KEY = b"p" * 32
 SETTINGS = Settings(pseudonym_key="p" * 32, text_search=False)
@@ -29,7 +29,7 @@ def _event(user: str, kind: str, item: str, offset: int) -> InputRecord:
 
 
 def _exported_after_two_batches() -> str:
-    pipeline = EventPipeline(SETTINGS, pseudonymizer=Pseudonymizer(KEY), master_key=bytes(32))
+    pipeline = build_pipeline(SETTINGS, pseudonymizer=Pseudonymizer(KEY), master_key=bytes(32))
     metrics = WorkerMetrics()
     batches = [
         [_event(USER, "view", "a", 0)],
@@ -42,7 +42,7 @@ def _exported_after_two_batches() -> str:
         result = pipeline.process(records, read_state=states.get, read_key=keys.get)
         for table, changes in ((states, result.changes.states), (keys, result.changes.keys)):
             table.update({user: value for user, (_, value) in changes.items() if value})
-        metrics.record_batch(result, pipeline, records=len(records), seconds=0.02)
+        metrics.record_batch(result.stats, seconds=0.02)
         metrics.set_lag({("shop.events", 0): 7, ("shop.events", 1): 3})
     metrics.set_lag({("shop.events", 0): 7})  # partition 1 was given away
     return generate_latest(metrics.registry).decode()

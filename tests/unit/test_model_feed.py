@@ -6,12 +6,14 @@ import asyncio
 from pathlib import Path
 
 from model.checkpoint import load_checkpoint
-from model.serving import CheckpointScorer
+from model.serving.ranker import CheckpointScorer
 from online_learning.registry import ModelStore
-from streams.metrics import WorkerMetrics
-from streams.model_feed import ModelFollower
-from streams.pipeline import EventPipeline
-from streams.pseudonym import Pseudonymizer
+from streams.kafka.model_feed import ModelFeed
+from streams.metrics.worker import WorkerMetrics
+from streams.pipeline.batch import EventPipeline
+from streams.pipeline.monitor import ProbationFailure
+from streams.pipeline.build import build_pipeline
+from streams.pipeline.pseudonyms import Pseudonymizer
 from streams.settings import Settings
 from tests.unit.online_learning.test_registry import METRICS, PRIVACY, _train_run
 
@@ -22,7 +24,7 @@ async def _nothing(records: object) -> None:
     return None
 
 
-def _follower(tmp_path: Path) -> tuple[ModelFollower, EventPipeline, ModelStore, list[str]]:
+def _follower(tmp_path: Path) -> tuple[ModelFeed, EventPipeline, ModelStore, list[str]]:
     settings = Settings(pseudonym_key=KEY, text_search=False, model_store=tmp_path / "store")
     store = ModelStore(settings.model_store, name=settings.model_name)
     versions = []
@@ -31,15 +33,15 @@ def _follower(tmp_path: Path) -> tuple[ModelFollower, EventPipeline, ModelStore,
         run = _train_run(tmp_path / f"run{seed}", seed=seed)
         versions.append(store.publish(run, parent=parent, metrics=METRICS, privacy=PRIVACY).version)
         store.set_current(versions[-1])
-    pipeline = EventPipeline(
+    pipeline = build_pipeline(
         settings, pseudonymizer=Pseudonymizer(KEY.encode()), master_key=bytes(32)
     )
-    follower = ModelFollower(
+    follower = ModelFeed(
         settings,
         pipeline=pipeline,
         store=store,
         send_dead_letters=_nothing,
-        seal=pipeline.seal_dead_letter,
+        seal=pipeline.answers.seal,
         loaded=asyncio.Event(),
         metrics=WorkerMetrics(),
     )
@@ -53,9 +55,9 @@ def _scorer(store: ModelStore, version: str) -> CheckpointScorer:
 def test_a_version_that_fails_probation_is_rejected_and_current_goes_back(tmp_path: Path) -> None:
     follower, pipeline, store, (first, second) = _follower(tmp_path)
     pipeline.use_scorer(_scorer(store, first))
-    pipeline.use_scorer(_scorer(store, second), on_reject=follower._failed_probation)
+    pipeline.use_scorer(_scorer(store, second), probation=True)
     pipeline.use_scorer(_scorer(store, first))  # what the pipeline does on a failed probation
-    follower._failed_probation(second, "HR@10 fell")
+    follower.record_failure(ProbationFailure(second, first, "HR@10 fell"))
     assert store.current() == first
     assert {info.version: info.status for info in store.versions()}[second] == "rejected"
     assert follower.rejected == [second]
@@ -65,13 +67,13 @@ def test_current_stays_when_the_learner_has_moved_on(tmp_path: Path) -> None:
     follower, pipeline, store, (first, second) = _follower(tmp_path)
     store.set_current(first)  # say a newer version is current by the time this one fails
     pipeline.use_scorer(_scorer(store, first))
-    follower._failed_probation(second, "HR@10 fell")
+    follower.record_failure(ProbationFailure(second, first, "HR@10 fell"))
     assert store.current() == first
 
 
 def test_current_stays_when_the_worker_fell_back_to_the_baseline(tmp_path: Path) -> None:
     follower, pipeline, store, (_, second) = _follower(tmp_path)
-    assert pipeline.ranker.primary is pipeline.recommender  # the baseline is not in the store
-    follower._failed_probation(second, "HR@10 fell")
+    baseline = pipeline.ranker.fallback.version  # the baseline is not in the store
+    follower.record_failure(ProbationFailure(second, baseline, "HR@10 fell"))
     assert store.current() == second
     assert {info.version: info.status for info in store.versions()}[second] == "rejected"

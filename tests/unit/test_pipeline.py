@@ -10,13 +10,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from model.baseline import BASELINE_VERSION
-from streams.crypto import RecordSealer, StateCipher
+from model.serving.baseline import BASELINE_VERSION
 from streams.errors import StateDecryptionError
-from streams.features import UserFeatures
-from streams.pipeline import DLQ_PURPOSE, INTENT_TRIAL, BatchResult, EventPipeline
-from streams.pseudonym import Pseudonymizer
-from streams.records import InputRecord
+from streams.pipeline.batch import BatchResult, EventPipeline
+from streams.pipeline.build import build_pipeline
+from streams.pipeline.crypto import DLQ_PURPOSE, RecordSealer, StateCipher
+from streams.pipeline.intent import INTENT_TRIAL
+from streams.pipeline.pseudonyms import Pseudonymizer
+from streams.pipeline.records import InputRecord
+from streams.pipeline.state import UserState
 from streams.settings import Settings
 
 KEY = b"p" * 32
@@ -41,15 +43,15 @@ class Tables:
     states: dict[bytes, bytes] = field(default_factory=dict)
     keys: dict[bytes, bytes] = field(default_factory=dict)
 
-    def plain(self, user: str) -> UserFeatures:
+    def plain(self, user: str) -> UserState:
         """A user's state, opened with the master key."""
         pseudonym = Pseudonymizer(KEY).one(user).encode()
         sealed, wrapped = self.states[pseudonym], self.keys[pseudonym]
-        return UserFeatures.from_bytes(StateCipher(MASTER).open(pseudonym, wrapped, sealed))
+        return UserState.from_bytes(StateCipher(MASTER).open(pseudonym, wrapped, sealed))
 
 
 def _pipeline(master: bytes = MASTER, settings: Settings = EXACT) -> EventPipeline:
-    return EventPipeline(
+    return build_pipeline(
         settings, pseudonymizer=Pseudonymizer(KEY), master_key=master, clock=lambda: 100.0
     )
 
@@ -167,7 +169,7 @@ def test_a_redelivered_batch_is_neither_answered_nor_counted_twice() -> None:
     # After a crash the last batch comes again, plus a new event: only that one is answered.
     again = _run(pipeline, [*records, _record(_view("u", "c", "e3"), 2)], store)
     answered = [orjson.loads(r.value or b"")["event_id"] for r in again.recommendations]
-    assert answered == ["e3"] and again.redelivered == 2
+    assert answered == ["e3"] and again.stats.redelivered == 2
     assert store.plain("u").items == ["a", "b", "c"]
 
 
@@ -274,7 +276,7 @@ def test_state_sealed_under_another_master_key_reads_as_a_new_user() -> None:
     _run(other, [_record(_view("u", "b"), 1)], store)
     user = Pseudonymizer(KEY).one("u").encode()
     opened = StateCipher(bytes(32)).open(user, store.keys[user], store.states[user])
-    assert UserFeatures.from_bytes(opened).items == ["b"]
+    assert UserState.from_bytes(opened).items == ["b"]
 
 
 def test_a_rare_item_is_never_released_to_other_users() -> None:
@@ -290,7 +292,7 @@ def test_a_rare_item_is_never_released_to_other_users() -> None:
     last = orjson.loads(result.recommendations[-1].value or b"")
     assert pipeline.shared.released_windows == 1
     assert [item["item_id"] for item in last["items"]] == ["popular"]  # released, noisy count
-    assert not pipeline.recommender.knows("secret-item")  # below the DP threshold
+    assert not pipeline.ranker.fallback.knows("secret-item")  # below the DP threshold
 
 
 def test_contributions_are_bounded_and_charged_once_per_window() -> None:
@@ -307,7 +309,7 @@ def test_contributions_are_bounded_and_charged_once_per_window() -> None:
     # Bounded to max_items keys per window: two items and the one purchase-rate slot.
     assert contributions[1] == ["i0", "i1", "\x00intent"]
     assert budget[1] == 1_000_000 * 1_000_000  # charged once for the window, in micro-epsilons
-    assert [item for item in ["i0", "i1", "i2", "i3"] if pipeline.recommender.knows(item)] == [
+    assert [item for item in ["i0", "i1", "i2", "i3"] if pipeline.ranker.fallback.knows(item)] == [
         "i0",
         "i1",
     ]
@@ -320,7 +322,7 @@ def test_each_event_is_scored_against_the_users_last_list_before_learning() -> N
     for record in records:  # a list is sent at the end of its batch, kept in the user's state
         _run(pipeline, [record], store)
     # u1's 1st and u2's only event have no earlier list; "a" was in u1's list, "z" was not.
-    snapshot = pipeline.prequential.snapshot()
+    snapshot = pipeline.monitor.prequential.snapshot()
     assert (snapshot.n, snapshot.n_skipped, snapshot.hr) == (2, 2, 0.5)
     assert store.plain("u1").last_emitted == ["z", "a"]  # own items, most recent first
 
@@ -345,16 +347,18 @@ def test_a_version_whose_online_hits_drop_is_rejected_and_the_previous_one_resto
     first = [_record(_view(u, i, f"e{n}", ts), n) for n, (u, i, ts) in enumerate(views)]
     for start in range(0, len(first), 5):  # a batch per round: lists are set at batch end
         _run(pipeline, first[start : start + 5], store)
-    assert pipeline.prequential.snapshot().window_hr == 1.0
-    rejected: list[tuple[str, str]] = []
-    pipeline.use_scorer(_WrongScorer(), on_reject=lambda v, why: rejected.append((v, why)))
+    assert pipeline.monitor.prequential.snapshot().window_hr == 1.0
+    pipeline.use_scorer(_WrongScorer(), probation=True)
     later = [(u, "a", 10.0 + n) for n in range(3) for u in users]
     records = [_record(_view(u, i, f"x{n}", ts), 100 + n) for n, (u, i, ts) in enumerate(later)]
-    answered = []
+    answered, failures = [], []
     for start in range(0, len(records), 5):  # a batch per round: lists are set at batch end
-        answered += _run(pipeline, records[start : start + 5], store).recommendations
-    assert [v for v, _ in rejected] == ["seq-bad"] and "HR@10 fell" in rejected[0][1]
-    assert pipeline.ranker.primary is pipeline.recommender
+        result = _run(pipeline, records[start : start + 5], store)
+        answered += result.recommendations
+        failures += result.probation_failures
+    assert [f.version for f in failures] == ["seq-bad"] and "HR@10 fell" in failures[0].reason
+    assert failures[0].restored == pipeline.ranker.fallback.version
+    assert pipeline.ranker.primary is pipeline.ranker.fallback
     versions = [orjson.loads(r.value or b"")["model_version"] for r in answered]
     assert versions[:5] == ["seq-bad"] * 5 and set(versions[10:]) == {BASELINE_VERSION}
 
@@ -374,7 +378,7 @@ def _event(user: str, kind: str, event_id: str, ts: float, session: str) -> byte
 
 def test_the_river_intent_model_learns_from_released_counts_and_is_scored() -> None:
     pipeline, store = _pipeline(), Tables()
-    pipeline.cell_intent.min_weight = 100
+    pipeline.intent.cell.min_weight = 100
     # Window [0, 10): 300 carts followed by a purchase, 300 views followed by a view.
     journeys = [(f"b{n}", ("add_to_cart", "purchase")) for n in range(300)]
     journeys += [(f"v{n}", ("view", "view")) for n in range(300)]
@@ -386,28 +390,28 @@ def test_the_river_intent_model_learns_from_released_counts_and_is_scored() -> N
     ]
     result = _run(pipeline, records, store)
     served = [orjson.loads(r.value or b"")["purchase_intent"] for r in result.recommendations]
-    assert pipeline.cell_intent.weight >= 100  # the river model learned the released window
+    assert pipeline.intent.cell.weight >= 100  # the river model learned the released window
     river_look, rate_look = store.plain("look").last_intent
-    assert river_look < 0.5 < pipeline.cell_intent.predict("3.0.1")  # "3.0.1": one cart
+    assert river_look < 0.5 < pipeline.intent.cell.predict("3.0.1")  # "3.0.1": one cart
     # The river model has no track record yet: the purchase rate is served.
-    assert not pipeline.river_serves()
+    assert not pipeline.intent.river_serves()
     assert served[-2] == pytest.approx(rate_look, abs=1e-6)
     # The purchase after the cart was scored against the intent predicted before it.
-    assert pipeline.intent_loss["river"].n == 1
-    assert pipeline.intent_loss["river"].get()["log_loss"] < 0.69
-    assert pipeline.intent_loss["rate"].n == 600 + 1
+    assert pipeline.intent.loss["river"].n == 1
+    assert pipeline.intent.loss["river"].get()["log_loss"] < 0.69
+    assert pipeline.intent.loss["rate"].n == 600 + 1
 
 
 def test_the_river_intent_is_served_once_its_log_loss_beats_the_rate() -> None:
     pipeline = _pipeline()
-    river, rate = pipeline.intent_loss["river"], pipeline.intent_loss["rate"]
+    river, rate = pipeline.intent.loss["river"], pipeline.intent.loss["rate"]
     for n in range(INTENT_TRIAL):
         river.update_one(0.1, n % 10 == 0)
         rate.update_one(0.5, n % 10 == 0)
-    assert pipeline.river_serves()
+    assert pipeline.intent.river_serves()
     for n in range(1_000):
         river.update_one(0.9, n % 10 == 0)  # the river model goes wrong
-    assert not pipeline.river_serves()
+    assert not pipeline.intent.river_serves()
 
 
 def test_a_budget_smaller_than_the_charge_refuses_every_contribution() -> None:

@@ -20,9 +20,9 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from streams import privacy
 from streams.errors import PrivacyError
-from streams.privacy import (
+from streams.pipeline import dp as privacy
+from streams.pipeline.dp import (
     MICRO,
     ContributionBound,
     PrivacyBudget,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from streams.errors import ConfigurationError
-from streams.pseudonym import Pseudonymizer, load_pseudonym_key
+from streams.pipeline.pseudonyms import Pseudonymizer, load_pseudonym_key
 from streams.settings import Settings
 
 KEY = b"k" * 32

@@ -16,19 +16,18 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
 
-from streams import replay as replay_module
-from streams.replay import (
+from streams.ops import replay as replay_module
+from streams.ops.event_log import event_id, read_events
+from streams.ops.replay import (
     MAX_GAP_SECONDS,
     TICK_SECONDS,
     Pacer,
     ReplayStats,
-    event_id,
-    read_events,
     replay,
     sleep_for,
 )
+from streams.ops.tail import format_recommendation
 from streams.settings import Settings
-from streams.tail import format_recommendation
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 EVENT_TYPES = {"view", "click", "search", "add_to_cart", "purchase"}

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from prometheus_client import generate_latest
 
-from streams.metrics import WorkerMetrics
-from streams.recording import read_recording, to_line
-from streams.report import write_report
-from streams.status import parse
+from streams.metrics.worker import WorkerMetrics
+from streams.ops.recording import read_recording, to_line
+from streams.ops.report import write_report
+from streams.ops.status import parse
 from tests.browser import rendered_images
 
 DOCS_REPORT = Path(__file__).parents[2] / "docs" / "report.html"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from streams.validation import Reason, RecordValidator, Rejection, load_schema
+from streams.pipeline.validation import Reason, RecordValidator, Rejection, load_schema
 
 GOOD = {"event_id": "e1", "user_id": "u1", "ts": 1.5, "type": "view", "item_id": "i1"}
 

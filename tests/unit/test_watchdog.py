@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from streams import watchdog
-from streams.watchdog import StallClock, watch
+from streams.worker import watchdog
+from streams.worker.watchdog import StallClock, watch
 
 
 class Clock:

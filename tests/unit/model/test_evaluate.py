@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from model.evaluate import (
+from model.evaluation.evaluate import (
     PUBLISHED,
     EvalData,
     Scorer,
@@ -18,8 +18,8 @@ from model.evaluate import (
     load_protocol,
     run_evaluation,
 )
-from model.knn import Popularity, SessionKNN
-from model.sessions import ItemVocab
+from model.evaluation.knn import Popularity, SessionKNN
+from model.vocab import ItemVocab
 
 HEADER = "ts,user_id,session_id,type,item_id,category,price,query\n"
 

@@ -9,10 +9,10 @@ import torch
 
 from model.checkpoint import load_checkpoint, save_checkpoint
 from model.config import ScorerConfig
-from model.evaluate import CheckpointRanker, fused_ranker
-from model.fusion import FusedRanker, RecentItems, as_distribution
+from model.evaluation.evaluate import CheckpointRanker, fused_ranker
+from model.evaluation.fusion import FusedRanker, RecentItems, as_distribution
 from model.scorer import PrefixRanker, SequenceScorer
-from model.sessions import ItemVocab
+from model.vocab import ItemVocab
 
 NEG = float("-inf")
 

@@ -10,9 +10,9 @@ import torch
 
 from model.batches import pad_histories
 from model.config import ScorerConfig
-from model.grow import grow_items
 from model.scorer import SequenceScorer
-from model.update import incremental_step
+from model.training.grow import grow_items
+from model.training.update import incremental_step
 
 SEQUENCES = [[1, 2, 3], [4, 5], [2, 3, 4, 5]]
 

@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from model.metrics import (
+from model.evaluation.metrics import (
     MISS_RANK,
     RankingMetrics,
     Ties,

@@ -1,4 +1,4 @@
-"""DP-SGD training (model/private.py): settings, per-session gradients, accounting, learning."""
+"""DP-SGD training (model/training/private.py): settings, per-sample gradients, accounting."""
 
 from __future__ import annotations
 
@@ -15,14 +15,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 from opacus.optimizers import DPOptimizer
 
-from model.attention import AttentionSwap
 from model.batches import pad_histories
 from model.checkpoint import load_checkpoint
 from model.config import ScorerConfig
-from model.fit import fit
-from model.knn import Popularity
-from model.metrics import RankingMetrics
-from model.private import (
+from model.evaluation.knn import Popularity
+from model.evaluation.metrics import RankingMetrics
+from model.scorer import PrefixRanker, SequenceScorer
+from model.training.attention import AttentionSwap
+from model.training.fit import fit
+from model.training.private import (
     _benign_warnings_ignored,
     _chunks,
     _private_step,
@@ -31,8 +32,7 @@ from model.private import (
     train_private,
     trained_parameters,
 )
-from model.scorer import PrefixRanker, SequenceScorer
-from model.train import TrainConfig, train
+from model.training.train import TrainConfig, train
 from tests.unit.walks import walks
 
 N_ITEMS = 30

@@ -1,4 +1,4 @@
-"""Online DP-SGD (model/update.py): accounting at q = 1, budget, noise, serving between steps."""
+"""Online DP-SGD (model/training/update.py): accounting at q = 1, budget, noise, serving."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from opacus.accountants import RDPAccountant
 from opacus.accountants.analysis.rdp import compute_rdp, get_privacy_spent
 
 from model.config import ScorerConfig
-from model.private import trained_parameters
 from model.scorer import SequenceScorer
-from model.serving import top_items
-from model.sessions import ItemVocab
-from model.update import OnlineDPSGD, OnlinePrivacy
+from model.serving.ranker import top_items
+from model.training.private import trained_parameters
+from model.training.update import OnlineDPSGD, OnlinePrivacy
+from model.vocab import ItemVocab
 
 N_ITEMS = 200
 ROWS = [[1, 2, 3, 4], [5, 6], [7, 8, 9], [10, 11, 12, 13, 14], [15, 16]]

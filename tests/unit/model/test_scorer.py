@@ -12,11 +12,11 @@ from hypothesis import strategies as st
 from model.batches import pad_histories
 from model.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from model.config import ScorerConfig
-from model.knn import Popularity
-from model.metrics import RankingMetrics
+from model.evaluation.knn import Popularity
+from model.evaluation.metrics import RankingMetrics
 from model.scorer import PrefixRanker, SequenceScorer
-from model.sessions import ItemVocab
-from model.train import TrainConfig, train
+from model.training.train import TrainConfig, train
+from model.vocab import ItemVocab
 from tests.unit.walks import walks
 
 N_ITEMS = 30

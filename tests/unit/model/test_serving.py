@@ -6,14 +6,14 @@ from pathlib import Path
 
 import torch
 
-from model.baseline import BASELINE_VERSION, CooccurrenceRecommender
-from model.catalogue import TextCatalogue
 from model.checkpoint import load_checkpoint, save_checkpoint
 from model.config import ScorerConfig
 from model.scorer import SequenceScorer
-from model.serving import CheckpointScorer, ContextRanker, RankerConfig, RankRequest
-from model.sessions import ItemVocab
-from model.text import TextEncoder
+from model.serving.baseline import BASELINE_VERSION, CooccurrenceRecommender
+from model.serving.catalogue import TextCatalogue
+from model.serving.ranker import CheckpointScorer, ContextRanker, RankerConfig, RankRequest
+from model.serving.text import TextEncoder
+from model.vocab import ItemVocab
 
 # A small shop with English and Chinese titles; "shoe-red"/"shoe-blue" are equally
 # relevant to a shoe query, so only behaviour can order them.

@@ -1,4 +1,4 @@
-"""Tests for model.text: the bundled multilingual sentence encoder."""
+"""Tests for model.serving.text: the bundled multilingual sentence encoder."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from model.text import TextEncoder
+from model.serving.text import TextEncoder
 
 # (English title, Chinese title) of the same product.
 CATALOGUE = [

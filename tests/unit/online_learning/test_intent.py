@@ -17,7 +17,7 @@ from online_learning.intent import (
     intent_cell,
     intent_features,
 )
-from streams import features as stream_features
+from streams.pipeline import state as stream_features
 
 CART = EVENT_TYPES.index("add_to_cart")
 VIEW = EVENT_TYPES.index("view")

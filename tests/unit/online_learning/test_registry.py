@@ -17,18 +17,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 from rich.console import Console
 
-import streams.cli
+import streams.ops.cli
 from model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from model.config import ScorerConfig
 from model.scorer import SequenceScorer
-from model.serving import CheckpointScorer
-from model.sessions import ItemVocab
+from model.serving.ranker import CheckpointScorer
+from model.vocab import ItemVocab
 from online_learning.announcement import Announcement, PrivacySpend
 from online_learning.errors import BadAnnouncement, ModelRejected, RegistryError, UnknownVersion
 from online_learning.manifest import MANIFEST, manifest
 from online_learning.registry import CURRENT, ModelStore, guard
-from streams.cli import build_parser, build_settings
 from streams.errors import BrokerError
+from streams.ops.cli import build_parser, build_settings
 
 CONFIG = ScorerConfig(n_items=6, d_model=16, n_heads=2, max_len=8)
 ITEMS = ["a", "b", "c", "d", "e"]
@@ -419,7 +419,7 @@ def cli_output(monkeypatch: pytest.MonkeyPatch, store: ModelStore) -> Iterator[i
     """The CLI's console, wide, into a buffer; the settings point at ``store``."""
     buffer = io.StringIO()
     monkeypatch.setenv("INTENTSTREAM_MODEL_STORE", str(store.root))
-    monkeypatch.setattr(streams.cli, "console", Console(file=buffer, width=250))
+    monkeypatch.setattr(streams.ops.cli, "console", Console(file=buffer, width=250))
     yield buffer
 
 

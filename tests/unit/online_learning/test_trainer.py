@@ -16,10 +16,10 @@ from model.batches import pad_histories
 from model.checkpoint import load_checkpoint, save_checkpoint
 from model.config import ScorerConfig
 from model.scorer import SequenceScorer
-from model.serving import CheckpointScorer
-from model.sessions import ItemVocab
-from model.train import TrainConfig, train
-from model.update import OnlinePrivacy
+from model.serving.ranker import CheckpointScorer
+from model.training.train import TrainConfig, train
+from model.training.update import OnlinePrivacy
+from model.vocab import ItemVocab
 from online_learning.trainer import IncrementalTrainer, UpdateConfig
 from tests.unit.walks import walks
 

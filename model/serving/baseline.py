@@ -1,0 +1,172 @@
+"""Honest baselines learned from the stream itself, with no training step.
+
+Used until a trained transformer is loaded, and kept as its fallback:
+
+* :class:`CooccurrenceRecommender`: "shoppers who looked at X next looked at Y"
+  counted over each user's consecutive items, then the user's own recent items,
+  backed by popularity so that even a cold user gets a full list. In the worker
+  it learns only from differentially private releases (``streams.pipeline.shared_counts``).
+* :class:`NextPurchaseRate`: the purchase intent is the observed rate at which an
+  event of a given type is followed by a purchase from the same user.
+
+Both update per observed event (a dict increment): the ordering of updates
+matters for the outputs, and per-event updates keep a batch's result identical to
+processing the same events one by one.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+
+#: Weights of the user's most recent items when summing their neighbours.
+RECENCY_WEIGHTS: tuple[float, ...] = (1.0, 0.5, 0.25)
+#: Scale of the user's own recent items: below co-occurrence evidence, above popularity.
+RECENT_SCALE = 0.05
+#: Scale of popularity scores below any co-occurrence evidence.
+POPULARITY_SCALE = 0.01
+
+ScoredItems = list[tuple[str, float]]
+
+#: Model version named in recommendations the co-occurrence baseline produced.
+BASELINE_VERSION = "baseline-cooc-1"
+
+
+class CooccurrenceRecommender:
+    """Item-to-next-item counts plus popularity, learned one event at a time.
+
+    Examples:
+        >>> rec = CooccurrenceRecommender(refresh_every=1)
+        >>> for history, item in [([], "a"), (["a"], "b"), ([], "a"), (["a"], "b"), ([], "c")]:
+        ...     rec.learn_one(history, item)
+        >>> [item for item, _ in rec.recommend(["a"], k=3)]
+        ['b', 'a', 'c']
+    """
+
+    def __init__(self, *, refresh_every: int = 1_000) -> None:
+        if refresh_every < 1:
+            raise ValueError("refresh_every must be >= 1")
+        self._next: defaultdict[str, Counter[str]] = defaultdict(Counter)
+        #: Each row's total, kept beside it: a recommendation reads up to 5 rows.
+        self._next_totals: Counter[str] = Counter()
+        self._popularity: Counter[str] = Counter()
+        self._events = 0
+        self._refresh_every = refresh_every
+        self._popular: ScoredItems = []
+        self._popular_at = -1
+
+    @property
+    def n_items(self) -> int:
+        """Distinct items seen so far."""
+        return len(self._popularity)
+
+    @property
+    def version(self) -> str:
+        """The baseline's model version (``model.serving.ranker.ItemScorer``)."""
+        return BASELINE_VERSION
+
+    def knows(self, item_id: str) -> bool:
+        """Whether ``item_id`` has been seen in the stream."""
+        return item_id in self._popularity
+
+    def score_many(self, histories: Sequence[Sequence[str]], /, *, k: int) -> list[ScoredItems]:
+        """:meth:`recommend` for each history (``model.serving.ranker.ItemScorer``)."""
+        return [self.recommend(history, k=k) for history in histories]
+
+    def learn_one(self, history: Sequence[str], item: str) -> None:
+        """Count ``item`` after the user's previous item (``history[-1]``)."""
+        transitions = {(history[-1], item): 1} if history else {}
+        self.learn_counts({item: 1}, transitions)
+
+    def learn_counts(
+        self, popularity: Mapping[str, int], transitions: Mapping[tuple[str, str], int]
+    ) -> None:
+        """Add released counts: item -> count, and (item, next item) -> count."""
+        for (previous, item), count in transitions.items():
+            self._next[previous][item] += count
+            self._next_totals[previous] += count
+        for item, count in popularity.items():
+            self._popularity[item] += count
+            self._events += count
+
+    def recommend(self, history: Sequence[str], *, k: int) -> ScoredItems:
+        """Top-``k`` (item, score) for a user whose recent items are ``history``.
+
+        Scores are in [0, 1]: a recency-weighted share of next-item transitions,
+        then the user's own recent items (their own data, most recent first, at
+        most :data:`RECENT_SCALE`), then popularity (at most
+        :data:`POPULARITY_SCALE`) to fill up. Ties break by item id, so the
+        output is deterministic.
+        """
+        scores: defaultdict[str, float] = defaultdict(float)
+        recent = list(reversed(history[-len(RECENCY_WEIGHTS) :]))
+        total_weight = sum(RECENCY_WEIGHTS[: len(recent)]) or 1.0
+        for weight, seen in zip(RECENCY_WEIGHTS, recent, strict=False):
+            row = self._next.get(seen)
+            if not row:
+                continue
+            share = weight / (self._next_totals[seen] * total_weight)
+            for candidate, count in row.items():
+                scores[candidate] += count * share
+        best = heapq.nsmallest(k, scores.items(), key=_rank_key)
+        chosen = {item for item, _ in best}
+        for rank, item in enumerate(dict.fromkeys(reversed(history))):
+            if len(best) >= k:
+                break
+            if item not in chosen:
+                best.append((item, RECENT_SCALE / (rank + 1)))
+                chosen.add(item)
+        if len(best) < k:
+            fill = (pair for pair in self._top_popular(k + len(chosen)) if pair[0] not in chosen)
+            best.extend(pair for _, pair in zip(range(k - len(best)), fill, strict=False))
+        return [(item, round(score, 6)) for item, score in best]
+
+    def _top_popular(self, k: int) -> ScoredItems:
+        """Most popular items, recomputed every ``refresh_every`` events (it is O(items))."""
+        stale = self._events - self._popular_at >= self._refresh_every
+        if stale or len(self._popular) < min(k, len(self._popularity)):
+            total = self._popularity.total() or 1
+            pairs = ((item, POPULARITY_SCALE * n / total) for item, n in self._popularity.items())
+            self._popular = heapq.nsmallest(max(k, 100), pairs, key=_rank_key)
+            self._popular_at = self._events
+        return self._popular[:k]
+
+
+class NextPurchaseRate:
+    """P(the user's next event is a purchase | the type of their current event).
+
+    A Beta(1, 49) prior (2 %, roughly e-commerce conversion) keeps early estimates sane.
+
+    Examples:
+        >>> rate = NextPurchaseRate(n_types=5)
+        >>> rate.learn_one(3, 4)  # add_to_cart followed by purchase
+        >>> round(rate.predict_one(3), 4)
+        0.0392
+    """
+
+    PRIOR_PURCHASES = 1.0
+    PRIOR_TOTAL = 50.0
+
+    def __init__(self, *, n_types: int, purchase_type: int = 4) -> None:
+        self._purchases = [0] * n_types
+        self._totals = [0] * n_types
+        self.purchase_type = purchase_type
+
+    def learn_one(self, previous_type: int, current_type: int) -> None:
+        """Record that an event of ``previous_type`` was followed by ``current_type``."""
+        self.learn_counts(previous_type, purchases=current_type == self.purchase_type, count=1)
+
+    def learn_counts(self, previous_type: int, *, purchases: bool, count: int) -> None:
+        """Record ``count`` events of ``previous_type`` followed by a purchase or not."""
+        self._totals[previous_type] += count
+        self._purchases[previous_type] += count if purchases else 0
+
+    def predict_one(self, current_type: int) -> float:
+        """Probability that the event after one of ``current_type`` is a purchase."""
+        hits = self._purchases[current_type] + self.PRIOR_PURCHASES
+        return hits / (self._totals[current_type] + self.PRIOR_TOTAL)
+
+
+def _rank_key(pair: tuple[str, float]) -> tuple[float, str]:
+    return (-pair[1], pair[0])

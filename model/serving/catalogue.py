@@ -1,0 +1,114 @@
+"""Item titles as multilingual text vectors, for search relevance and cold start.
+
+A :class:`TextCatalogue` holds one L2-normalised vector per item (from
+:class:`model.serving.text.TextEncoder`), so a query vector's dot product with the
+matrix is its cosine similarity to every title. Encoding is kept outside
+(:meth:`add` takes vectors) so a worker can encode new titles off its event
+loop and apply them on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float32]
+
+
+class TextCatalogue:
+    """Item id -> title vector, stored as one growing (N, D) float32 matrix.
+
+    Examples:
+        >>> catalogue = TextCatalogue(dim=2)
+        >>> catalogue.add(["a", "b"], np.array([[1, 0], [0, 1]], dtype=np.float32))
+        >>> catalogue.add(["a"], np.array([[0.6, 0.8]], dtype=np.float32))  # re-titled
+        >>> len(catalogue), catalogue.ids
+        (2, ['a', 'b'])
+        >>> query = np.array([[0, 1]], dtype=np.float32)
+        >>> [round(float(s), 2) for s in catalogue.similarities(query)[0]]
+        [0.8, 1.0]
+        >>> catalogue.remove(["a", "zzz"])
+        >>> catalogue.ids, catalogue.matrix.tolist()
+        (['b'], [[0.0, 1.0]])
+    """
+
+    def __init__(self, *, dim: int) -> None:
+        if dim < 1:
+            raise ValueError(f"dim must be positive, got {dim}")
+        self._matrix = np.zeros((0, dim), dtype=np.float32)
+        self._size = 0
+        self._ids: list[str] = []
+        self._rows: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        """Number of items."""
+        return self._size
+
+    def __contains__(self, item_id: object) -> bool:
+        return item_id in self._rows
+
+    @property
+    def ids(self) -> list[str]:
+        """Item ids in row order."""
+        return self._ids
+
+    @property
+    def matrix(self) -> FloatArray:
+        """``(N, D)`` float32 unit rows, in :attr:`ids` order (a view; do not modify)."""
+        return self._matrix[: self._size]
+
+    def add(self, item_ids: Sequence[str], vectors: FloatArray) -> None:
+        """Insert or replace the vectors of ``item_ids`` (a later duplicate wins).
+
+        Args:
+            item_ids: ``B`` item ids.
+            vectors: ``(B, D)`` L2-normalised rows, e.g. ``TextEncoder.encode_many(titles)``.
+        """
+        if vectors.shape != (len(item_ids), self._matrix.shape[1]):
+            raise ValueError(f"vectors must have shape ({len(item_ids)}, {self._matrix.shape[1]})")
+        for item_id, vector in zip(item_ids, vectors, strict=True):
+            row = self._rows.get(item_id)
+            if row is None:
+                row = self._append_row(item_id)
+            self._matrix[row] = vector
+
+    def remove(self, item_ids: Iterable[str]) -> None:
+        """Drop items (unknown ids are ignored); the last row moves into each gap."""
+        for item_id in item_ids:
+            row = self._rows.pop(item_id, None)
+            if row is None:
+                continue
+            last = self._size - 1
+            if row != last:
+                moved = self._ids[last]
+                self._matrix[row] = self._matrix[last]
+                self._ids[row] = moved
+                self._rows[moved] = row
+            self._ids.pop()
+            self._size = last
+
+    def profile(self, item_ids: Sequence[str]) -> FloatArray | None:
+        """Unit mean vector of the catalogued items among ``item_ids``; None if none are."""
+        rows = [self._rows[item] for item in item_ids if item in self._rows]
+        if not rows:
+            return None
+        mean = self._matrix[rows].mean(axis=0)
+        norm = float(np.linalg.norm(mean))
+        return (mean / norm).astype(np.float32) if norm > 0 else None
+
+    def similarities(self, queries: FloatArray) -> FloatArray:
+        """``(Q, D)`` unit query vectors -> ``(Q, N)`` cosine similarity to every item."""
+        return queries @ self.matrix.T
+
+    def _append_row(self, item_id: str) -> int:
+        if self._size == self._matrix.shape[0]:
+            grown = np.zeros((max(64, 2 * self._size), self._matrix.shape[1]), dtype=np.float32)
+            grown[: self._size] = self._matrix[: self._size]
+            self._matrix = grown
+        row = self._size
+        self._size += 1
+        self._ids.append(item_id)
+        self._rows[item_id] = row
+        return row

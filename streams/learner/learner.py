@@ -1,0 +1,221 @@
+"""``intentstream learn``: the learner process, learning from the stream while workers serve.
+
+It reads ``shop.events`` in its own consumer group (``<app id>-learn``), so it
+sees every event without taking partitions from the workers. Users and sessions
+become keyed pseudonyms at once; only each session's recent item ids are kept,
+in memory and bounded. Each event extends its session, and the session so far
+is a training sequence for ``online_learning.trainer.IncrementalTrainer``
+(micro-batches with replay). Every ``learn_publish_every`` sequences or
+``learn_publish_seconds`` it publishes the model as a new version (parent: the
+version it started from) in the model store and announces it on
+``shop.models``, where every worker swaps to it. Bad records are skipped here
+(the workers dead-letter them).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+
+from model.checkpoint import Checkpoint
+from model.training.fit import pick_device
+from model.training.update import OnlinePrivacy
+from online_learning.drift import DriftMonitor
+from online_learning.prequential import PrequentialRanking
+from online_learning.registry import ModelStore
+from online_learning.trainer import IncrementalTrainer, UpdateConfig
+from streams.errors import ConfigurationError
+from streams.kafka.announce import publish_update
+from streams.metrics.stats import LearnerStats
+from streams.pipeline.pseudonyms import Pseudonymizer
+from streams.pipeline.validation import RecordValidator
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Most sessions whose recent items the learner keeps (least recently active dropped).
+MAX_SESSIONS = 200_000
+#: List length of the learner's own prequential check.
+CHECK_K = 10
+
+
+class Learner:
+    """Feeds consumed events to an incremental trainer and publishes versions."""
+
+    def __init__(self, settings: Settings, *, pseudonymizer: Pseudonymizer) -> None:
+        self._settings = settings
+        self._pseudonyms = pseudonymizer
+        store = ModelStore(settings.model_store, name=settings.model_name)
+        current = store.current()
+        if current is None:
+            raise ConfigurationError(
+                f"no current model in {settings.model_store}: publish a pretrained one first "
+                "(intentstream train, then intentstream model publish)"
+            )
+        checkpoint = store.verify(current)
+        checkpoint.model.to(pick_device())  # the GPU when there is one
+        self.version = current
+        self._vocab = checkpoint.vocab
+        self._meta = checkpoint.meta
+        #: Epsilon the stream updates behind the starting version already spent.
+        self.prior_epsilon = float(checkpoint.meta.get("stream_privacy", {}).get("epsilon", 0.0))
+        self.trainer = IncrementalTrainer(
+            checkpoint.model,
+            checkpoint.vocab,
+            config=UpdateConfig(
+                update_every=settings.learn_update_every,
+                # DP-SGD divides each noisy sum by batch_size: keep it near the rows per step.
+                batch_size=settings.learn_update_every
+                if settings.learn_dp_noise_multiplier
+                else UpdateConfig.batch_size,
+            ),
+            privacy=self._privacy(settings),
+        )
+        self._validate = RecordValidator(max_bytes=settings.max_event_bytes)
+        self._sessions: OrderedDict[str, list[str]] = OrderedDict()
+        self.prequential = PrequentialRanking(k=CHECK_K)
+        self.drift = DriftMonitor()
+        self.drifts = 0
+        self._drift_pending = False
+        self._fast_until = 0
+        self._since_publish = 0
+        self._published_at = time.monotonic()
+        self.published: list[str] = []
+
+    def _privacy(self, settings: Settings) -> OnlinePrivacy | None:
+        """DP-SGD settings when turned on, with what earlier learners spent taken off the budget.
+
+        Restarting from a version this learner published continues its spend
+        (basic composition: the budgets add up), so a restart cannot reset it.
+        """
+        if settings.learn_dp_noise_multiplier is None:
+            return None
+        left = settings.learn_dp_epsilon - self.prior_epsilon
+        if left <= 0:
+            raise ConfigurationError(
+                f"the learner's DP budget (epsilon {settings.learn_dp_epsilon}) is spent by "
+                f"{self.version}'s updates ({self.prior_epsilon:.3g}): raise "
+                "INTENTSTREAM_LEARN_DP_EPSILON deliberately, or start from a fresh version"
+            )
+        return OnlinePrivacy(
+            noise_multiplier=settings.learn_dp_noise_multiplier,
+            max_grad_norm=settings.learn_dp_max_grad_norm,
+            delta=settings.learn_dp_delta,
+            epsilon_budget=left,
+        )
+
+    def learn(self, values: list[bytes | None]) -> None:
+        """Check, then learn from, a batch of raw event values.
+
+        Each event is first checked against the current model's top 10 for its
+        session so far (prequential HR@10, before anything learns from it); a
+        drift in the miss rate makes the learner update 4x as often for the next
+        ``learn_publish_every`` sequences and publish at once.
+        """
+        events = [event for event in map(self._validate, values) if isinstance(event, dict)]
+        events = [event for event in events if "item_id" in event]
+        sessions = self._pseudonyms.many(e.get("session_id") or e["user_id"] for e in events)
+        keyed = [
+            (session, event["item_id"]) for session, event in zip(sessions, events, strict=True)
+        ]
+        prefixes, grown = [], {}
+        for session, item in keyed:
+            so_far = grown.setdefault(session, list(self._sessions.get(session, [])))
+            prefixes.append(list(so_far))
+            so_far.append(item)
+        lists = self.trainer.top_k(prefixes, k=CHECK_K)
+        for (session, item), prefix, top in zip(keyed, prefixes, lists, strict=True):
+            if prefix:
+                self._check(top, item)
+            self._extend(session, item)
+
+    def _check(self, top: list[str], item: str) -> None:
+        score = self.prequential.update_one(top, item)
+        if score is None or not self.drift.update(1.0 - score.hit):
+            return
+        self.drifts += 1
+        self._drift_pending = True
+        self._fast_until = self.trainer.examples + self._settings.learn_publish_every
+        self.trainer.update_every = max(1, self._settings.learn_update_every // 4)
+        log.warning("drift in the online miss rate: updating 4x as often, publishing now")
+
+    def _extend(self, session: str, item: str) -> None:
+        items = [*self._sessions.pop(session, []), item][-self.trainer.model.config.max_len :]
+        self._sessions[session] = items
+        if len(self._sessions) > MAX_SESSIONS:
+            self._sessions.popitem(last=False)
+        if len(items) >= 2:
+            self.trainer.observe(items, key=session)
+            self._since_publish += 1
+        if self._fast_until and self.trainer.examples >= self._fast_until:
+            self._fast_until = 0
+            self.trainer.update_every = self._settings.learn_update_every
+
+    def due(self) -> bool:
+        """Whether enough was learned, or enough time passed with something learned."""
+        if self._since_publish == 0:
+            return False
+        if self._drift_pending:
+            return True
+        elapsed = time.monotonic() - self._published_at
+        return (
+            self._since_publish >= self._settings.learn_publish_every
+            or elapsed >= self._settings.learn_publish_seconds
+        )
+
+    def snapshot(self) -> tuple[Checkpoint, dict[str, float]]:
+        """The model as it is now, with its metrics: what :meth:`publish` stores and announces.
+
+        With DP-SGD the meta's ``stream_privacy`` holds what the updates behind it
+        spent, so a learner restarted from it continues that spend.
+        """
+        online = self.prequential.snapshot()
+        metrics = {
+            "examples": float(self.trainer.examples),
+            "updates": float(self.trainer.updates),
+            "drifts": float(self.drifts),
+            "HR@10_online": 100 * online.window_hr,
+            "NDCG@10_online": 100 * online.window_ndcg,
+        }
+        if self.trainer.last_loss == self.trainer.last_loss:  # not NaN
+            metrics["loss"] = self.trainer.last_loss
+        meta = dict(self._meta)
+        spent = self.trainer.privacy_spent()
+        if spent is not None:
+            stream = {**spent, "epsilon": self.prior_epsilon + spent["epsilon"]}
+            meta["stream_privacy"] = stream
+            metrics["stream_epsilon"] = stream["epsilon"]
+        checkpoint = Checkpoint(
+            model=self.trainer.model,
+            vocab=self._vocab,
+            meta=meta,
+            path=self._settings.model_store / self.version,
+        )
+        return checkpoint, metrics
+
+    def stats(self) -> LearnerStats:
+        """The running totals and online quality, for the metrics."""
+        spent = self.trainer.privacy_spent()
+        return LearnerStats(
+            examples=self.trainer.examples,
+            updates=self.trainer.updates,
+            published=len(self.published),
+            drifts=self.drifts,
+            online=self.prequential.snapshot(),
+            epsilon=spent["epsilon"] if spent else 0.0,
+        )
+
+    def publish(self) -> str:
+        """Store and announce the model as a child of the current version; returns its id."""
+        checkpoint, metrics = self.snapshot()
+        announcement = publish_update(
+            self._settings, checkpoint, parent=self.version, metrics=metrics, privacy=None
+        )
+        self.version = announcement.version
+        self.published.append(self.version)
+        self._since_publish = 0
+        self._drift_pending = False
+        self._published_at = time.monotonic()
+        log.warning("published model %s (%d examples so far)", self.version, self.trainer.examples)
+        return self.version

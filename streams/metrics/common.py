@@ -1,0 +1,83 @@
+"""Metric pieces shared by the worker and the learner, and the HTTP endpoint that serves them.
+
+Names follow Prometheus style: the ``intentstream_`` prefix, base units (seconds,
+ratios), ``_total`` for counters. Labels never hold user ids or pseudonyms, only small
+fixed sets (event type, reject reason, model version). Each process has its own
+registry, so tests can build several apps in one process. Metrics are pushed: each
+process hands its statistics to its metrics object; nothing here reads a pipeline.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+
+from online_learning.prequential import RankingSnapshot
+
+log = logging.getLogger(__name__)
+
+
+class Cumulative:
+    """A counter fed with a running total kept elsewhere (it adds the difference)."""
+
+    def __init__(self, counter: Counter) -> None:
+        self._counter = counter
+        self._seen = 0.0
+
+    def update(self, total: float) -> None:
+        """Bring the counter up to ``total`` (totals never go down)."""
+        if total > self._seen:
+            self._counter.inc(total - self._seen)
+            self._seen = total
+
+
+class OnlineQuality:
+    """Gauges of prequential quality; shared by the worker and the learner (``role`` label)."""
+
+    def __init__(self, registry: CollectorRegistry, *, role: str) -> None:
+        self._role = role
+        labels = ["role"]
+        self.hr = Gauge(
+            "intentstream_online_hr10_ratio",
+            "Online HR@10 over the last 1,000 checked events (the item was in the last top 10).",
+            labels,
+            registry=registry,
+        )
+        self.ndcg = Gauge(
+            "intentstream_online_ndcg10_ratio",
+            "Online NDCG@10 over the last 1,000 checked events.",
+            labels,
+            registry=registry,
+        )
+        self.checks = Gauge(
+            "intentstream_online_checked_events",
+            "Events checked against the last list so far (prequential).",
+            labels,
+            registry=registry,
+        )
+        self.drifts = Counter(
+            "intentstream_drift_detections",
+            "ADWIN drift detections in the online miss rate.",
+            labels,
+            registry=registry,
+        )
+
+    def set(self, ranking: RankingSnapshot) -> None:
+        """Publish a prequential snapshot."""
+        self.hr.labels(self._role).set(ranking.window_hr)
+        self.ndcg.labels(self._role).set(ranking.window_ndcg)
+        self.checks.labels(self._role).set(ranking.n)
+
+    def drifted(self, count: int = 1) -> None:
+        """Count drift detections."""
+        if count:
+            self.drifts.labels(self._role).inc(count)
+
+
+def serve(registry: CollectorRegistry, port: int) -> int:
+    """Serve ``registry`` on ``port`` (0: any free port); returns the port it listens on."""
+    server, _ = start_http_server(port, registry=registry)
+    bound = int(server.server_port)
+    log.warning("metrics on http://127.0.0.1:%d/metrics", bound)
+    return bound

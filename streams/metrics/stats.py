@@ -1,0 +1,53 @@
+"""The statistics a worker's pipeline and the learner hand to their metrics.
+
+Plain values, no Prometheus: the pipeline fills a :class:`BatchStats` per batch and
+the learner a :class:`LearnerStats` per poll, and their metrics objects record them.
+So the metrics read nothing of the pipeline's or the learner's internals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from online_learning.prequential import LogLossSnapshot, RankingSnapshot
+
+
+@dataclass(slots=True)
+class BatchStats:
+    """What one batch of the worker's pipeline did.
+
+    Totals marked cumulative run over the worker's life; the rest are this batch's.
+    """
+
+    records: int = 0
+    events_by_type: dict[str, int] = field(default_factory=dict)
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
+    recommendations: int = 0
+    erased: int = 0
+    redelivered: int = 0
+    unreadable_states: int = 0
+    drifts: int = 0
+    #: Seconds from each answered record's broker timestamp to its recommendation.
+    latencies: list[float] = field(default_factory=list)
+    #: Seconds spent ranking (the scorer's calls).
+    scoring_seconds: float = 0.0
+    #: Cumulative: epsilon charged to users' budgets, refused contributions, DP releases.
+    epsilon_charged: float = 0.0
+    budget_refusals: int = 0
+    dp_releases: int = 0
+    online: RankingSnapshot | None = None
+    intent_log_loss: dict[str, LogLossSnapshot] = field(default_factory=dict)
+    serving_version: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LearnerStats:
+    """The learner's running totals and online quality after one poll."""
+
+    examples: int
+    updates: int
+    published: int
+    drifts: int
+    online: RankingSnapshot
+    #: DP-SGD epsilon spent by the learner's updates (0 when DP-SGD is off).
+    epsilon: float

@@ -1,0 +1,122 @@
+"""``intentstream demo``: real shoppers' events in, recommendations out, live.
+
+Starts the embedded broker unless one is given, creates the topics, runs a
+worker process, replays a real data set and shows events in, recommendations
+out, rate and latency until every event is answered. It records the worker's
+metrics meanwhile and renders them to ``<home>/runs/demo-<time>/report.html``
+(``intentstream report``). Ctrl-C stops everything it started; nothing is left
+running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from streams.brokers import local_broker
+from streams.errors import ConfigurationError
+from streams.kafka.admin import ensure_topics
+from streams.ops.demo_view import DemoMonitor, render_summary, watch
+from streams.ops.recording import Recorder
+from streams.ops.replay import replay
+from streams.ops.report import write_report
+from streams.pipeline.crypto import load_master_key
+from streams.pipeline.pseudonyms import load_pseudonym_key
+from streams.settings import Settings
+from streams.worker.process import read_ready, wait_until_ready, worker_process
+
+log = logging.getLogger(__name__)
+
+DATA_SETS: dict[str, str] = {
+    "retailrocket": "retailrocket-sample/events.csv.gz",
+    "yoochoose": "yoochoose-100k/train.csv.gz",
+    "diginetica": "diginetica/train.csv.gz",
+}
+#: After the replay ends, how long to wait for the last recommendations.
+DRAIN_SECONDS = 120.0
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    """What to replay and how fast (``rate`` and ``speedup`` as in ``replay``)."""
+
+    data: str
+    rate: float | None
+    speedup: float | None
+    limit: int | None
+
+
+def resolve_data(settings: Settings, data: str) -> Path:
+    """A data-set name from ../shared/data, or a path to an events file."""
+    path = settings.data_dir / DATA_SETS[data] if data in DATA_SETS else Path(data)
+    if not path.is_file():
+        raise ConfigurationError(
+            f"no events file at {path}: pass --data PATH or set INTENTSTREAM_DATA_DIR "
+            f"(expected the shared data sets {sorted(DATA_SETS)})"
+        )
+    return path
+
+
+def run_demo(settings: Settings, options: DemoOptions) -> int:
+    """Run the whole demo; returns the process exit code."""
+    started = time.monotonic()
+    path = resolve_data(settings, options.data)
+    load_pseudonym_key(settings, create=True)
+    load_master_key(settings, create=True)
+    run_dir = settings.home / "runs" / f"demo-{time.strftime('%Y%m%dT%H%M%S')}"
+    with _broker(settings) as running:
+        ensure_topics(running)
+        running = running.model_copy(
+            # Any free metrics port, so the demo runs beside a worker on the default one.
+            update={"ready_file": running.home / "demo-worker.ready", "metrics_port": 0}
+        )
+        with worker_process(running, log_file=running.home / "demo-worker.log") as worker:
+            log.info("waiting for the worker to join the group and recover its table")
+            wait_until_ready(worker, running.ready_file)
+            port = read_ready(running.ready_file)["metrics_port"]
+            monitor = DemoMonitor(started_at=started, worker_alive=lambda: worker.poll() is None)
+            recording = run_dir / "metrics.jsonl"
+            with Recorder([f"http://127.0.0.1:{port}/metrics"], recording):
+                asyncio.run(_replay_and_watch(running, path, options, monitor))
+        render_summary(monitor, settings=running, data=path)
+        write_report(recording, run_dir / "report.html", title=f"intentstream demo: {path.name}")
+        log.info("report of this run: %s (from %s)", run_dir / "report.html", recording)
+        return 0 if monitor.complete else 1
+
+
+async def _replay_and_watch(
+    settings: Settings, path: Path, options: DemoOptions, monitor: DemoMonitor
+) -> None:
+    async with watch(settings, monitor) as live:
+        stats = await replay(
+            settings,
+            path,
+            rate=options.rate,
+            speedup=options.speedup,
+            limit=options.limit,
+            progress=False,
+            on_sent=monitor.on_sent,
+        )
+        monitor.replay_done(stats.sent)
+        await live.until_answered(timeout=DRAIN_SECONDS)
+
+
+@contextlib.contextmanager
+def _broker(settings: Settings) -> Iterator[Settings]:
+    """Use the configured cluster, or start the local broker (and stop it if we started it)."""
+    if settings.kafka:
+        yield settings
+        return
+    broker = local_broker(settings.broker_kind, home=settings.home)
+    already_running = broker.status().running
+    address = broker.start()
+    try:
+        yield settings.model_copy(update={"kafka": address})
+    finally:
+        if not already_running:
+            broker.stop()

@@ -1,0 +1,320 @@
+"""One batch of input records through the pipeline's stages, free of Faust and Kafka.
+
+:meth:`EventPipeline.process` reads as its stages: validate, pseudonymise, load and
+update each user's state, contribute to the DP shared counts, score, build the
+outputs. It returns everything its caller must do (records to produce, table changes,
+probation failures to record, statistics); it writes nothing itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from model.serving.ranker import ContextRanker, ItemScorer, RankRequest
+from online_learning.intent import intent_cell
+from streams.metrics.stats import BatchStats
+from streams.pipeline.answers import Answers
+from streams.pipeline.crypto import StateCipher
+from streams.pipeline.dp import MICRO
+from streams.pipeline.intent import IntentPredictor
+from streams.pipeline.monitor import OnlineMonitor, ProbationFailure
+from streams.pipeline.pseudonyms import Pseudonymizer
+from streams.pipeline.records import InputRecord, OutputRecord
+from streams.pipeline.shared_counts import SharedCounts
+from streams.pipeline.state import EMITTED_KEPT, TYPE_INDEX, UserState, apply_event
+from streams.pipeline.validation import InputValidation, Reason, Rejection
+from streams.pipeline.working_set import StateChanges, TableReader, WorkingSet
+
+log = logging.getLogger(__name__)
+
+#: A validated record's value, or why it is rejected.
+Checked = dict[str, Any] | Rejection
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """Everything one batch asks its caller to do.
+
+    ``changes`` holds the sealed user states and wrapped keys to write (None =
+    tombstone), each with the partition of the record that changed it.
+    """
+
+    recommendations: list[OutputRecord] = field(default_factory=list)
+    dead_letters: list[OutputRecord] = field(default_factory=list)
+    audit: list[OutputRecord] = field(default_factory=list)
+    changes: StateChanges = field(default_factory=StateChanges)
+    probation_failures: list[ProbationFailure] = field(default_factory=list)
+    stats: BatchStats = field(default_factory=BatchStats)
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """An accepted event waiting to be scored."""
+
+    record: InputRecord
+    event: dict[str, Any]
+    state: UserState
+    request: RankRequest
+    purchase_intent: float
+
+
+class EventPipeline:
+    """Validates, pseudonymises, updates state, contributes to DP counts and scores a batch.
+
+    The batch may also hold erasure requests (``shop.privacy.requests``): they are
+    applied in order with the events, so an event after the request starts from
+    empty state.
+
+    The accepted events of a batch are scored in one call at its end (each with the
+    history its user had at that event). The stream baseline and the purchase rate
+    change only when the shared counts make a DP release; the events before a
+    release are scored just before it, so a batch gives exactly the recommendations
+    the same events would get one by one. The prequential check of a user's second
+    event in one batch compares it with the list sent before the batch.
+    """
+
+    def __init__(
+        self,
+        *,
+        events_topic: str,
+        requests_topic: str,
+        history_len: int,
+        validate: InputValidation,
+        pseudonyms: Pseudonymizer,
+        cipher: StateCipher,
+        shared: SharedCounts,
+        ranker: ContextRanker,
+        intent: IntentPredictor,
+        monitor: OnlineMonitor,
+        answers: Answers,
+    ) -> None:
+        self._events_topic = events_topic
+        self._requests_topic = requests_topic
+        self._history_len = history_len
+        self._validate = validate
+        self._pseudonyms = pseudonyms
+        self._cipher = cipher
+        self.shared = shared
+        self.ranker = ranker
+        self.intent = intent
+        self.monitor = monitor
+        self.answers = answers
+        self._previous: ItemScorer = ranker.primary
+
+    def use_scorer(self, scorer: ItemScorer, *, probation: bool = False) -> None:
+        """Score with ``scorer`` from the next batch on (hot swap; the baseline stays fallback).
+
+        On ``probation``, once its first ``probation_events`` lists have been checked,
+        a version whose online HR@10 fell more than ``probation_max_drop`` below the
+        previous version's is swapped back out and reported in the batch's result.
+        """
+        if probation:
+            self._previous = self.ranker.primary
+            self.monitor.start_probation(scorer.version)
+        self.ranker.primary = scorer
+
+    def process(
+        self, records: Sequence[InputRecord], *, read_state: TableReader, read_key: TableReader
+    ) -> BatchResult:
+        """Handle one batch in record order.
+
+        Args:
+            records: consumed events and privacy requests, in offset order per partition.
+            read_state: the ``user_state`` lookup (pseudonym -> sealed state or None).
+            read_key: the ``user_keys`` lookup (pseudonym -> wrapped data key or None).
+
+        Returns:
+            The batch's outputs and changes; each user's state appears once, as of its
+            last record.
+        """
+        result = BatchResult()
+        self.intent.start_batch()
+        checked = [self._validate(r.topic, r.key, r.value) for r in records]
+        users, sessions = self._pseudonymise(records, checked)
+        states = WorkingSet(self._cipher, read_state=read_state, read_key=read_key)
+        pending: list[_Pending] = []
+        for record, outcome, user, session in zip(records, checked, users, sessions, strict=True):
+            if isinstance(outcome, Rejection):
+                self._reject(record, outcome, result)
+                continue
+            try:
+                if record.topic == self._requests_topic:
+                    self._erase(record, outcome, user, states, result)
+                else:
+                    self._apply(record, outcome, user, session, states, result, pending)
+            except Exception as exc:  # a bug on odd input must not stop the worker
+                log.exception("failed on %s[%d]@%d", record.topic, record.partition, record.offset)
+                error = Rejection(Reason.PROCESSING_ERROR, f"{type(exc).__name__}: {exc}"[:200])
+                self._reject(record, error, result)
+        self._score(pending, result)
+        result.changes = states.changes()
+        self._finish_stats(result.stats, records=len(records), unreadable=states.unreadable)
+        return result
+
+    def _pseudonymise(
+        self, records: Sequence[InputRecord], checked: Sequence[Checked]
+    ) -> tuple[list[bytes], list[str]]:
+        """Each accepted record's user pseudonym and session pseudonym ("" where none).
+
+        One keyed-hash call per kind for the whole batch; rejected records get empty
+        placeholders so the lists line up with ``records``.
+        """
+        requests_topic = self._requests_topic
+        raw_users = [
+            (r.key or b"").decode("utf-8") if r.topic == requests_topic else str(c["user_id"])
+            for r, c in zip(records, checked, strict=True)
+            if not isinstance(c, Rejection)
+        ]
+        raw_sessions = [
+            c.get("session_id", "")
+            for r, c in zip(records, checked, strict=True)
+            if not isinstance(c, Rejection) and r.topic != requests_topic
+        ]
+        user_of = iter(self._pseudonyms.many(raw_users))
+        session_of = iter(self._pseudonyms.many(raw_sessions))
+        users: list[bytes] = []
+        sessions: list[str] = []
+        for record, outcome in zip(records, checked, strict=True):
+            accepted = not isinstance(outcome, Rejection)
+            users.append(next(user_of).encode() if accepted else b"")
+            is_event = accepted and record.topic != requests_topic
+            sessions.append(next(session_of)[:16] if is_event else "")
+        return users, sessions
+
+    def _reject(self, record: InputRecord, rejection: Rejection, result: BatchResult) -> None:
+        result.dead_letters.append(self.answers.dead_letter(record, rejection))
+        by_reason = result.stats.rejected_by_reason
+        by_reason[rejection.reason] = by_reason.get(rejection.reason, 0) + 1
+
+    def _erase(
+        self,
+        record: InputRecord,
+        request: dict[str, Any],
+        user: bytes,
+        states: WorkingSet,
+        result: BatchResult,
+    ) -> None:
+        """Delete the user's state and key; the outcome goes to the audit topic."""
+        existed = states.erase(user, record.partition)
+        result.stats.erased += 1
+        result.audit.append(self.answers.audit(record, request, existed=existed))
+
+    def _apply(
+        self,
+        record: InputRecord,
+        event: dict[str, Any],
+        user: bytes,
+        session: str,
+        states: WorkingSet,
+        result: BatchResult,
+        pending: list[_Pending],
+    ) -> None:
+        """Update the user's state, check and contribute, and queue the event for scoring.
+
+        The agent sends a batch's recommendations before its changelog records, so a
+        state that already holds this event's offset means its recommendation reached
+        the broker: a redelivered event is not answered again (at-least-once in,
+        effectively once out; docs/reliability.md).
+        """
+        state = states.get(user)
+        previous_item = state.items[-1] if state.items else None
+        previous_cell = (
+            intent_cell(state.last_type, state.session_events, state.session_carts)
+            if state.last_type >= 0
+            else None
+        )
+        fresh = apply_event(
+            state,
+            event,
+            session=session,
+            partition=record.partition,
+            offset=record.offset,
+            history_len=self._history_len,
+        )
+        stats = result.stats
+        if not fresh:
+            stats.redelivered += 1
+            return
+        kind, now = event["type"], float(event["ts"])
+        stats.events_by_type[kind] = stats.events_by_type.get(kind, 0) + 1
+        self._check(state, event.get("item_id"), result)
+        self.intent.evaluate(state.last_intent, purchased=kind == "purchase")
+        self.shared.contribute(
+            state,
+            item=event.get("item_id"),
+            previous_item=previous_item,
+            previous_cell=previous_cell,
+            current_type=TYPE_INDEX[kind],
+            now=now,
+        )
+        states.changed(user, record.partition)
+        if self.shared.due(now):
+            # The baseline and the purchase rate are about to learn a DP release: the
+            # events before this one are answered by what they would have met.
+            self._score(pending, result)
+            pending.clear()
+            self.shared.advance(now)
+        query = event.get("query") if kind == "search" else None
+        pending.append(
+            _Pending(
+                record=record,
+                event=event,
+                state=state,
+                request=RankRequest(history=tuple(state.items), query=query),
+                purchase_intent=round(self.intent.predict(state), 6),
+            )
+        )
+
+    def _check(self, state: UserState, item: str | None, result: BatchResult) -> None:
+        """Prequential check of the user's last list; a failed probation swaps back."""
+        check = self.monitor.check(state, item)
+        if check.drifted:
+            result.stats.drifts += 1
+        if check.failed is None:
+            return
+        version, reason = check.failed
+        restored = self._previous
+        log.error("model %s failed probation, back to %s: %s", version, restored.version, reason)
+        self.ranker.primary = restored
+        result.probation_failures.append(ProbationFailure(version, restored.version, reason))
+
+    def _score(self, pending: Sequence[_Pending], result: BatchResult) -> None:
+        """Score the pending events in one call and build their recommendations."""
+        if not pending:
+            return
+        started = time.perf_counter()
+        ranked = self.ranker.rank_many([p.request for p in pending])
+        result.stats.scoring_seconds += time.perf_counter() - started
+        now = self.answers.clock()
+        latencies = result.stats.latencies
+        out = result.recommendations
+        for waiting, answer in zip(pending, ranked, strict=True):
+            waiting.state.last_emitted = [item for item, _ in answer.items[:EMITTED_KEPT]]
+            waiting.state.last_version = answer.model_version
+            latency_s = max(0.0, now - waiting.record.timestamp)
+            latencies.append(latency_s)
+            out.append(
+                self.answers.recommendation(
+                    waiting.event,
+                    answer,
+                    purchase_intent=waiting.purchase_intent,
+                    now=now,
+                    latency_s=latency_s,
+                )
+            )
+        result.stats.recommendations = len(out)
+
+    def _finish_stats(self, stats: BatchStats, *, records: int, unreadable: int) -> None:
+        """Add the batch size and the cumulative figures the metrics show."""
+        stats.records = records
+        stats.unreadable_states = unreadable
+        stats.epsilon_charged = self.shared.charged_units / MICRO
+        stats.budget_refusals = self.shared.refused
+        stats.dp_releases = self.shared.released_windows
+        stats.online = self.monitor.snapshot()
+        stats.intent_log_loss = self.intent.snapshots()
+        stats.serving_version = self.ranker.primary.version

@@ -1,0 +1,95 @@
+"""Builds an :class:`EventPipeline` and its collaborators from the settings.
+
+The one place where the stages are wired together; the worker, the tests and the
+benches all build their pipeline here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from model.serving.baseline import CooccurrenceRecommender
+from model.serving.catalogue import TextCatalogue
+from model.serving.ranker import ContextRanker, ItemScorer, QueryEncoder, RankerConfig
+from streams.pipeline.answers import Answers
+from streams.pipeline.batch import EventPipeline
+from streams.pipeline.crypto import DLQ_PURPOSE, RecordSealer, StateCipher
+from streams.pipeline.intent import IntentPredictor
+from streams.pipeline.monitor import OnlineMonitor
+from streams.pipeline.pseudonyms import Pseudonymizer
+from streams.pipeline.shared_counts import SharedCounts, SharingConfig
+from streams.pipeline.validation import InputValidation
+from streams.settings import Settings
+
+
+def build_pipeline(
+    settings: Settings,
+    *,
+    pseudonymizer: Pseudonymizer,
+    master_key: bytes,
+    clock: Callable[[], float] = time.time,
+    scorer: ItemScorer | None = None,
+    catalogue: TextCatalogue | None = None,
+    encode_queries: QueryEncoder | None = None,
+    cipher: StateCipher | None = None,
+) -> EventPipeline:
+    """The worker's pipeline: the stream baseline, or ``scorer`` with the baseline as fallback.
+
+    Args:
+        settings: the one configuration object.
+        pseudonymizer: keyed pseudonyms of user and session ids.
+        master_key: the master key that wraps each user's data key and seals dead letters.
+        clock: wall-clock time of recommendations and audits.
+        scorer: a trained model to serve from the start (None: the stream baseline).
+        catalogue: item titles as text vectors, for search and cold start.
+        encode_queries: the text encoder of search queries (with ``catalogue``).
+        cipher: seals per-user state (default: AES-GCM under ``master_key``).
+    """
+    baseline = CooccurrenceRecommender()
+    intent = IntentPredictor()
+    shared = SharedCounts(
+        SharingConfig(
+            budget_epsilon=settings.privacy_epsilon_per_window,
+            epsilon=settings.shared_counts_epsilon,
+            delta=settings.shared_counts_delta,
+            max_items=settings.shared_counts_max_items,
+            window_seconds=settings.privacy_window_seconds,
+        ),
+        recommender=baseline,
+        intent=intent.rate,
+        cell_intent=intent.cell,
+    )
+    ranker = ContextRanker(
+        scorer if scorer is not None else baseline,
+        fallback=baseline,
+        catalogue=catalogue,
+        encode_queries=encode_queries,
+        config=RankerConfig(top_k=settings.top_k),
+    )
+    return EventPipeline(
+        events_topic=settings.events_topic,
+        requests_topic=settings.privacy_requests_topic,
+        history_len=settings.history_len,
+        validate=InputValidation(
+            events_topic=settings.events_topic,
+            requests_topic=settings.privacy_requests_topic,
+            max_bytes=settings.max_event_bytes,
+        ),
+        pseudonyms=pseudonymizer,
+        cipher=cipher if cipher is not None else StateCipher(master_key),
+        shared=shared,
+        ranker=ranker,
+        intent=intent,
+        monitor=OnlineMonitor(
+            probation_events=settings.probation_events,
+            probation_max_drop=settings.probation_max_drop,
+        ),
+        answers=Answers(
+            recommendations_topic=settings.recommendations_topic,
+            audit_topic=settings.privacy_audit_topic,
+            dlq_topic=settings.dlq_topic,
+            seal=RecordSealer(master_key, purpose=DLQ_PURPOSE).seal,
+            clock=clock,
+        ),
+    )

@@ -1,0 +1,168 @@
+"""What the stream teaches everyone's recommendations, learned only through DP releases.
+
+The baseline recommender's popularity and item-to-next-item counts, and the
+purchase counts per intent cell (which teach both the purchase rate per event
+type and the river intent model), are aggregates over many users that every
+recommendation reveals a little of (DESIGN.md privacy model). So a worker does
+not learn them event by event: per tumbling window of event time each user
+contributes at most ``max_items`` distinct items (each with the transition into
+it, from their previous item) and counts once towards the purchase counts, and is
+charged ``epsilon`` from their per-window budget for it
+(:class:`~streams.pipeline.dp.ContributionBound`). When the stream's event time
+passes the end of a window, that window's counts are released once with
+OpenDP's threshold mechanism (:class:`~streams.pipeline.dp.ThresholdCounts`,
+(epsilon, delta)-DP per user and window) and only then learned by the baseline.
+A user whose budget is spent contributes nothing more until the next window.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from model.serving.baseline import CooccurrenceRecommender, NextPurchaseRate
+from online_learning.intent import CellIntent
+from streams.pipeline.dp import ContributionBound, PrivacyBudget, ThresholdCounts
+from streams.pipeline.state import UserState
+
+log = logging.getLogger(__name__)
+
+SEP = "\x1f"
+#: The pseudo-item a user's one purchase-rate contribution per window is admitted as.
+INTENT_SLOT = "\x00intent"
+
+
+@dataclass(frozen=True)
+class SharingConfig:
+    """Privacy parameters of the shared counts (from :class:`~streams.settings.Settings`).
+
+    Attributes:
+        budget_epsilon: each user's epsilon per window, for everything released.
+        epsilon: charged per window to a user who contributes to the shared counts.
+        delta: the threshold mechanism's delta per window.
+        max_items: distinct items (with their transitions) one user adds per window.
+        window_seconds: window length in event-time seconds.
+    """
+
+    budget_epsilon: float
+    epsilon: float
+    delta: float
+    max_items: int
+    window_seconds: float
+
+    @property
+    def max_keys(self) -> int:
+        """Keys one user adds to per window: items, transitions, one purchase-rate key."""
+        return 2 * self.max_items + 1
+
+
+class SharedCounts:
+    """Collects bounded contributions per window and teaches the baseline their release."""
+
+    def __init__(
+        self,
+        config: SharingConfig,
+        *,
+        recommender: CooccurrenceRecommender,
+        intent: NextPurchaseRate,
+        cell_intent: CellIntent,
+    ) -> None:
+        self.config = config
+        self._recommender = recommender
+        self._intent = intent
+        self._cell_intent = cell_intent
+        self._windows: dict[float, ThresholdCounts] = {}
+        self._released_before = float("-inf")
+        self.released_windows = 0
+        self.dropped = 0
+        #: Epsilon charged to users so far, in micro-epsilons (``streams.pipeline.dp.MICRO``).
+        self.charged_units = 0
+        #: Contributions refused because the user's budget for the window was spent.
+        self.refused = 0
+
+    def contribute(
+        self,
+        state: UserState,
+        *,
+        item: str | None,
+        previous_item: str | None,
+        previous_cell: str | None,
+        current_type: int,
+        now: float,
+    ) -> None:
+        """Add one event's contribution, within the user's bound and budget (updates ``state``)."""
+        config = self.config
+        budget = PrivacyBudget.from_list(
+            state.privacy_budget,
+            limit_epsilon=config.budget_epsilon,
+            window_seconds=config.window_seconds,
+        )
+        bound = ContributionBound.from_list(
+            state.contributions, max_items=config.max_items, window_seconds=config.window_seconds
+        )
+        window, spent_before = budget.window_start, budget.spent_units
+        first_in_window = not bound.items or now - now % config.window_seconds > bound.window_start
+        keys = []
+        if item is not None and bound.admit(item, now=now, budget=budget, epsilon=config.epsilon):
+            keys.append(f"i{SEP}{item}")
+            if previous_item is not None:
+                keys.append(f"p{SEP}{previous_item}{SEP}{item}")
+        admit_intent = previous_cell is not None and bound.admit(
+            INTENT_SLOT, now=now, budget=budget, epsilon=config.epsilon
+        )
+        if admit_intent:
+            purchased = int(current_type == self._intent.purchase_type)
+            keys.append(f"t{SEP}{previous_cell}{SEP}{purchased}")
+        state.privacy_budget, state.contributions = budget.to_list(), bound.to_list()
+        charged = budget.spent_units - (spent_before if budget.window_start == window else 0)
+        self.charged_units += charged
+        asked = item is not None or previous_cell is not None
+        if asked and first_in_window and not charged:
+            self.refused += 1
+        if not keys:
+            return
+        if bound.window_start < self._released_before:
+            self.dropped += len(keys)  # a late event for a window already released
+            return
+        window = self._windows.get(bound.window_start)
+        if window is None:
+            window = self._windows[bound.window_start] = ThresholdCounts(max_keys=config.max_keys)
+        for key in keys:
+            window.add(key)
+
+    def due(self, now: float) -> bool:
+        """Whether :meth:`advance` at event time ``now`` would release (and teach) anything."""
+        current = now - now % self.config.window_seconds
+        return any(start < current for start in self._windows)
+
+    def advance(self, now: float) -> int:
+        """Release every window that ended at or before event time ``now``; keys learned."""
+        current = now - now % self.config.window_seconds
+        self._released_before = max(self._released_before, current)
+        learned = 0
+        for start in sorted(start for start in self._windows if start < current):
+            released = self._windows.pop(start).release(
+                epsilon=self.config.epsilon, delta=self.config.delta
+            )
+            self._learn(released)
+            self.released_windows += 1
+            learned += len(released)
+        return learned
+
+    def _learn(self, released: dict[str, int]) -> None:
+        popularity: dict[str, int] = {}
+        transitions: dict[tuple[str, str], int] = {}
+        cells: list[tuple[str, bool, int]] = []
+        for key, count in released.items():
+            kind, *parts = key.split(SEP)
+            if kind == "i":
+                popularity[parts[0]] = count
+            elif kind == "p":
+                transitions[(parts[0], parts[1])] = count
+            else:
+                cell, purchased = parts[0], bool(int(parts[1]))
+                last_type = int(cell.split(".")[0])
+                self._intent.learn_counts(last_type, purchases=purchased, count=count)
+                cells.append((cell, purchased, count))
+        self._recommender.learn_counts(popularity, transitions)
+        self._cell_intent.learn_released(cells)

@@ -1,0 +1,153 @@
+"""The Faust app of intentstream.
+
+Start a worker with ``intentstream worker`` (or ``faust -A streams.worker.app worker``;
+both configure it from ``INTENTSTREAM_*`` environment variables). Tests and the
+CLI build their own app with :func:`create_app`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import torch
+
+from model.checkpoint import load_checkpoint
+from model.serving.catalogue import TextCatalogue
+from model.serving.ranker import CheckpointScorer
+from model.serving.text import TextEncoder
+from online_learning.registry import ModelStore
+from streams.kafka.catalogue_feed import CatalogueFeed
+from streams.kafka.model_feed import ModelFeed
+from streams.kafka.produce import kafka_producer, send_all
+from streams.kafka.tables import build_key_table, build_user_table
+from streams.kafka.topics import build_topics
+from streams.kafka.transport import BatchingApp
+from streams.metrics.worker import WorkerMetrics
+from streams.pipeline.build import build_pipeline
+from streams.pipeline.crypto import load_master_key
+from streams.pipeline.pseudonyms import Pseudonymizer, load_pseudonym_key
+from streams.pipeline.records import OutputRecord
+from streams.settings import Settings
+from streams.worker.handler import register_handler
+
+log = logging.getLogger(__name__)
+
+
+def faust_options(settings: Settings) -> dict[str, Any]:
+    """Faust settings derived from ours (documented in docs/configuration.md)."""
+    tansu = settings.broker_kind == "tansu"
+    return {
+        "broker": f"{'tansu' if tansu else 'kafka-batches'}://{settings.bootstrap}",
+        "broker_max_poll_records": settings.batch_max,
+        "store": "memory://",
+        "topic_partitions": settings.partitions,
+        "topic_replication_factor": 1,
+        "topic_disable_leader": True,
+        "web_enabled": False,
+        "consumer_auto_offset_reset": "earliest",
+        "producer_linger": 0.005,
+        "producer_acks": -1,
+        "producer_max_batch_size": 512 * 1024,
+        "producer_max_request_size": 8 * 1024 * 1024,
+        # Tansu completes a group join only after about half the session timeout.
+        "broker_session_timeout": 6.0 if tansu else 10.0,
+        "broker_heartbeat_interval": 1.0,
+        "broker_rebalance_timeout": 20.0,
+    }
+
+
+def create_app(
+    settings: Settings,
+    *,
+    pseudonym_key: bytes | None = None,
+    master_key: bytes | None = None,
+    ready: list[asyncio.Event] | None = None,
+    metrics: WorkerMetrics | None = None,
+) -> BatchingApp:
+    """Build a configured app with its topics, tables, batch handler and feeds.
+
+    Args:
+        settings: the one configuration object.
+        pseudonym_key: HMAC key; defaults to :func:`load_pseudonym_key`.
+        master_key: state master key; defaults to :func:`load_master_key`.
+        ready: gets the events that are set once the item catalogue and the model
+            announcements have been read to their end; the worker waits for all
+            of them before it reports ready.
+        metrics: where the app counts what it does (default: a fresh, unserved registry).
+    """
+    key = pseudonym_key if pseudonym_key is not None else load_pseudonym_key(settings)
+    master = master_key if master_key is not None else load_master_key(settings)
+    app = BatchingApp(settings.app_id, autodiscover=False, **faust_options(settings))
+    topics = build_topics(app, settings)
+    users, keys = build_user_table(app, settings), build_key_table(app, settings)
+    scorer = load_scorer(settings)
+    encoder = TextEncoder() if settings.text_search else None
+    catalogue = TextCatalogue(dim=encoder.dim) if encoder is not None else None
+    pipeline = build_pipeline(
+        settings,
+        pseudonymizer=Pseudonymizer(key),
+        master_key=master,
+        scorer=scorer,
+        catalogue=catalogue,
+        encode_queries=encoder.encode_many if encoder is not None else None,
+    )
+    metrics = metrics if metrics is not None else WorkerMetrics()
+    ready = ready if ready is not None else []
+
+    async def send(records: list[OutputRecord]) -> None:
+        await send_all(kafka_producer(app), records)
+
+    models = ModelFeed(
+        settings,
+        pipeline=pipeline,
+        store=ModelStore(settings.model_store, name=settings.model_name),
+        send_dead_letters=send,
+        seal=pipeline.answers.seal,
+        loaded=asyncio.Event(),
+        metrics=metrics,
+    )
+    register_handler(
+        app,
+        settings=settings,
+        topics=topics,
+        users=users,
+        keys=keys,
+        pipeline=pipeline,
+        metrics=metrics,
+        record_failure=models.record_failure,
+    )
+    app.task(models.run)
+    ready.append(models.loaded)
+    if encoder is not None and catalogue is not None:
+        catalogue_feed = CatalogueFeed(
+            settings,
+            catalogue=catalogue,
+            encoder=encoder,
+            send_dead_letters=send,
+            seal=pipeline.answers.seal,
+            loaded=asyncio.Event(),
+        )
+        app.task(catalogue_feed.run)
+        ready.append(catalogue_feed.loaded)
+    return app
+
+
+def load_scorer(settings: Settings) -> CheckpointScorer | None:
+    """The checkpoint named by ``model_path`` on the GPU when present, else None (baseline)."""
+    if settings.model_path is None:
+        return None
+    torch.set_num_threads(settings.scoring_threads)
+    checkpoint = load_checkpoint(settings.model_path)
+    log.info("scoring with %s (%s)", checkpoint.meta["version"], checkpoint.path)
+    return CheckpointScorer.on_best_device(checkpoint)
+
+
+def __getattr__(name: str) -> BatchingApp:
+    """Build ``app`` on first access, so importing this module reads no environment."""
+    if name != "app":
+        raise AttributeError(name)
+    built = create_app(Settings())
+    globals()["app"] = built
+    return built

@@ -1,0 +1,134 @@
+"""The worker's batch handler: each fetched batch of the input topics through the pipeline.
+
+Not a Faust agent on purpose: Faust's per-record path costs more than all of the
+pipeline's work (DESIGN.md's measurements), so the records arrive as whole fetched
+batches (streams/kafka/transport.py), and a batch's
+outputs (recommendations, dead letters and changelog records) go straight to
+the producer and are awaited together before the consumer commits the batch's
+offsets (at-least-once delivery, docs/reliability.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+import faust
+
+from streams.kafka.consumed import input_records
+from streams.kafka.produce import kafka_producer, send_all
+from streams.kafka.topics import Topics
+from streams.kafka.transport import BatchingApp, Delivery, Fetched, route_batches
+from streams.metrics.worker import WorkerMetrics
+from streams.pipeline.batch import BatchResult, EventPipeline
+from streams.pipeline.monitor import ProbationFailure
+from streams.pipeline.records import OutputRecord
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Seconds between refreshes of the lag gauge when no batch refreshes it.
+LAG_REFRESH_SECONDS = 5.0
+
+
+def register_handler(
+    app: BatchingApp,
+    *,
+    settings: Settings,
+    topics: Topics,
+    users: faust.Table,
+    keys: faust.Table,
+    pipeline: EventPipeline,
+    metrics: WorkerMetrics,
+    record_failure: Callable[[ProbationFailure], None],
+) -> None:
+    """Route the fetched batches of the input topics to ``recommend_for_events``.
+
+    ``record_failure`` writes a probation failure to the model store; it runs in a
+    thread during the batch's delivery, never inside the pipeline.
+    """
+    changelogs = (users.changelog_topic.get_topic_name(), keys.changelog_topic.get_topic_name())
+    isolate_tails = settings.broker_kind == "tansu"
+    inputs = {settings.events_topic, settings.privacy_requests_topic}
+    #: Next offset to process per input partition, for the lag gauge.
+    positions: dict[tuple[str, int], int] = {}
+
+    def lag() -> dict[tuple[str, int], int]:
+        """Events left in each input partition this worker owns (and has read from)."""
+        owned = [tp for tp in app.consumer.assignment() if tp.topic in inputs]
+        return {
+            (tp.topic, tp.partition): max(
+                0, (app.consumer.highwater(tp) or 0) - positions[(tp.topic, tp.partition)]
+            )
+            for tp in owned
+            if (tp.topic, tp.partition) in positions
+        }
+
+    @app.timer(LAG_REFRESH_SECONDS)
+    async def refresh_lag() -> None:
+        """Also while no batch comes: a stalled agent's lag grows, given-away partitions go."""
+        metrics.set_lag(lag())
+
+    state_store, key_store = users.data, keys.data
+
+    def recommend_for_events(fetched: Fetched) -> Delivery:
+        """Score one fetched batch now; the returned delivery sends its waves in order.
+
+        The tables are updated at once, so the next batch is scored on them while
+        this one is still being delivered: the consumer commits only after the
+        delivery, and a failed delivery stops the worker, so memory never gets
+        ahead of what the broker holds for longer than the worker lives.
+        """
+        records = input_records(fetched.values())
+        started = time.perf_counter()
+        result = pipeline.process(records, read_state=state_store.get, read_key=key_store.get)
+        seconds = time.perf_counter() - started
+        result.changes.apply(state_store, key_store)
+        for tp, batch in fetched.items():
+            positions[(tp.topic, tp.partition)] = batch[-1].offset + 1
+        metrics.record_batch(result.stats, seconds=seconds)
+        metrics.set_lag(lag())
+        waves = _waves(result, changelogs, isolate_tails=isolate_tails)
+        failures = result.probation_failures
+
+        async def deliver() -> None:
+            producer = kafka_producer(app)
+            for wave in waves:
+                await send_all(producer, wave)
+            for failure in failures:
+                await asyncio.to_thread(record_failure, failure)
+
+        return deliver
+
+    route_batches(app, topics.inputs, recommend_for_events)
+
+
+def _waves(
+    result: BatchResult, changelogs: tuple[str, str], *, isolate_tails: bool
+) -> list[list[OutputRecord]]:
+    """The batch's records in the order they must reach the broker, each wave acknowledged first.
+
+    1. Recommendations, dead letters and audit records. 2. The changelog records:
+    a state holding an event's offset then proves its recommendation was
+    delivered, so a redelivered event is not answered twice (``EventPipeline``).
+    3. With ``isolate_tails`` (Tansu), the last changelog record of each changelog
+    partition, held back so it travels alone: Tansu reports a partition's end
+    offset as the base offset of its last producer batch + 1, so Faust's changelog
+    recovery would stop before the rest of that batch and lose table updates.
+    """
+    changes = (result.changes.states, result.changes.keys)
+    table_records = [
+        OutputRecord(topic=topic, key=user, value=value, partition=partition)
+        for topic, table in zip(changelogs, changes, strict=True)
+        for user, (partition, value) in table.items()
+    ]
+    outputs = [*result.recommendations, *result.dead_letters, *result.audit]
+    if not isolate_tails:
+        return [outputs, table_records]
+    last = {(r.topic, r.partition): index for index, r in enumerate(table_records)}
+    held = set(last.values())
+    tails = [table_records[index] for index in sorted(held)]
+    body = [record for index, record in enumerate(table_records) if index not in held]
+    return [outputs, body, tails]

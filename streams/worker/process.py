@@ -1,0 +1,168 @@
+"""Runs one Faust worker process in the foreground until SIGINT/SIGTERM.
+
+Run it with ``intentstream worker``; scale out by starting more processes with
+the same ``INTENTSTREAM_APP_ID`` (they share the consumer group).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+import faust
+
+from streams.errors import WorkerError
+from streams.kafka.admin import ensure_topics, wait_for_group_coordinator
+from streams.metrics.common import serve
+from streams.metrics.worker import WorkerMetrics
+from streams.settings import Settings
+from streams.worker.app import create_app
+from streams.worker.watchdog import watch
+
+log = logging.getLogger(__name__)
+
+
+class ReadinessWorker(faust.Worker):
+    """A Faust worker that writes ``ready_file`` once started and every ``ready`` event is set.
+
+    The file holds ``{"pid": ..., "metrics_port": ...}`` (the port matters when it was 0).
+    From then on a watchdog ends the process if its fetch loop stops (streams/worker/watchdog.py).
+    """
+
+    def __init__(
+        self,
+        app: faust.App,
+        *,
+        ready_file: Path | None,
+        ready: list[asyncio.Event],
+        metrics_port: int,
+        stall_seconds: float,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(app, **kwargs)
+        self._ready_file = ready_file
+        self._ready = ready
+        self._metrics_port = metrics_port
+        self._stall_seconds = stall_seconds
+
+    async def on_startup_finished(self) -> None:
+        await super().on_startup_finished()
+        for event in self._ready:
+            await event.wait()
+        if self._ready_file is not None:
+            write_ready(self._ready_file, metrics_port=self._metrics_port)
+        watch(self._fetch_progress, self._stall_seconds)
+
+    def _fetch_progress(self) -> tuple[float | None, bool]:
+        """(When the fetch loop last came back, whether it should be turning now)."""
+        consumer = self.app.consumer
+        fetching = consumer.flow_active and not self.app.rebalancing
+        return getattr(consumer, "last_fetch", None), fetching
+
+
+def write_ready(ready_file: Path, *, metrics_port: int) -> None:
+    """Say this process is ready, with its pid and metrics port (:func:`read_ready`)."""
+    ready_file.parent.mkdir(parents=True, exist_ok=True)
+    ready_file.write_text(json.dumps({"pid": os.getpid(), "metrics_port": metrics_port}))
+
+
+def read_ready(ready_file: Path) -> dict[str, int]:
+    """What a ready process wrote: its ``pid`` and ``metrics_port``."""
+    return dict(json.loads(ready_file.read_text()))
+
+
+def run_worker(settings: Settings) -> None:
+    """Create missing topics, then run a worker; returns when it has stopped cleanly."""
+    log.info("worker config: %s", settings.redacted())
+    ensure_topics(settings)
+    wait_for_group_coordinator(settings)
+    ready: list[asyncio.Event] = []
+    metrics = WorkerMetrics()
+    port = serve(metrics.registry, settings.metrics_port)
+    app = create_app(settings, ready=ready, metrics=metrics)
+    if settings.ready_file is not None:
+        settings.ready_file.unlink(missing_ok=True)
+    worker = ReadinessWorker(
+        app,
+        ready_file=settings.ready_file,
+        ready=ready,
+        metrics_port=port,
+        stall_seconds=settings.stall_seconds,
+        loglevel=settings.worker_loglevel,
+        quiet=True,
+    )
+    try:
+        worker.execute_from_commandline()
+    finally:
+        if settings.ready_file is not None:
+            settings.ready_file.unlink(missing_ok=True)
+
+
+def wait_until_ready(
+    process: subprocess.Popen[bytes], ready_file: Path, *, timeout: float = 120.0
+) -> None:
+    """Block until the worker created ``ready_file``.
+
+    Raises:
+        WorkerError: the worker exited first, or did not get ready in time.
+    """
+    deadline = time.monotonic() + timeout
+    while not ready_file.exists():
+        if process.poll() is not None:
+            raise WorkerError(f"worker exited with code {process.returncode} before it was ready")
+        if time.monotonic() > deadline:
+            raise WorkerError(f"worker not ready after {timeout:.0f} s")
+        time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def worker_process(
+    settings: Settings,
+    *,
+    log_file: Path,
+    stop_timeout: float = 30.0,
+    command: Literal["worker", "learn"] = "worker",
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``intentstream worker`` (or ``learn``) as a child process configured by ``settings``.
+
+    The child gets its own session, so a Ctrl-C in the terminal reaches only the
+    parent, which then stops the worker in order (SIGTERM, wait, SIGKILL last).
+    """
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    if settings.ready_file is not None:
+        settings.ready_file.unlink(missing_ok=True)
+    with open(log_file, "ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streams.ops.cli", command],
+            env={**os.environ, **settings.as_environment()},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    log.info("%s pid %d started, log %s", command, process.pid, log_file)
+    try:
+        yield process
+    finally:
+        _stop(process, timeout=stop_timeout)
+
+
+def _stop(process: subprocess.Popen[bytes], *, timeout: float) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        log.warning("worker did not stop in %.0f s; killing it", timeout)
+        process.kill()
+        process.wait()
