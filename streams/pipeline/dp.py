@@ -1,16 +1,11 @@
-"""Differential privacy: OpenDP noise, per-user budgets and bounded contributions.
+"""Differential privacy of the shared counts: per-user budgets, bounded contributions, releases.
 
-Plain module (no Faust); issue 4, requirement 2. Every value released beyond a
-user's own state goes through here:
-
-* features entering training examples for the shared model: :func:`noisy_vector`
-  (L1-clipped, Laplace noise), released with :func:`release` against the user's
-  :class:`PrivacyBudget`;
-* trending/popularity counts: each user adds at most ``max_items`` distinct items
-  per window (:class:`ContributionBound`, charged once per window) and
-  :class:`ThresholdCounts` releases a window's counts once, with Laplace noise of
-  scale ``max_keys / epsilon`` and a threshold for the keys' own privacy (delta);
-* single aggregates such as per-item metrics: :func:`noisy_count`.
+Every value derived from many users' events that leaves a worker goes through here:
+each user adds at most ``max_items`` distinct items per window
+(:class:`ContributionBound`, charged once per window against the user's
+:class:`PrivacyBudget`) and :class:`ThresholdCounts` releases a window's counts once,
+with Laplace noise of scale ``max_keys / epsilon`` and a threshold for the keys' own
+privacy (delta). docs/privacy.md states what this covers.
 
 Noise comes from OpenDP's vetted samplers only, never from numpy. OpenDP draws
 from the operating system's CSPRNG, which cannot be seeded: releases are not
@@ -35,33 +30,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
-from typing import Literal, Protocol, TypeVar
 
-import numpy as np
-import numpy.typing as npt
 import opendp.prelude as dp
 
 from streams.errors import PrivacyError
 
 MICRO = 1_000_000
 """Accounting unit: budgets and spends are integers of 1e-6 epsilon."""
-
-# Float noise is sampled on a 2**-60 grid. OpenDP's default, finest grid costs
-# ~1.4 ms per 64 floats against ~0.5 ms here, for a privacy map tighter by ~1e-16.
-_FLOAT_K = -60
-# L1 clipping aims 1e-9 below the bound so that float rounding in the norm and
-# the rescale (relative error < n * 2**-53 for n values) never ends above it.
-_SHRINK = 1.0 - 1e-9
-
-_Kind = Literal["count", "vector"]
-FloatArray = npt.NDArray[np.float64]
-T_co = TypeVar("T_co", covariant=True)
-
-
-class Mechanism(Protocol[T_co]):
-    """A noisy release of one user's data that is ``epsilon``-DP."""
-
-    def __call__(self, *, epsilon: float) -> T_co: ...
 
 
 def epsilon_units(epsilon: float) -> int:
@@ -300,6 +275,7 @@ class ThresholdCounts:
         """
         if self._released:
             raise PrivacyError("a window's counts may be released only once")
+        _check_positive("epsilon", epsilon)
         if not 0.0 < delta < 1.0:
             raise ValueError(f"delta must be in (0, 1), got {delta!r}")
         self._released = True
@@ -333,160 +309,6 @@ def _threshold_mechanism(max_keys: int, epsilon: float, delta: float) -> dp.Meas
             return measurement
         scale += scale * 2.0 ** (attempt - 52)
     raise ValueError(f"no threshold mechanism certifies epsilon={epsilon}, delta={delta}")
-
-
-def noisy_count(true_count: int, *, epsilon: float, sensitivity: int = 1) -> int:
-    """``true_count`` plus discrete Laplace noise of scale ``sensitivity / epsilon``.
-
-    Args:
-        true_count: the exact count (a signed 64-bit int).
-        epsilon: privacy loss of this release, > 0.
-        sensitivity: most one user can change ``true_count``, >= 1.
-
-    Returns:
-        The noisy count.
-
-    Raises:
-        ValueError: ``epsilon`` or ``sensitivity`` is out of range.
-
-    Examples:
-        >>> isinstance(noisy_count(42, epsilon=1.0), int)
-        True
-    """
-    _check_count("sensitivity", sensitivity)
-    return int(_mechanism("count", sensitivity, epsilon, 0)(int(true_count)))
-
-
-def clip_l1(values: npt.ArrayLike, *, clip: float) -> FloatArray:
-    """Scale each row (last axis) of ``values`` down to L1 norm at most ``clip``.
-
-    Args:
-        values: ``(D,)`` or ``(B, D)`` finite numbers.
-        clip: the L1 bound, > 0.
-
-    Returns:
-        float64 array of the same shape; rows already inside the bound unchanged.
-        A row whose norm overflows float64 becomes zeros.
-
-    Raises:
-        ValueError: a value is not finite, or ``clip`` is not finite and > 0.
-
-    Examples:
-        >>> clip_l1([3.0, -1.0], clip=2.0).round(6).tolist()
-        [1.5, -0.5]
-    """
-    _check_positive("clip", clip)
-    x = np.asarray(values, dtype=np.float64)
-    if not np.isfinite(x).all():
-        raise ValueError("values must be finite")
-    limit = clip * _SHRINK
-    with np.errstate(over="ignore"):
-        norms = np.abs(x).sum(axis=-1, keepdims=True)
-    factor: FloatArray = np.minimum(1.0, limit / np.maximum(norms, limit))
-    return x * factor
-
-
-def noisy_vector(values: npt.ArrayLike, *, epsilon: float, clip: float) -> FloatArray:
-    """L1-clip ``values`` to ``clip`` and add Laplace noise of scale ``2 * clip / epsilon``.
-
-    The sensitivity is ``2 * clip``, the L1 diameter of the clipped set: any
-    value of a user's vector is indistinguishable from any other. With ``(B, D)``
-    input each row must belong to a different user; the whole batch is drawn in
-    one OpenDP call and each row is ``epsilon``-DP for its user.
-
-    Args:
-        values: ``(D,)`` or ``(B, D)`` finite numbers.
-        epsilon: privacy loss per row, > 0.
-        clip: L1 bound of each row, > 0.
-
-    Returns:
-        float64 array of the same shape.
-
-    Raises:
-        ValueError: bad shape, a non-finite value, or ``epsilon``/``clip`` out of range.
-
-    Examples:
-        >>> bool(abs(noisy_vector([1e9], epsilon=1.0, clip=1.0)[0]) < 1e3)
-        True
-    """
-    x = clip_l1(values, clip=clip)
-    if x.ndim not in (1, 2):
-        raise ValueError(f"values must be (D,) or (B, D), got shape {x.shape}")
-    if x.size == 0:
-        return x
-    measurement = _mechanism("vector", 2.0 * clip, epsilon, x.size)
-    return np.asarray(measurement(x.ravel().tolist()), dtype=np.float64).reshape(x.shape)
-
-
-def release(
-    budget: PrivacyBudget,
-    draw: Mechanism[T_co],
-    *,
-    epsilon: float,
-    now: float,
-    last: T_co | None,
-) -> T_co | None:
-    """A fresh noisy value if ``budget`` allows ``epsilon``, else ``last`` (or None).
-
-    Reusing an earlier release is post-processing and costs nothing; with none,
-    the value is withheld. The budget is charged before ``draw`` runs, so a
-    failing draw still counts (fail closed).
-
-    Args:
-        budget: the user's budget.
-        draw: an ``epsilon``-DP mechanism over this user's data only, called as
-            ``draw(epsilon=epsilon)``, e.g. ``partial(noisy_vector, x, clip=1.0)``.
-        epsilon: privacy loss of a fresh release, > 0.
-        now: event time in seconds.
-        last: the user's previous release, kept in their state.
-
-    Returns:
-        The fresh release, ``last`` when the budget is spent, or None.
-
-    Examples:
-        >>> from functools import partial
-        >>> budget = PrivacyBudget(limit_epsilon=1.0, window_seconds=60.0)
-        >>> draw = partial(noisy_count, 7)
-        >>> first = release(budget, draw, epsilon=1.0, now=0.0, last=None)
-        >>> release(budget, draw, epsilon=1.0, now=1.0, last=first) == first
-        True
-        >>> release(budget, draw, epsilon=1.0, now=2.0, last=None) is None
-        True
-    """
-    if budget.try_spend(epsilon, now=now):
-        return draw(epsilon=epsilon)
-    return last
-
-
-@functools.lru_cache(maxsize=256)
-def _mechanism(kind: _Kind, sensitivity: float, epsilon: float, size: int) -> dp.Measurement:
-    """The OpenDP Laplace measurement for ``kind``, certified within the charge.
-
-    The scale starts at ``sensitivity / epsilon`` and grows by a few ulps until
-    OpenDP's privacy map (which rounds up) certifies a loss no larger than
-    ``epsilon`` nor its charge. Cached: building one costs ~0.1-1 ms.
-    """
-    target = _loss_target(epsilon)
-    d_in = float(sensitivity) if kind == "vector" else int(sensitivity)
-    scale = sensitivity / epsilon
-    for attempt in range(64):
-        measurement = _build(kind, scale, size)
-        if measurement.check(d_in, target):
-            return measurement
-        scale += scale * 2.0 ** (attempt - 52)
-    raise ValueError(f"no Laplace scale certifies epsilon={epsilon} for {kind}")
-
-
-def _build(kind: _Kind, scale: float, size: int) -> dp.Measurement:
-    """One OpenDP Laplace measurement (integer noise for counts)."""
-    # The one place features are enabled: every constructor below is "contrib".
-    dp.enable_features("contrib")
-    if kind == "count":
-        space = dp.atom_domain(T="i64"), dp.absolute_distance(T="i64")
-        return dp.m.make_laplace(*space, scale=scale)
-    # An explicit grid (k) needs a sized domain in OpenDP 0.16.
-    domain = dp.vector_domain(dp.atom_domain(T=float, nan=False), size=size)
-    return dp.m.make_laplace(domain, dp.l1_distance(T=float), scale=scale, k=_FLOAT_K)
 
 
 def _loss_target(epsilon: float) -> float:

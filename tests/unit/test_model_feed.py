@@ -11,8 +11,8 @@ from online_learning.registry import ModelStore
 from streams.kafka.model_feed import ModelFeed
 from streams.metrics.worker import WorkerMetrics
 from streams.pipeline.batch import EventPipeline
-from streams.pipeline.monitor import ProbationFailure
 from streams.pipeline.build import build_pipeline
+from streams.pipeline.monitor import ProbationFailure
 from streams.pipeline.pseudonyms import Pseudonymizer
 from streams.settings import Settings
 from tests.unit.online_learning.test_registry import METRICS, PRIVACY, _train_run

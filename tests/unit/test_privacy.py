@@ -12,7 +12,6 @@ import math
 from collections import defaultdict
 from collections.abc import Callable
 from fractions import Fraction
-from functools import partial
 
 import numpy as np
 import orjson
@@ -27,11 +26,7 @@ from streams.pipeline.dp import (
     ContributionBound,
     PrivacyBudget,
     ThresholdCounts,
-    clip_l1,
     epsilon_units,
-    noisy_count,
-    noisy_vector,
-    release,
 )
 
 N = 20_000
@@ -161,7 +156,7 @@ def test_bad_epsilons_are_refused(epsilon: float) -> None:
     with pytest.raises(ValueError):
         budget.try_spend(epsilon, now=0.0)
     with pytest.raises(ValueError):
-        noisy_count(0, epsilon=epsilon)
+        ThresholdCounts(max_keys=1).release(epsilon=epsilon, delta=1e-6)
     with pytest.raises(ValueError):
         budget.try_spend(0.1, now=math.nan)
 
@@ -179,29 +174,18 @@ def test_epsilons_are_charged_in_exact_micro_units() -> None:
 
 
 @settings(max_examples=40, deadline=None)
-@given(epsilon=epsilons, sensitivity=st.integers(min_value=1, max_value=50))
-def test_opendp_certifies_no_more_than_the_charge(epsilon: float, sensitivity: int) -> None:
+@given(epsilon=epsilons, max_keys=st.integers(min_value=1, max_value=50))
+def test_opendp_certifies_no_more_than_the_charge(epsilon: float, max_keys: int) -> None:
     # OpenDP's own privacy map is the authority on what a measurement costs.
     charge = Fraction(epsilon_units(epsilon), MICRO)
-    for kind, d_in in (("count", sensitivity), ("vector", float(sensitivity))):
-        loss = Fraction(privacy._mechanism(kind, d_in, epsilon, 4).map(d_in))
-        assert loss <= charge
-        assert loss <= Fraction(epsilon)
+    loss = Fraction(
+        privacy._threshold_mechanism(max_keys, epsilon, 1e-6).map((max_keys, max_keys, 1))[0]
+    )
+    assert loss <= charge
+    assert loss <= Fraction(epsilon)
 
 
 # Noise scale -----------------------------------------------------------------
-
-
-@pytest.mark.parametrize(("epsilon", "sensitivity"), [(1.0, 1), (0.25, 3)])
-def test_noisy_count_has_scale_sensitivity_over_epsilon(epsilon: float, sensitivity: int) -> None:
-    noise = np.array([noisy_count(0, epsilon=epsilon, sensitivity=sensitivity) for _ in range(N)])
-    _assert_scale(noise, sensitivity / epsilon, _discrete_laplace_abs)
-
-
-def test_noisy_vector_has_scale_two_clip_over_epsilon() -> None:
-    # One row of N zeros: each coordinate is independent Laplace(2 * clip / epsilon).
-    noise = noisy_vector(np.zeros((1, N)), epsilon=0.5, clip=0.5).ravel()
-    _assert_scale(noise, 2 * 0.5 / 0.5, _laplace_abs)
 
 
 def test_popularity_noise_has_scale_max_keys_over_epsilon() -> None:
@@ -212,97 +196,6 @@ def test_popularity_noise_has_scale_max_keys_over_epsilon() -> None:
     released = counts.release(epsilon=2.0, delta=1e-6)
     assert len(released) == keys
     _assert_scale(np.array(list(released.values())) - true, 4 / 2.0, _discrete_laplace_abs)
-
-
-# Clipping --------------------------------------------------------------------
-
-
-def test_a_huge_value_never_shows_through_the_noise() -> None:
-    # Laplace(scale 2) exceeds 1e3 with probability exp(-500).
-    released = [noisy_vector([1e9], epsilon=1.0, clip=1.0)[0] for _ in range(200)]
-    assert max(abs(value) for value in released) < 1e3
-    assert noisy_vector(np.array([[1e308, 1e308]]), epsilon=1.0, clip=1.0).shape == (1, 2)
-
-
-finite = st.floats(min_value=-1e300, max_value=1e300)
-
-
-@given(
-    rows=st.lists(st.lists(finite, min_size=3, max_size=3), min_size=1, max_size=4),
-    clip=st.floats(min_value=1e-6, max_value=1e6),
-)
-def test_clipped_rows_never_exceed_the_bound(rows: list[list[float]], clip: float) -> None:
-    clipped = clip_l1(rows, clip=clip)
-    assert clipped.shape == (len(rows), 3)
-    for row, out in zip(rows, clipped, strict=True):
-        assert sum(Fraction(abs(float(v))) for v in out) <= Fraction(clip)
-        if math.fsum(abs(v) for v in row) <= clip * 0.5:
-            assert out.tolist() == row  # rows inside the bound are untouched
-
-
-@pytest.mark.parametrize("values", [[math.nan], [math.inf, 0.0], [[0.0], [-math.inf]]])
-def test_non_finite_features_are_refused(values: list[float]) -> None:
-    with pytest.raises(ValueError):
-        noisy_vector(values, epsilon=1.0, clip=1.0)
-
-
-def test_bad_clip_and_shape_are_refused() -> None:
-    with pytest.raises(ValueError):
-        clip_l1([1.0], clip=0.0)
-    with pytest.raises(ValueError):
-        noisy_vector(np.zeros((2, 2, 2)), epsilon=1.0, clip=1.0)
-    assert noisy_vector([], epsilon=1.0, clip=1.0).shape == (0,)
-
-
-# Release ---------------------------------------------------------------------
-
-
-def test_a_spent_budget_reuses_the_last_release_or_withholds() -> None:
-    budget = PrivacyBudget(limit_epsilon=1.0, window_seconds=60.0)
-    draw = partial(noisy_vector, [0.2, -0.3], clip=1.0)
-    first = release(budget, draw, epsilon=0.6, now=0.0, last=None)
-    assert first is not None and first.shape == (2,)
-    assert release(budget, draw, epsilon=0.6, now=1.0, last=first) is first
-    assert release(budget, draw, epsilon=0.6, now=2.0, last=None) is None
-    assert budget.spent_units == 600_000
-    fresh = release(budget, draw, epsilon=0.6, now=60.0, last=first)
-    assert fresh is not None and fresh is not first
-
-
-@given(limit=limits, window=windows, calls=requests)
-def test_releases_never_draw_beyond_the_budget(
-    limit: float, window: float, calls: list[tuple[float, float]]
-) -> None:
-    budget = PrivacyBudget(limit_epsilon=limit, window_seconds=window)
-    drawn: defaultdict[float, Fraction] = defaultdict(Fraction)
-    draws: list[float] = []
-    last: int | None = None
-
-    def draw(*, epsilon: float) -> int:
-        draws.append(epsilon)
-        drawn[budget.window_start] += Fraction(epsilon)
-        return len(draws)
-
-    for epsilon, now in calls:
-        count = len(draws)
-        out = release(budget, draw, epsilon=epsilon, now=now, last=last)
-        # Either one fresh draw at the requested epsilon, or the last value again.
-        assert (out, draws[count:]) in ((count + 1, [epsilon]), (last, []))
-        last = out
-    # Exact float epsilons may exceed their micro-unit charge by < 1e-16 each;
-    # the noise is calibrated to the charge (test_opendp_certifies_...).
-    assert all(total <= Fraction(limit) * (1 + Fraction(1, 10**12)) for total in drawn.values())
-
-
-def test_a_failing_draw_still_costs_the_budget() -> None:
-    budget = PrivacyBudget(limit_epsilon=1.0, window_seconds=60.0)
-
-    def broken(*, epsilon: float) -> float:
-        raise RuntimeError(epsilon)
-
-    with pytest.raises(RuntimeError):
-        release(budget, broken, epsilon=1.0, now=0.0, last=None)
-    assert budget.spent_units == MICRO
 
 
 # Popularity counts -----------------------------------------------------------
@@ -371,7 +264,7 @@ def test_threshold_mechanism_is_certified_within_the_charge() -> None:
 
 
 def test_measurements_are_built_once_per_setting() -> None:
-    noisy_count(0, epsilon=0.37, sensitivity=2)
-    hits = privacy._mechanism.cache_info().hits
-    noisy_count(0, epsilon=0.37, sensitivity=2)
-    assert privacy._mechanism.cache_info().hits == hits + 1
+    privacy._threshold_mechanism(2, 0.37, 1e-6)
+    hits = privacy._threshold_mechanism.cache_info().hits
+    privacy._threshold_mechanism(2, 0.37, 1e-6)
+    assert privacy._threshold_mechanism.cache_info().hits == hits + 1
