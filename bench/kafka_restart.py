@@ -27,8 +27,8 @@ from streams.brokers import local_broker
 from streams.brokers.probe import free_port
 from streams.errors import WorkerError
 from streams.settings import DEFAULT_HOME
+from tests.integration.backlog import shopper_events
 from tests.integration.restart import RestartRun, restart_mid_stream
-from tests.integration.test_crash import _events
 
 PARTITIONS = 8
 
@@ -45,7 +45,7 @@ def one_run(workdir: Path, events: int, *, hard: bool) -> RestartRun:
             return restart_mid_stream(
                 broker,
                 settings,
-                _events(events),
+                shopper_events(events),
                 start_worker=lambda: running.enter_context(
                     ready_worker(settings, workdir / "worker.log")
                 )[0],

@@ -26,7 +26,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -37,7 +36,7 @@ from streams.ops.event_log import read_events
 from streams.pipeline.batch import EventPipeline
 from streams.pipeline.build import build_pipeline
 from streams.pipeline.crypto import StateCipher
-from streams.pipeline.dp import PrivacyBudget, ThresholdCounts, noisy_vector
+from streams.pipeline.dp import PrivacyBudget, ThresholdCounts
 from streams.pipeline.pseudonyms import Pseudonymizer
 from streams.pipeline.records import InputRecord
 from streams.pipeline.state import UserState
@@ -242,12 +241,6 @@ def components() -> dict[str, float]:
         name: 1e6 * min(timeit.repeat(call, number=2_000, repeat=5)) / 2_000
         for name, call in calls.items()
     }
-    vector = np.zeros(64)
-    micros["OpenDP noisy_vector of 64 floats"] = (
-        1e6
-        * min(timeit.repeat(lambda: noisy_vector(vector, epsilon=1.0, clip=1.0), number=50))
-        / 50
-    )
     micros["200,000 contributions to 1,000 keys, then their OpenDP release"] = (
         1e6 * min(timeit.repeat(_release_1000, number=5, repeat=3)) / 5
     )

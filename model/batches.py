@@ -12,9 +12,6 @@ from dataclasses import dataclass
 
 import torch
 
-#: Gap buckets are log2 of seconds: 0 = unknown/first, then 1 s, 2 s, 4 s, ...
-MAX_GAP_BUCKET_SECONDS = 2.0**14
-
 
 @dataclass(frozen=True)
 class HistoryBatch:

@@ -90,14 +90,6 @@ def prefix_cases(sequences: Iterable[Sequence[T]]) -> Iterator[tuple[list[T], T]
             yield list(sequence[:end]), sequence[end]
 
 
-def split_last(sessions: Sequence[Session], fraction: float) -> tuple[list[Session], list[Session]]:
-    """Hold out the last ``fraction`` of sessions (e.g. a validation split cut from train)."""
-    if not 0 < fraction < 1:
-        raise ValueError("fraction must be in (0, 1)")
-    cut = len(sessions) - max(1, round(len(sessions) * fraction))
-    return list(sessions[:cut]), list(sessions[cut:])
-
-
 def leave_last_out(sessions: Sequence[Session]) -> tuple[list[list[str]], list[Case]]:
     """For data without a test file: each session's last item is its test target.
 

@@ -21,6 +21,9 @@ BrokerKind = Literal["tansu", "kafka"]
 #: Where local brokers, pid files, logs and generated keys live (outside the repo).
 DEFAULT_HOME = Path.home() / ".cache" / "intentstream"
 
+#: The folder holding pyproject.toml, against which a relative ``data_dir`` is resolved.
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
 #: Default listener port per local broker kind, so both can run side by side.
 DEFAULT_PORTS: dict[str, int] = {"tansu": 9092, "kafka": 9192}
 
@@ -37,7 +40,7 @@ class Settings(BaseSettings):
     broker_kind: BrokerKind = Field(
         default="tansu",
         description="Which broker the bootstrap address points at; 'tansu' turns on the "
-        "work-arounds for its quirks (docs/brokers.md). `--bootstrap` alone implies 'kafka'.",
+        "work-arounds for its quirks (docs/operating.md). `--bootstrap` alone implies 'kafka'.",
     )
     home: Path = Field(default=DEFAULT_HOME, description="State folder for local brokers.")
     app_id: str = Field(default="intentstream", description="Faust app id = consumer group.")
@@ -109,7 +112,7 @@ class Settings(BaseSettings):
         default=None,
         gt=0,
         description="Turns on DP-SGD (Opacus) for the learner's updates with this noise "
-        "multiplier sigma; unset = plain updates (docs/online.md says what each costs).",
+        "multiplier sigma; unset = plain updates (docs/training.md says what each costs).",
     )
     learn_dp_max_grad_norm: float = Field(
         default=1.0, gt=0, description="DP-SGD clipping norm of one session's gradient."
@@ -186,9 +189,11 @@ class Settings(BaseSettings):
         default=None,
         description="File the worker creates once it is assigned and recovered (readiness probe).",
     )
-    data_dir: Path = Field(
-        default=Path("../shared/data"),
-        description="Folder of the public data sets the demo replays (see its README).",
+    data_dir: Path | None = Field(
+        default=None,
+        description="Folder of the converted public data sets (`intentstream data convert`; "
+        "relative: to the project root); unset: the demo replays the bundled RetailRocket "
+        "sample.",
     )
 
     @model_validator(mode="after")
@@ -199,6 +204,12 @@ class Settings(BaseSettings):
                 "could ever contribute"
             )
         return self
+
+    @field_validator("data_dir")
+    @classmethod
+    def _data_dir_from_project_root(cls, value: Path | None) -> Path | None:
+        # The same folder whichever directory a command runs in.
+        return None if value is None else PROJECT_ROOT / value
 
     @field_validator("kafka")
     @classmethod

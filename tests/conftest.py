@@ -1,4 +1,5 @@
-"""Shared fixtures: real brokers for the integration tests, and fresh topic names.
+"""Shared fixtures: real brokers for the integration tests, fresh topic names, the repository
+and its shared data folder, and tiny checkpoints.
 
 The brokers start once per session on free ports, with their state in a
 temporary folder; the Kafka jars come from the user's cache (``Settings.home``)
@@ -10,14 +11,24 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
 
 import pytest
+import torch
 from hypothesis import settings as hypothesis_settings
 
+from model.checkpoint import save_checkpoint
+from model.config import ScorerConfig
+from model.scorer import SequenceScorer
+from model.vocab import ItemVocab
 from streams.brokers import LocalBroker, local_broker
 from streams.brokers.probe import free_port as free_port_on_host
 from streams.settings import Settings
+
+#: The items of :func:`tiny_checkpoint` unless a test names its own.
+TINY_ITEMS = ("a", "b", "c", "d", "e")
 
 # CI (`CI=true`) runs the property tests derandomized: the same examples every run, so
 # a result there is reproducible; local runs keep drawing new examples and find new bugs.
@@ -77,5 +88,55 @@ def new_topic_name() -> Callable[[str], str]:
 
     def make(prefix: str = "test") -> str:
         return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    """The repository's root folder (where ``pyproject.toml`` is)."""
+    return Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def shared_data(repo_root: Path) -> Path:
+    """The shared data folder, ``../shared/data`` beside the repository; it may be absent.
+
+    The data are never committed: a test that needs a file there skips, saying which
+    one is missing, when it is not.
+    """
+    return repo_root.parent / "shared" / "data"
+
+
+@pytest.fixture
+def tiny_checkpoint() -> Callable[..., Path]:
+    """Factory of tiny scorer checkpoints, a run folder as ``intentstream train`` leaves it.
+
+    ``tiny_checkpoint(run, seed=0, items=TINY_ITEMS, meta=None)`` writes epoch 1
+    (``epoch-0001`` and ``LATEST``) of a 16-wide, 2-head scorer over ``items``, its
+    weights drawn from ``torch.manual_seed(seed)``, and returns ``run``. It loads with
+    ``load_checkpoint(run)`` and publishes into a model store.
+    """
+
+    def make(
+        run: Path,
+        *,
+        seed: int = 0,
+        items: Sequence[str] = TINY_ITEMS,
+        meta: dict[str, Any] | None = None,
+    ) -> Path:
+        torch.manual_seed(seed)
+        model = SequenceScorer(
+            ScorerConfig(n_items=len(items) + 1, d_model=16, n_heads=2, max_len=8)
+        )
+        save_checkpoint(
+            run,
+            epoch=1,
+            model=model,
+            optimizer=torch.optim.Adam(model.parameters()),
+            vocab=ItemVocab.build([list(items)]),
+            meta=meta or {},
+        )
+        return run
 
     return make

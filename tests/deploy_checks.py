@@ -1,6 +1,6 @@
 """Checks of the deployment files against the code, each returning its problems.
 
-Used by ``tests/unit/test_deploy.py`` (on the real files and on broken copies)
+Used by ``tests/unit/repo/test_deploy.py`` (on the real files and on broken copies)
 and ``tests/integration/test_metrics_exported.py`` (the metric names).
 """
 

@@ -172,7 +172,7 @@ class ShortWaitConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
 
     Faust hard-codes ``fetch_max_wait_ms`` at 1,500 ms. Tansu answers a waiting
     fetch only when that runs out, which put the demo's median latency near
-    420 ms (docs/brokers.md). Apache Kafka answers early, but aiokafka keeps one
+    420 ms (docs/operating.md). Apache Kafka answers early, but aiokafka keeps one
     fetch in flight per broker: records arriving for a partition left out of the
     pending fetch waited for it, up to 1.5 s at the end of a burst (p99 1.6 s at
     2,000 events/s, docs/performance.md). An idle consumer now polls 50 times a

@@ -1,4 +1,4 @@
-"""The ``intentstream`` command line: brokers, topics, worker, replay, tail, demo, models.
+"""The ``intentstream`` command line: brokers, topics, worker, replay, tail, demo, models, data.
 
 Every command takes ``--bootstrap HOST:PORT`` (or ``INTENTSTREAM_KAFKA``) to use an
 existing cluster, and ``--kind tansu|kafka`` for the local broker / quirk handling.
@@ -10,19 +10,18 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 from rich.console import Console
 from rich.logging import RichHandler
 
 from streams.errors import IntentstreamError
+from streams.ops import parser
+from streams.ops.parser import Command
 from streams.settings import Settings
 
 log = logging.getLogger("intentstream")
 console = Console()
-
-Command = Callable[[argparse.Namespace, Settings], int]
 
 
 def build_settings(args: argparse.Namespace) -> Settings:
@@ -246,166 +245,40 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_data(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.ops.convert import convert
+
+    try:
+        converted = convert(args.format, args.source, args.out, progress=True)
+    except (OSError, ValueError) as exc:
+        log.error("cannot convert %s: %s", args.source, exc)
+        return 2
+    counts = ", ".join(f"{n:,} {kind}" for kind, n in sorted(converted.types.items()))
+    console.print(f"wrote {converted.events:,} events ({counts or 'none'}) to {args.out}")
+    return 0
+
+
+HANDLERS: dict[str, Command] = {
+    "broker": cmd_broker,
+    "topics": cmd_topics,
+    "worker": cmd_worker,
+    "learn": cmd_learn,
+    "keygen": cmd_keygen,
+    "replay": cmd_replay,
+    "tail": cmd_tail,
+    "train": cmd_train,
+    "evaluate": cmd_evaluate,
+    "demo": cmd_demo,
+    "status": cmd_status,
+    "report": cmd_report,
+    "model": cmd_model,
+    "data": cmd_data,
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--bootstrap", help="existing Kafka cluster (env INTENTSTREAM_KAFKA)")
-    common.add_argument("--kind", choices=["tansu", "kafka"], help="local broker kind")
-    common.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
-    parser = argparse.ArgumentParser(prog="intentstream", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    broker = sub.add_parser("broker", parents=[common], help="start/stop/status a local broker")
-    broker.add_argument("action", choices=["start", "stop", "status"])
-    broker.add_argument("--port", type=int, help="listener port (default 9092 tansu, 9192 kafka)")
-    broker.set_defaults(func=cmd_broker)
-
-    sub.add_parser("topics", parents=[common], help="create missing topics").set_defaults(
-        func=cmd_topics
-    )
-    sub.add_parser("worker", parents=[common], help="run a stream worker").set_defaults(
-        func=cmd_worker
-    )
-    sub.add_parser(
-        "learn", parents=[common], help="learn from the stream and publish model versions"
-    ).set_defaults(func=cmd_learn)
-    sub.add_parser("keygen", parents=[common], help="create missing key files").set_defaults(
-        func=cmd_keygen
-    )
-
-    replay = sub.add_parser("replay", parents=[common], help="produce an events file")
-    replay.add_argument("file", type=Path, help="canonical events CSV/JSONL (optionally .gz)")
-    _add_pace_options(replay)
-    replay.set_defaults(func=cmd_replay)
-
-    tail = sub.add_parser("tail", parents=[common], help="print recommendations as they arrive")
-    tail.add_argument("--from-beginning", action="store_true")
-    tail.add_argument("--limit", type=int, help="stop after N recommendations")
-    tail.add_argument("--raw", action="store_true", help="print the JSON as produced")
-    tail.set_defaults(func=cmd_tail)
-
-    train = sub.add_parser(
-        "train",
-        parents=[common],
-        help="train the sequence scorer (unset options: defaults of TrainConfig/ScorerConfig)",
-    )
-    train.add_argument(
-        "data", type=Path, help="data folder (e.g. ../shared/data/diginetica) or file"
-    )
-    train.add_argument("--out", type=Path, required=True, help="run folder for checkpoints")
-    train.add_argument("--epochs", type=int)
-    train.add_argument("--minutes", type=float, help="stop after the epoch that passes this")
-    train.add_argument("--batch-size", type=int)
-    train.add_argument("--lr", type=float)
-    train.add_argument("--negatives", type=int, help="0 = full softmax")
-    train.add_argument("--d-model", type=int)
-    train.add_argument("--layers", type=int)
-    train.add_argument("--dropout", type=float, help="inside the blocks")
-    train.add_argument("--embedding-dropout", type=float)
-    train.add_argument("--seed", type=int)
-    train.add_argument(
-        "--dp-epsilon", type=float, help="train with DP-SGD (Opacus) to this epsilon per session"
-    )
-    train.add_argument("--dp-delta", type=float, help="with --dp-epsilon (default 1e-5)")
-    train.add_argument(
-        "--dp-max-grad-norm", type=float, help="per-session clipping norm (default 1.0)"
-    )
-    train.add_argument("--dp-accountant", choices=["prv", "rdp"], help="default prv")
-    train.set_defaults(func=cmd_train)
-
-    evaluate = sub.add_parser("evaluate", parents=[common], help="SR-GNN protocol table")
-    evaluate.add_argument("data", type=Path, help="data folder or canonical events file")
-    evaluate.add_argument(
-        "--checkpoint",
-        type=Path,
-        action="append",
-        default=[],
-        help="run or checkpoint folder to evaluate (repeatable)",
-    )
-    evaluate.add_argument("--no-baselines", dest="baselines", action="store_false")
-    evaluate.add_argument(
-        "--fuse-knn",
-        type=float,
-        metavar="W",
-        help="also score W * transformer + (1 - W) * V-SKNN (pick W with bench/quality.py)",
-    )
-    evaluate.add_argument(
-        "--fuse-repeat",
-        type=float,
-        default=0.0,
-        metavar="R",
-        help="with --fuse-knn: weight of the recent-items part (default 0)",
-    )
-    evaluate.set_defaults(func=cmd_evaluate)
-
-    demo = sub.add_parser("demo", parents=[common], help="broker + worker + real data, live")
-    demo.add_argument(
-        "--data",
-        default="retailrocket",
-        help="retailrocket | yoochoose | diginetica | a file path (default retailrocket)",
-    )
-    _add_pace_options(demo, default_rate=2000.0)
-    demo.set_defaults(func=cmd_demo)
-
-    status = sub.add_parser("status", parents=[common], help="live view of running processes")
-    status.add_argument(
-        "--url",
-        action="append",
-        help="a process's metrics endpoint (repeatable; default: this host's worker and "
-        "learner ports, INTENTSTREAM_METRICS_PORT and INTENTSTREAM_LEARN_METRICS_PORT)",
-    )
-    status.add_argument(
-        "--watch", type=float, metavar="SECONDS", help="refresh every SECONDS until Ctrl-C"
-    )
-    status.add_argument(
-        "--interval",
-        type=float,
-        default=1.0,
-        metavar="SECONDS",
-        help="seconds between the two scrapes that rates and percentiles compare (default 1)",
-    )
-    status.add_argument(
-        "--record",
-        type=Path,
-        metavar="FILE",
-        help="with --watch: append every scrape to FILE (a recording for `intentstream report`)",
-    )
-    status.set_defaults(func=cmd_status)
-
-    report = sub.add_parser(
-        "report", parents=[common], help="render a metrics recording to an HTML report"
-    )
-    report.add_argument(
-        "recording", type=Path, help="a recording (the demo's runs/*/metrics.jsonl, or --record)"
-    )
-    report.add_argument("--out", type=Path, default=Path("report.html"), help="HTML file to write")
-    report.set_defaults(func=cmd_report)
-
-    model = sub.add_parser("model", help="list, publish or roll back model versions")
-    actions = model.add_subparsers(dest="action", required=True)
-    actions.add_parser("list", parents=[common], help="versions in the model store")
-    publish = actions.add_parser(
-        "publish", parents=[common], help="import a training checkpoint, announce it"
-    )
-    publish.add_argument("checkpoint", type=Path, help="run or checkpoint folder of `train`")
-    publish.add_argument("--parent", help="version it was derived from (default: none)")
-    rollback = actions.add_parser(
-        "rollback", parents=[common], help="announce an older version and make it current"
-    )
-    rollback.add_argument("version", help="an accepted version (see `intentstream model list`)")
-    model.set_defaults(func=cmd_model)
-    return parser
-
-
-def _add_pace_options(parser: argparse.ArgumentParser, default_rate: float | None = None) -> None:
-    pace = parser.add_mutually_exclusive_group()
-    pace.add_argument(
-        "--rate",
-        type=float,
-        default=default_rate,
-        help=f"events per second (default: {default_rate or 'as fast as possible'}; 0 = max)",
-    )
-    pace.add_argument("--speedup", type=float, help="the log's own pace times this factor")
-    parser.add_argument("--limit", type=int, help="replay at most N events")
+    """The ``intentstream`` argument parser, each command bound to its handler here."""
+    return parser.build_parser(HANDLERS, description=__doc__ or "")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

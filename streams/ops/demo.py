@@ -32,11 +32,15 @@ from streams.worker.process import read_ready, wait_until_ready, worker_process
 
 log = logging.getLogger(__name__)
 
+#: Data set names and their files under ``Settings.data_dir``.
 DATA_SETS: dict[str, str] = {
     "retailrocket": "retailrocket-sample/events.csv.gz",
     "yoochoose": "yoochoose-100k/train.csv.gz",
     "diginetica": "diginetica/train.csv.gz",
 }
+#: The set that ships inside the package, so a bare clone has a demo (see its README).
+BUNDLED_SET = "retailrocket"
+BUNDLED_FILE = Path(__file__).with_name("demo_data") / "retailrocket-sample.csv.gz"
 #: After the replay ends, how long to wait for the last recommendations.
 DRAIN_SECONDS = 120.0
 
@@ -52,14 +56,31 @@ class DemoOptions:
 
 
 def resolve_data(settings: Settings, data: str) -> Path:
-    """A data-set name from ../shared/data, or a path to an events file."""
-    path = settings.data_dir / DATA_SETS[data] if data in DATA_SETS else Path(data)
-    if not path.is_file():
-        raise ConfigurationError(
-            f"no events file at {path}: pass --data PATH or set INTENTSTREAM_DATA_DIR "
-            f"(expected the shared data sets {sorted(DATA_SETS)})"
-        )
-    return path
+    """The events file of a data-set name (:data:`DATA_SETS`) or of a path.
+
+    A name is looked up in ``settings.data_dir``; the bundled set is used when the
+    folder is unset or lacks it, so the demo runs from a bare clone.
+
+    Raises:
+        ConfigurationError: no such file, or a set that must first be converted.
+    """
+    if data not in DATA_SETS:
+        path = Path(data)
+        if not path.is_file():
+            raise ConfigurationError(
+                f"no events file at {path}: pass --data with a file or one of {sorted(DATA_SETS)}"
+            )
+        return path
+    if settings.data_dir is not None and (settings.data_dir / DATA_SETS[data]).is_file():
+        return settings.data_dir / DATA_SETS[data]
+    if data == BUNDLED_SET:
+        return BUNDLED_FILE
+    folder = settings.data_dir or Path("DIR")
+    raise ConfigurationError(
+        f"the {data} data set is not converted yet: run `intentstream data convert {data} "
+        f"SOURCE {folder / DATA_SETS[data]}` on its public original and set "
+        f"INTENTSTREAM_DATA_DIR={folder}"
+    )
 
 
 def run_demo(settings: Settings, options: DemoOptions) -> int:

@@ -80,7 +80,6 @@ class EventPipeline:
     def __init__(
         self,
         *,
-        events_topic: str,
         requests_topic: str,
         history_len: int,
         validate: InputValidation,
@@ -92,7 +91,6 @@ class EventPipeline:
         monitor: OnlineMonitor,
         answers: Answers,
     ) -> None:
-        self._events_topic = events_topic
         self._requests_topic = requests_topic
         self._history_len = history_len
         self._validate = validate

@@ -68,7 +68,6 @@ def build_pipeline(
         config=RankerConfig(top_k=settings.top_k),
     )
     return EventPipeline(
-        events_topic=settings.events_topic,
         requests_topic=settings.privacy_requests_topic,
         history_len=settings.history_len,
         validate=InputValidation(

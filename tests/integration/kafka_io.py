@@ -1,4 +1,8 @@
-"""Small real-client helpers for integration tests: produce records, collect outputs."""
+"""Small real-client helpers for integration tests: produce records, collect or count outputs.
+
+Plain helpers, also used by tests/integration/restart.py (and so by bench/kafka_restart.py);
+tests read topics through the ``read_topics``/``read_topic`` fixtures built on :func:`collect`.
+"""
 
 from __future__ import annotations
 
@@ -50,3 +54,20 @@ async def collect(
     finally:
         await consumer.stop()
     return found
+
+
+async def count_records(bootstrap: str, topic: str, *, at_least: int, timeout: float) -> int:
+    """Read ``topic`` from the beginning until it held ``at_least`` records or ``timeout``
+    seconds passed; returns how many were read."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    seen, deadline = 0, time.monotonic() + timeout
+    try:
+        while seen < at_least and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=200)
+            seen += sum(map(len, batches.values()))
+    finally:
+        await consumer.stop()
+    return seen

@@ -26,8 +26,8 @@ from streams.brokers import LocalBroker
 from streams.brokers.probe import port_in_use
 from streams.errors import WorkerError
 from streams.settings import Settings
+from tests.integration.backlog import count_answers
 from tests.integration.kafka_io import collect, produce
-from tests.integration.test_crash import _count_answers
 
 #: Seconds a worker may take for the answers awaited before the restart.
 FIRST_ANSWERS_SECONDS = 120.0
@@ -150,7 +150,7 @@ def _wait_for_answers(settings: Settings, count: int) -> None:
         WorkerError: fewer came within :data:`FIRST_ANSWERS_SECONDS`; the worker
             stalled before any restart (a known hang, docs/reliability.md).
     """
-    answered = asyncio.run(_count_answers(settings, count, timeout=FIRST_ANSWERS_SECONDS))
+    answered = count_answers(settings, count, timeout=FIRST_ANSWERS_SECONDS)
     if answered < count:
         raise WorkerError(
             f"the worker answered {answered} of {count} events in {FIRST_ANSWERS_SECONDS:.0f} s, "
@@ -172,7 +172,7 @@ def _keep_serving(
         if worker.poll() is not None:
             exit_codes.append(worker.returncode)
             worker = start_worker()
-        if asyncio.run(_count_answers(settings, count, timeout=5)) >= count:
+        if count_answers(settings, count, timeout=5) >= count:
             break
     return exit_codes
 

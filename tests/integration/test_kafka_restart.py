@@ -19,8 +19,8 @@ import pytest
 
 from streams.brokers import LocalBroker
 from streams.settings import Settings
+from tests.integration.backlog import BATCH_MAX, shopper_events
 from tests.integration.restart import restart_mid_stream
-from tests.integration.test_crash import BATCH_MAX, _events
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka]
 
@@ -43,7 +43,7 @@ def test_a_kafka_restart_mid_stream_keeps_the_data_and_loses_no_event(
     run = restart_mid_stream(
         own_kafka,
         settings,
-        _events(N_EVENTS),
+        shopper_events(N_EVENTS),
         start_worker=lambda: start_worker(settings),
         hard=hard,
         answered_first=N_EVENTS // 10,

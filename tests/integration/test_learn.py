@@ -10,44 +10,40 @@ from pathlib import Path
 
 import orjson
 import pytest
+from aiokafka.structs import ConsumerRecord
 
 from online_learning.registry import Announcement, ModelStore
 from streams.kafka.announce import publish
 from streams.ops.status import scrape
 from streams.settings import Settings
 from streams.worker.process import read_ready, worker_process
-from tests.integration.kafka_io import collect, produce
-from tests.integration.test_hot_swap import _checkpoint, _events
+from tests.integration.events import ITEMS, item_views
+from tests.integration.kafka_io import produce
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka]
 
+ReadTopic = Callable[..., list[ConsumerRecord[bytes, bytes]]]
+
 
 def test_the_learner_publishes_a_child_version_that_workers_serve(
-    kafka_bootstrap: str,
-    make_settings: Callable[..., Settings],
+    learner_settings: Callable[..., Settings],
     start_worker: Callable[[Settings], subprocess.Popen[bytes]],
-    free_port: Callable[..., int],
+    tiny_checkpoint: Callable[..., Path],
+    read_topic: ReadTopic,
     tmp_path: Path,
 ) -> None:
-    settings = make_settings(
-        kafka_bootstrap,
-        "kafka",
-        partitions=2,
-        model_store=tmp_path / "store",
-        learn_update_every=16,
-        learn_publish_every=64,
-        learn_metrics_port=free_port(),
-    )
-    first = publish(settings, _checkpoint(tmp_path / "run", seed=1), parent=None)
+    settings = learner_settings()
+    run = tiny_checkpoint(tmp_path / "run", seed=1, items=ITEMS, meta={"metrics": {"P@20": 1.0}})
+    first = publish(settings, run, parent=None)
     start_worker(settings)
     with worker_process(settings, log_file=tmp_path / "learn.log", command="learn"):
-        asyncio.run(produce(settings.bootstrap, settings.events_topic, _events(0, 300)))
+        asyncio.run(produce(settings.bootstrap, settings.events_topic, item_views(0, 300)))
         deadline = time.monotonic() + 90
         children: list[Announcement] = []
         while not children and time.monotonic() < deadline:
-            out = asyncio.run(
-                collect(settings.bootstrap, [settings.models_topic], count=2, timeout=5, settle=0.1)
-            )[settings.models_topic]
+            out = read_topic(
+                settings.bootstrap, settings.models_topic, count=2, timeout=5, settle=0.1
+            )
             children = [
                 a
                 for a in map(Announcement.from_bytes, (m.value for m in out))
@@ -59,22 +55,20 @@ def test_the_learner_publishes_a_child_version_that_workers_serve(
         store = ModelStore(settings.model_store, name=settings.model_name)
         assert store.info(child.version).status == "accepted"
         time.sleep(2)
-        out = asyncio.run(
-            collect(settings.bootstrap, [settings.models_topic], count=10**6, timeout=3, settle=0.1)
-        )[settings.models_topic]
+        out = read_topic(
+            settings.bootstrap, settings.models_topic, count=10**6, timeout=3, settle=0.1
+        )
         learned = {Announcement.from_bytes(m.value).version for m in out} - {first.version}
-        asyncio.run(produce(settings.bootstrap, settings.events_topic, _events(300, 40)))
-        recs = asyncio.run(
-            collect(settings.bootstrap, [settings.recommendations_topic], count=340, settle=0.5)
-        )[settings.recommendations_topic]
+        asyncio.run(produce(settings.bootstrap, settings.events_topic, item_views(300, 40)))
+        recs = read_topic(settings.bootstrap, settings.recommendations_topic, count=340, settle=0.5)
         versions = {
             orjson.loads(m.value)["event_id"]: orjson.loads(m.value)["model_version"] for m in recs
         }
         served = {versions[f"e{n}"] for n in range(300, 340)}
         # Read after the recommendations: a version is announced before any worker serves it.
-        out = asyncio.run(
-            collect(settings.bootstrap, [settings.models_topic], count=10**6, timeout=3, settle=0.1)
-        )[settings.models_topic]
+        out = read_topic(
+            settings.bootstrap, settings.models_topic, count=10**6, timeout=3, settle=0.1
+        )
         learned = {Announcement.from_bytes(m.value).version for m in out} - {first.version}
         assert served and served <= learned  # only versions the learner published
 

@@ -23,14 +23,15 @@ from pathlib import Path
 
 import orjson
 import pytest
+from aiokafka.structs import ConsumerRecord
 
 from online_learning.registry import ModelStore
 from streams.kafka.announce import publish
 from streams.ops.status import scrape
 from streams.settings import Settings
 from streams.worker.process import read_ready, worker_process
-from tests.integration.kafka_io import collect, produce
-from tests.integration.test_hot_swap import _checkpoint, _events
+from tests.integration.events import ITEMS, item_views
+from tests.integration.kafka_io import produce
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka]
 
@@ -68,34 +69,30 @@ def _serves_one_of(versions: set[str], ready_file: Path) -> bool:
 
 
 def test_a_learner_killed_mid_learning_leaves_the_store_whole_and_a_restart_goes_on(
-    kafka_bootstrap: str,
-    make_settings: Callable[..., Settings],
+    learner_settings: Callable[..., Settings],
     start_worker: Callable[[Settings], subprocess.Popen[bytes]],
-    free_port: Callable[..., int],
+    tiny_checkpoint: Callable[..., Path],
+    read_topic: Callable[..., list[ConsumerRecord[bytes, bytes]]],
     tmp_path: Path,
 ) -> None:
-    settings = make_settings(
-        kafka_bootstrap,
-        "kafka",
-        partitions=2,
-        model_store=tmp_path / "store",
-        # With DP-SGD an update waits for this many distinct sessions; _events has 7 users.
+    settings = learner_settings(
+        # With DP-SGD an update waits for this many distinct sessions; item_views has 7 users.
         learn_update_every=4,
         learn_publish_every=32,
-        learn_metrics_port=free_port(),
         learn_dp_noise_multiplier=5.0,
         learn_dp_epsilon=100.0,  # room for this stream's few hundred DP steps
         # The worker's probation would judge versions on these few events by chance.
         probation_events=10**6,
     )
     store = ModelStore(settings.model_store, name=settings.model_name)
-    first = publish(settings, _checkpoint(tmp_path / "run", seed=1), parent=None)
+    run = tiny_checkpoint(tmp_path / "run", seed=1, items=ITEMS, meta={"metrics": {"P@20": 1.0}})
+    first = publish(settings, run, parent=None)
     start_worker(settings)
     log = tmp_path / "learn.log"
     with worker_process(settings, log_file=log, command="learn") as learner:
-        asyncio.run(produce(settings.bootstrap, settings.events_topic, _events(0, 200)))
+        asyncio.run(produce(settings.bootstrap, settings.events_topic, item_views(0, 200)))
         _wait_for(lambda: store.current() != first.version, "published version", log)
-        asyncio.run(produce(settings.bootstrap, settings.events_topic, _events(200, 100)))
+        asyncio.run(produce(settings.bootstrap, settings.events_topic, item_views(200, 100)))
         # Every 5 ms: a publish is over in tens of milliseconds.
         _wait_for(lambda: _publishing(store), "publish in progress", log, every=0.005)
         os.kill(learner.pid, signal.SIGKILL)
@@ -110,16 +107,14 @@ def test_a_learner_killed_mid_learning_leaves_the_store_whole_and_a_restart_goes
 
     restarted_at = time.time()
     with worker_process(settings, log_file=log, command="learn"):
-        asyncio.run(produce(settings.bootstrap, settings.events_topic, _events(300, 100)))
+        asyncio.run(produce(settings.bootstrap, settings.events_topic, item_views(300, 100)))
         _wait_for(
             lambda: _serves_one_of(_since(store, restarted_at), tmp_path / "worker.ready"),
             "version of the restarted learner served",
             log,
         )
-        asyncio.run(produce(settings.bootstrap, settings.events_topic, _events(400, 40)))
-        out = asyncio.run(
-            collect(settings.bootstrap, [settings.recommendations_topic], count=440, settle=1.0)
-        )[settings.recommendations_topic]
+        asyncio.run(produce(settings.bootstrap, settings.events_topic, item_views(400, 40)))
+        out = read_topic(settings.bootstrap, settings.recommendations_topic, count=440, settle=1.0)
 
     answers = [orjson.loads(m.value) for m in out]
     counts = Counter(a["event_id"] for a in answers)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from aiokafka.structs import ConsumerRecord
 
 from streams.kafka.announce import publish
 from streams.ops.status import Scrape, scrape
@@ -30,8 +31,8 @@ from tests.deploy_checks import (
     load_yaml,
     metric_names,
 )
-from tests.integration.kafka_io import collect, produce
-from tests.integration.test_hot_swap import ITEMS, _checkpoint
+from tests.integration.events import ITEMS
+from tests.integration.kafka_io import produce
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka]
 
@@ -86,25 +87,17 @@ def _scrape_until_complete(urls: list[str], wanted: set[str]) -> tuple[list[Scra
 
 
 def test_a_live_worker_and_learner_export_every_metric_the_alerts_and_dashboards_read(
-    kafka_bootstrap: str,
-    make_settings: Callable[..., Settings],
+    learner_settings: Callable[..., Settings],
     start_worker: Callable[[Settings], subprocess.Popen[bytes]],
-    free_port: Callable[..., int],
+    tiny_checkpoint: Callable[..., Path],
+    read_topic: Callable[..., list[ConsumerRecord[bytes, bytes]]],
     tmp_path: Path,
 ) -> None:
-    settings = make_settings(
-        kafka_bootstrap,
-        "kafka",
-        partitions=2,
-        # Small batches: a user's list is set when their batch is scored, so the
-        # drift detector needs each user's events spread over many batches.
-        batch_max=10,
-        model_store=tmp_path / "store",
-        learn_update_every=16,
-        learn_publish_every=64,
-        learn_metrics_port=free_port(),
-    )
-    publish(settings, _checkpoint(tmp_path / "run", seed=1), parent=None)  # swapped to at start
+    # Small batches: a user's list is set when their batch is scored, so the
+    # drift detector needs each user's events spread over many batches.
+    settings = learner_settings(batch_max=10)
+    run = tiny_checkpoint(tmp_path / "run", seed=1, items=ITEMS, meta={"metrics": {"P@20": 1.0}})
+    publish(settings, run, parent=None)  # swapped to at start
     start_worker(settings)
     with worker_process(settings, log_file=tmp_path / "learn.log", command="learn"):
         events = _events()
@@ -112,9 +105,7 @@ def test_a_live_worker_and_learner_export_every_metric_the_alerts_and_dashboards
         asyncio.run(produce(settings.bootstrap, settings.events_topic, [*events, bad]))
         erase = orjson.dumps({"action": "erase", "request_id": "req-metrics"})
         asyncio.run(produce(settings.bootstrap, settings.privacy_requests_topic, [(b"u6", erase)]))
-        out = asyncio.run(
-            collect(settings.bootstrap, [settings.recommendations_topic], count=len(events))
-        )[settings.recommendations_topic]
+        out = read_topic(settings.bootstrap, settings.recommendations_topic, count=len(events))
         assert len(out) == len(events)
 
         worker_port = read_ready(tmp_path / "worker.ready")["metrics_port"]

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from aiokafka.structs import ConsumerRecord
 from kafka.admin import KafkaAdminClient
 
 from model.training.fit import fit
@@ -26,10 +27,12 @@ from streams.pipeline.crypto import StateCipher
 from streams.pipeline.pseudonyms import Pseudonymizer
 from streams.pipeline.state import UserState
 from streams.settings import Settings
-from tests.integration.conftest import TEST_KEY, TEST_MASTER_KEY
-from tests.integration.kafka_io import collect, produce
+from tests.integration.kafka_io import produce
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka]
+
+ReadTopic = Callable[..., list[ConsumerRecord[bytes, bytes]]]
+ReadTopics = Callable[..., dict[str, list[ConsumerRecord[bytes, bytes]]]]
 
 #: How long the broker may take to compact the destroyed key away (segment roll + cleaner).
 SHRED_SECONDS = 90.0
@@ -48,22 +51,24 @@ def test_erasure_deletes_shreds_audits_and_restarts_empty(
     kafka_bootstrap: str,
     make_settings: Callable[..., Settings],
     start_worker: Callable[[Settings], subprocess.Popen[bytes]],
+    read_topic: ReadTopic,
+    read_topics: ReadTopics,
+    pseudonym_key: str,
+    master_key: bytes,
 ) -> None:
     settings = make_settings(kafka_bootstrap, "kafka", partitions=2)
     states_topic = f"{settings.app_id}-{USER_TABLE}-changelog"
     keys_topic = f"{settings.app_id}-{KEY_TABLE}-changelog"
-    erin = Pseudonymizer(TEST_KEY.encode()).one("erin").encode()
+    erin = Pseudonymizer(pseudonym_key.encode()).one("erin").encode()
     start_worker(settings)
     before = [_view(0, "erin", "a"), _view(1, "erin", "b"), _view(2, "omar", "c")]
     asyncio.run(produce(settings.bootstrap, settings.events_topic, before))
-    out = asyncio.run(collect(settings.bootstrap, [keys_topic], count=2, settle=0.5))
-    [old_key] = [r.value for r in out[keys_topic] if r.key == erin]
+    keys = read_topic(settings.bootstrap, keys_topic, count=2, settle=0.5)
+    [old_key] = [r.value for r in keys if r.key == erin]
 
     request = orjson.dumps({"action": "erase", "request_id": "req-1"})
     asyncio.run(produce(settings.bootstrap, settings.privacy_requests_topic, [(b"erin", request)]))
-    [audit] = asyncio.run(collect(settings.bootstrap, [settings.privacy_audit_topic], count=1))[
-        settings.privacy_audit_topic
-    ]
+    [audit] = read_topic(settings.bootstrap, settings.privacy_audit_topic, count=1)
     outcome = orjson.loads(audit.value)
     assert audit.key == b"req-1" and outcome["outcome"] == "erased"
     assert b"erin" not in audit.value
@@ -71,12 +76,10 @@ def test_erasure_deletes_shreds_audits_and_restarts_empty(
     # Erin comes back: empty state under a new key. A later write rolls the key segment.
     time.sleep(11)
     asyncio.run(produce(settings.bootstrap, settings.events_topic, [_view(3, "erin", "z")]))
-    cipher = StateCipher(TEST_MASTER_KEY)
+    cipher = StateCipher(master_key)
     deadline = time.monotonic() + SHRED_SECONDS
     while True:
-        tables = asyncio.run(
-            collect(settings.bootstrap, [states_topic, keys_topic], count=10**6, timeout=3)
-        )
+        tables = read_topics(settings.bootstrap, [states_topic, keys_topic], count=10**6, timeout=3)
         erin_keys = [r.value for r in tables[keys_topic] if r.key == erin and r.value]
         if old_key not in erin_keys or time.monotonic() > deadline:
             break
@@ -107,6 +110,8 @@ def test_no_raw_user_id_outside_the_raw_id_topics(
     kafka_bootstrap: str,
     make_settings: Callable[..., Settings],
     start_worker: Callable[[Settings], subprocess.Popen[bytes]],
+    read_topic: ReadTopic,
+    read_topics: ReadTopics,
     tmp_path: Path,
 ) -> None:
     settings = make_settings(kafka_bootstrap, "kafka", partitions=3)
@@ -125,8 +130,8 @@ def test_no_raw_user_id_outside_the_raw_id_topics(
     asyncio.run(
         produce(settings.bootstrap, settings.privacy_requests_topic, [(raw_ids[0], request)])
     )
-    asyncio.run(collect(settings.bootstrap, [settings.privacy_audit_topic], count=1))
-    asyncio.run(collect(settings.bootstrap, [settings.recommendations_topic], count=len(events)))
+    read_topic(settings.bootstrap, settings.privacy_audit_topic, count=1)
+    read_topic(settings.bootstrap, settings.recommendations_topic, count=len(events))
 
     allowed = {
         settings.events_topic,
@@ -139,8 +144,8 @@ def test_no_raw_user_id_outside_the_raw_id_topics(
     admin.close()
     mine = [t for t in topics if settings.app_id in t or t == settings.dlq_topic]
     assert len(mine) >= 3, mine  # the DLQ and both changelogs are among them
-    records = asyncio.run(
-        collect(settings.bootstrap, [*topics, settings.events_topic], count=10**6, timeout=5)
+    records = read_topics(
+        settings.bootstrap, [*topics, settings.events_topic], count=10**6, timeout=5
     )
     inputs = b"".join(m.value for m in records.pop(settings.events_topic))
     assert len(_scan(inputs, "events", raw_ids)) == len(raw_ids)  # the scan does find them

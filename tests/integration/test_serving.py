@@ -15,18 +15,13 @@ from pathlib import Path
 
 import orjson
 import pytest
-import torch
+from aiokafka.structs import ConsumerRecord
 
-from model.checkpoint import save_checkpoint
-from model.config import ScorerConfig
-from model.scorer import SequenceScorer
 from model.serving.baseline import BASELINE_VERSION
-from model.vocab import ItemVocab
-from streams.pipeline.batch import DLQ_PURPOSE
-from streams.pipeline.crypto import RecordSealer
+from online_learning.registry import checkpoint_meta
+from streams.pipeline.crypto import DLQ_PURPOSE, RecordSealer
 from streams.settings import Settings
-from tests.integration.conftest import TEST_MASTER_KEY
-from tests.integration.kafka_io import collect, produce
+from tests.integration.kafka_io import produce
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka]
 
@@ -40,20 +35,6 @@ TITLES = {
 }
 
 
-def _checkpoint(run: Path) -> str:
-    torch.manual_seed(0)
-    model = SequenceScorer(ScorerConfig(n_items=6, d_model=16, n_heads=2, max_len=8))
-    path = save_checkpoint(
-        run,
-        epoch=1,
-        model=model,
-        optimizer=torch.optim.Adam(model.parameters()),
-        vocab=ItemVocab.build([["a", "b", "c", "d", "e"]]),
-        meta={},
-    )
-    return str(orjson.loads((path / "meta.json").read_bytes())["version"])
-
-
 def _event(n: int, user: str, **fields: str) -> tuple[bytes, bytes]:
     kind = "search" if "query" in fields else "view"
     event = {"event_id": f"e{n}", "user_id": user, "ts": 1.7e9 + n, "type": kind, **fields}
@@ -64,9 +45,12 @@ def test_worker_serves_the_checkpoint_search_and_cold_start(
     kafka_bootstrap: str,
     make_settings: Callable[..., Settings],
     start_worker: Callable[[Settings], subprocess.Popen[bytes]],
+    tiny_checkpoint: Callable[..., Path],
+    read_topics: Callable[..., dict[str, list[ConsumerRecord[bytes, bytes]]]],
+    master_key: bytes,
     tmp_path: Path,
 ) -> None:
-    version = _checkpoint(tmp_path / "run")
+    version = checkpoint_meta(tiny_checkpoint(tmp_path / "run"))["version"]
     settings = make_settings(
         kafka_bootstrap, "kafka", partitions=1, top_k=5, model_path=tmp_path / "run"
     )
@@ -81,8 +65,8 @@ def test_worker_serves_the_checkpoint_search_and_cold_start(
         _event(2, "u3", query="不锈钢水壶"),  # "stainless steel kettle"
     ]
     asyncio.run(produce(settings.bootstrap, settings.events_topic, events))
-    out = asyncio.run(
-        collect(settings.bootstrap, [settings.recommendations_topic, settings.dlq_topic], count=4)
+    out = read_topics(
+        settings.bootstrap, [settings.recommendations_topic, settings.dlq_topic], count=4
     )
     recs = {
         orjson.loads(m.value)["event_id"]: orjson.loads(m.value)
@@ -93,6 +77,6 @@ def test_worker_serves_the_checkpoint_search_and_cold_start(
     assert recs["e1"]["model_version"] == BASELINE_VERSION
     assert recs["e2"]["context"] == "search" and recs["e2"]["items"][0]["item_id"] == "c"
     [letter] = out[settings.dlq_topic]
-    assert RecordSealer(TEST_MASTER_KEY, purpose=DLQ_PURPOSE).open(letter.value) == bad_item
+    assert RecordSealer(master_key, purpose=DLQ_PURPOSE).open(letter.value) == bad_item
     assert dict(letter.headers)["reason"] == b"missing_field"
     assert dict(letter.headers)["source_topic"].decode() == settings.items_topic

@@ -10,7 +10,6 @@ delivered batches were committed).
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
@@ -22,11 +21,10 @@ import pytest
 from streams.brokers import LocalBroker
 from streams.settings import Settings
 from streams.worker.watchdog import EXIT_STALLED
-from tests.integration.test_crash import (
+from tests.integration.backlog import (
     N_EVENTS,
-    _assert_every_event_answered_and_few_twice,
-    _count_answers,
-    with_backlog,
+    assert_every_event_answered_and_few_twice,
+    count_answers,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka]
@@ -36,13 +34,13 @@ STALL_SECONDS = 5.0
 
 def test_a_worker_stuck_behind_a_paused_broker_exits_75_and_a_restart_loses_nothing(
     own_kafka: LocalBroker,
-    make_settings: Callable[..., Settings],
+    backlog_settings: Callable[..., Settings],
     start_worker: Callable[[Settings], subprocess.Popen[bytes]],
     tmp_path: Path,
 ) -> None:
-    settings = with_backlog(make_settings, own_kafka.bootstrap, stall_seconds=STALL_SECONDS)
+    settings = backlog_settings(own_kafka.bootstrap, stall_seconds=STALL_SECONDS)
     worker = start_worker(settings)
-    assert asyncio.run(_count_answers(settings, N_EVENTS // 10, timeout=120)) < N_EVENTS
+    assert count_answers(settings, N_EVENTS // 10, timeout=120) < N_EVENTS
     broker_pid = own_kafka.status().pid
     assert broker_pid is not None
     os.killpg(os.getpgid(broker_pid), signal.SIGSTOP)
@@ -54,4 +52,4 @@ def test_a_worker_stuck_behind_a_paused_broker_exits_75_and_a_restart_loses_noth
     assert exit_code == EXIT_STALLED, log[-3000:]
     assert "fetch loop stuck" in log
     start_worker(settings)  # as compose's restart policy would
-    _assert_every_event_answered_and_few_twice(settings)
+    assert_every_event_answered_and_few_twice(settings)

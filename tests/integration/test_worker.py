@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import orjson
 import pytest
+from aiokafka.structs import ConsumerRecord
 
 from streams.kafka.consumed import input_records
 from streams.kafka.tables import KEY_TABLE, USER_TABLE
@@ -22,10 +23,13 @@ from streams.pipeline.crypto import DLQ_PURPOSE, RecordSealer, StateCipher
 from streams.pipeline.pseudonyms import Pseudonymizer
 from streams.pipeline.state import UserState
 from streams.settings import Settings
-from tests.integration.conftest import TEST_KEY, TEST_MASTER_KEY, stop_worker
-from tests.integration.kafka_io import collect, produce
+from tests.integration.kafka_io import produce
 
 pytestmark = pytest.mark.integration
+
+ReadTopic = Callable[..., list[ConsumerRecord[bytes, bytes]]]
+ReadTopics = Callable[..., dict[str, list[ConsumerRecord[bytes, bytes]]]]
+StartWorker = Callable[[Settings], subprocess.Popen[bytes]]
 
 VOLATILE = ("ts", "latency_ms")
 
@@ -91,11 +95,11 @@ def _stable(value: bytes) -> dict[str, object]:
     return {k: v for k, v in rec.items() if k not in VOLATILE}
 
 
-def _changelog_states(states: list, keys: list) -> dict[bytes, UserState]:
+def _changelog_states(states: list, keys: list, master_key: bytes) -> dict[bytes, UserState]:
     """Each user's latest state in the changelogs, opened with their wrapped key."""
     latest_state = {record.key: record.value for record in states}
     latest_key = {record.key: record.value for record in keys}
-    cipher = StateCipher(TEST_MASTER_KEY)
+    cipher = StateCipher(master_key)
     return {
         user: UserState.from_bytes(cipher.open(user, latest_key[user], sealed))
         for user, sealed in latest_state.items()
@@ -106,23 +110,24 @@ def _changelog_states(states: list, keys: list) -> dict[bytes, UserState]:
 def test_exact_recommendations_and_dead_letters_on_kafka(
     kafka_bootstrap: str,
     make_settings: Callable[..., Settings],
-    start_worker: Callable[[Settings], subprocess.Popen[bytes]],
+    start_worker: StartWorker,
+    read_topics: ReadTopics,
+    pseudonym_key: str,
+    master_key: bytes,
 ) -> None:
     settings = make_settings(kafka_bootstrap, "kafka", partitions=1)
     start_worker(settings)
     asyncio.run(produce(settings.bootstrap, settings.events_topic, _mixed()))
-    out = asyncio.run(
-        collect(
-            settings.bootstrap,
-            [settings.events_topic, settings.recommendations_topic, settings.dlq_topic],
-            count=2 * len(GOOD) + 2 * len(BAD),
-        )
+    out = read_topics(
+        settings.bootstrap,
+        [settings.events_topic, settings.recommendations_topic, settings.dlq_topic],
+        count=2 * len(GOOD) + 2 * len(BAD),
     )
     inputs = out[settings.events_topic]
 
     # The same records through the pure pipeline, in the order the worker saw them.
     expected_pipeline = build_pipeline(
-        settings, pseudonymizer=Pseudonymizer(TEST_KEY.encode()), master_key=TEST_MASTER_KEY
+        settings, pseudonymizer=Pseudonymizer(pseudonym_key.encode()), master_key=master_key
     )
     expected = expected_pipeline.process(
         input_records([inputs]),
@@ -139,7 +144,7 @@ def test_exact_recommendations_and_dead_letters_on_kafka(
 
     letters = out[settings.dlq_topic]
     position = {m.value: m.offset for m in inputs}
-    sealer = RecordSealer(TEST_MASTER_KEY, purpose=DLQ_PURPOSE)
+    sealer = RecordSealer(master_key, purpose=DLQ_PURPOSE)
     assert all(m.key is None for m in letters)
     assert [sealer.open(m.value) for m in letters] == [(k, v) for k, v, _ in BAD]
     for letter, (_, value, reason) in zip(letters, BAD, strict=True):
@@ -152,72 +157,77 @@ def test_exact_recommendations_and_dead_letters_on_kafka(
         assert int(headers["source_offset"]) == position[value]
 
 
-def _restart_flow(
-    settings: Settings, start_worker: Callable[[Settings], subprocess.Popen[bytes]]
-) -> None:
+@pytest.fixture
+def restart_flow(
+    start_worker: StartWorker,
+    stop_worker: Callable[[subprocess.Popen[bytes]], int],
+    read_topic: ReadTopic,
+    read_topics: ReadTopics,
+    pseudonym_key: str,
+    master_key: bytes,
+) -> Callable[[Settings], None]:
     """Events, clean stop, restart, more events: every user's state is whole afterwards."""
-    users = [f"user-{n}" for n in range(6)]
-    first = [(u.encode(), _event(i, u, item=f"p{i}")) for i, u in enumerate(users * 3)]
-    second = [(u.encode(), _event(100 + i, u, item=f"q{i}")) for i, u in enumerate(users * 2)]
-    changelog = f"{settings.app_id}-{USER_TABLE}-changelog"
-    key_changelog = f"{settings.app_id}-{KEY_TABLE}-changelog"
 
-    worker = start_worker(settings)
-    asyncio.run(produce(settings.bootstrap, settings.events_topic, first))
-    asyncio.run(
-        collect(settings.bootstrap, [settings.recommendations_topic], count=len(first), settle=0.5)
-    )
-    assert stop_worker(worker) == 0
+    def run(settings: Settings) -> None:
+        users = [f"user-{n}" for n in range(6)]
+        first = [(u.encode(), _event(i, u, item=f"p{i}")) for i, u in enumerate(users * 3)]
+        second = [(u.encode(), _event(100 + i, u, item=f"q{i}")) for i, u in enumerate(users * 2)]
+        changelog = f"{settings.app_id}-{USER_TABLE}-changelog"
+        key_changelog = f"{settings.app_id}-{KEY_TABLE}-changelog"
 
-    start_worker(settings)
-    asyncio.run(produce(settings.bootstrap, settings.events_topic, second))
-    out = asyncio.run(
-        collect(
+        worker = start_worker(settings)
+        asyncio.run(produce(settings.bootstrap, settings.events_topic, first))
+        read_topic(settings.bootstrap, settings.recommendations_topic, count=len(first), settle=0.5)
+        assert stop_worker(worker) == 0
+
+        start_worker(settings)
+        asyncio.run(produce(settings.bootstrap, settings.events_topic, second))
+        out = read_topics(
             settings.bootstrap,
             [settings.recommendations_topic, changelog, key_changelog],
             count=len(first) + len(second) + 2 * len(users),
         )
-    )
 
-    answered = Counter(
-        orjson.loads(m.value)["event_id"] for m in out[settings.recommendations_topic]
-    )
-    assert set(answered) == {orjson.loads(v)["event_id"] for _, v in first + second}
-    assert max(answered.values()) == 1, "a clean restart must not answer an event twice"
+        answered = Counter(
+            orjson.loads(m.value)["event_id"] for m in out[settings.recommendations_topic]
+        )
+        assert set(answered) == {orjson.loads(v)["event_id"] for _, v in first + second}
+        assert max(answered.values()) == 1, "a clean restart must not answer an event twice"
 
-    pseudonyms = Pseudonymizer(TEST_KEY.encode())
-    states = _changelog_states(out[changelog], out[key_changelog])
-    for user in users:
-        state = states[pseudonyms.one(user).encode()]
-        history = [orjson.loads(v)["item_id"] for k, v in first + second if k == user.encode()]
-        assert state.items == history
-        assert state.type_counts[0] == len(history)
+        pseudonyms = Pseudonymizer(pseudonym_key.encode())
+        states = _changelog_states(out[changelog], out[key_changelog], master_key)
+        for user in users:
+            state = states[pseudonyms.one(user).encode()]
+            history = [orjson.loads(v)["item_id"] for k, v in first + second if k == user.encode()]
+            assert state.items == history
+            assert state.type_counts[0] == len(history)
+
+    return run
 
 
 @pytest.mark.kafka
 def test_restart_keeps_table_state_on_kafka(
     kafka_bootstrap: str,
     make_settings: Callable[..., Settings],
-    start_worker: Callable[[Settings], subprocess.Popen[bytes]],
+    restart_flow: Callable[[Settings], None],
 ) -> None:
-    _restart_flow(make_settings(kafka_bootstrap, "kafka", partitions=4), start_worker)
+    restart_flow(make_settings(kafka_bootstrap, "kafka", partitions=4))
 
 
 @pytest.mark.tansu
 def test_smoke_on_tansu(
     tansu_bootstrap: str,
     make_settings: Callable[..., Settings],
-    start_worker: Callable[[Settings], subprocess.Popen[bytes]],
+    start_worker: StartWorker,
+    read_topics: ReadTopics,
 ) -> None:
     settings = make_settings(tansu_bootstrap, "tansu", partitions=2)
     start_worker(settings)
     asyncio.run(produce(settings.bootstrap, settings.events_topic, _mixed()))
-    out = asyncio.run(
-        collect(
-            settings.bootstrap,
-            [settings.recommendations_topic, settings.dlq_topic],
-            count=len(GOOD) + len(BAD),
-        )
+    out = read_topics(
+        settings.bootstrap,
+        [settings.recommendations_topic, settings.dlq_topic],
+        count=len(GOOD) + len(BAD),
     )
     assert sorted(
         orjson.loads(m.value)["event_id"] for m in out[settings.recommendations_topic]
@@ -231,6 +241,6 @@ def test_smoke_on_tansu(
 def test_restart_keeps_table_state_on_tansu_despite_its_end_offset_quirk(
     tansu_bootstrap: str,
     make_settings: Callable[..., Settings],
-    start_worker: Callable[[Settings], subprocess.Popen[bytes]],
+    restart_flow: Callable[[Settings], None],
 ) -> None:
-    _restart_flow(make_settings(tansu_bootstrap, "tansu", partitions=2), start_worker)
+    restart_flow(make_settings(tansu_bootstrap, "tansu", partitions=2))

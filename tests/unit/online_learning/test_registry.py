@@ -18,11 +18,9 @@ from hypothesis import strategies as st
 from rich.console import Console
 
 import streams.ops.cli
-from model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from model.config import ScorerConfig
+from model.checkpoint import Checkpoint, load_checkpoint
 from model.scorer import SequenceScorer
 from model.serving.ranker import CheckpointScorer
-from model.vocab import ItemVocab
 from online_learning.announcement import Announcement, PrivacySpend
 from online_learning.errors import BadAnnouncement, ModelRejected, RegistryError, UnknownVersion
 from online_learning.manifest import MANIFEST, manifest
@@ -30,25 +28,21 @@ from online_learning.registry import CURRENT, ModelStore, guard
 from streams.errors import BrokerError
 from streams.ops.cli import build_parser, build_settings
 
-CONFIG = ScorerConfig(n_items=6, d_model=16, n_heads=2, max_len=8)
-ITEMS = ["a", "b", "c", "d", "e"]
 PRIVACY = {"epsilon": 0.9, "delta": 1e-5, "max_grad_norm": 1.0, "unit": "session"}
 METRICS = {"P@20": 51.0, "MRR@20": 18.0, "HR@10": 40.0, "NDCG@10": 21.0}
 
+TrainRun = Callable[..., Path]
 
-def _train_run(run: Path, *, seed: int = 0, privacy: dict[str, object] | None = None) -> Path:
-    """A run folder as ``intentstream train`` leaves it: epoch-0001 and LATEST."""
-    torch.manual_seed(seed)
-    model = SequenceScorer(CONFIG)
-    save_checkpoint(
-        run,
-        epoch=1,
-        model=model,
-        optimizer=torch.optim.Adam(model.parameters()),
-        vocab=ItemVocab.build([ITEMS]),
-        meta={"metrics": METRICS, "privacy": privacy},
-    )
-    return run
+
+@pytest.fixture
+def train_run(tiny_checkpoint: Callable[..., Path]) -> TrainRun:
+    """Factory of run folders as ``intentstream train`` leaves them: epoch-0001 and LATEST,
+    with ``METRICS`` and the given privacy spend in their meta."""
+
+    def make(run: Path, *, seed: int = 0, privacy: dict[str, object] | None = None) -> Path:
+        return tiny_checkpoint(run, seed=seed, meta={"metrics": METRICS, "privacy": privacy})
+
+    return make
 
 
 @pytest.fixture
@@ -59,13 +53,13 @@ def store(tmp_path: Path) -> ModelStore:
 
 
 @pytest.fixture
-def publish(store: ModelStore, tmp_path: Path) -> Callable[..., str]:
+def publish(store: ModelStore, tmp_path: Path, train_run: TrainRun) -> Callable[..., str]:
     """Publishes a freshly trained run (seeded) and returns its version id."""
     seeds = itertools.count()
 
     def publish_one(parent: str | None = None, **metrics: float) -> str:
         seed = next(seeds)
-        run = _train_run(tmp_path / f"run-{seed}", seed=seed, privacy=PRIVACY)
+        run = train_run(tmp_path / f"run-{seed}", seed=seed, privacy=PRIVACY)
         announced = store.publish(run, parent=parent, metrics=metrics or METRICS, privacy=PRIVACY)
         return announced.version
 
@@ -77,8 +71,10 @@ def _same_weights(left: SequenceScorer, right: SequenceScorer) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_publish_list_and_load_round_trip(store: ModelStore, tmp_path: Path) -> None:
-    run = _train_run(tmp_path / "run", privacy=PRIVACY)
+def test_publish_list_and_load_round_trip(
+    store: ModelStore, tmp_path: Path, train_run: TrainRun
+) -> None:
+    run = train_run(tmp_path / "run", privacy=PRIVACY)
     announced = store.publish(run, parent=None, metrics=METRICS, privacy=PRIVACY)
 
     [info] = store.versions()
@@ -129,9 +125,9 @@ def test_an_updated_model_is_published_with_its_parent(
 
 
 def test_publish_refuses_an_unknown_parent_and_bad_metrics(
-    store: ModelStore, tmp_path: Path
+    store: ModelStore, tmp_path: Path, train_run: TrainRun
 ) -> None:
-    run = _train_run(tmp_path / "run")
+    run = train_run(tmp_path / "run")
     with pytest.raises(UnknownVersion):
         store.publish(run, parent="seq-nope", metrics={}, privacy=None)
     with pytest.raises(ValueError, match="finite"):
@@ -143,8 +139,10 @@ def test_publish_refuses_an_unknown_parent_and_bad_metrics(
     assert store.versions() == []
 
 
-def test_a_checkpoint_that_does_not_load_is_never_stored(store: ModelStore, tmp_path: Path) -> None:
-    run = _train_run(tmp_path / "run")
+def test_a_checkpoint_that_does_not_load_is_never_stored(
+    store: ModelStore, tmp_path: Path, train_run: TrainRun
+) -> None:
+    run = train_run(tmp_path / "run")
     meta_path = run / "epoch-0001" / "meta.json"
     meta = json.loads(meta_path.read_text())
     meta["config"]["d_model"] = 32  # the weights are 16 wide
@@ -285,10 +283,10 @@ def test_a_version_with_unreadable_meta_is_listed_as_rejected(
 
 
 def test_the_announcement_of_a_stored_version_matches_its_publication(
-    store: ModelStore, tmp_path: Path
+    store: ModelStore, tmp_path: Path, train_run: TrainRun
 ) -> None:
     announced = store.publish(
-        _train_run(tmp_path / "run"), parent=None, metrics=METRICS, privacy=PRIVACY
+        train_run(tmp_path / "run"), parent=None, metrics=METRICS, privacy=PRIVACY
     )
     assert store.announcement(announced.version) == announced
     assert announced.key == b"intentstream-scorer"
@@ -450,52 +448,59 @@ def test_model_list_of_an_empty_store(cli_output: io.StringIO) -> None:
     assert "versions in" in cli_output.getvalue()
 
 
-def _closed_port() -> int:
-    """A local port that refuses connections (bound, never listening)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A local port that refuses connections: bound (never listening) until the test ends."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        yield int(held.getsockname()[1])
 
 
 def test_rollback_with_no_broker_changes_nothing(
-    store: ModelStore, publish: Callable[..., str], cli_output: io.StringIO
+    store: ModelStore, publish: Callable[..., str], cli_output: io.StringIO, closed_port: int
 ) -> None:
     first, second = publish(), publish()
     store.set_current(second)
     with pytest.raises(BrokerError, match="CURRENT is unchanged"):
-        _run("model", "rollback", first, "--bootstrap", f"127.0.0.1:{_closed_port()}")
+        _run("model", "rollback", first, "--bootstrap", f"127.0.0.1:{closed_port}")
     assert store.current() == second
 
 
 def test_rollback_to_a_rejected_or_unknown_version_fails_before_the_broker(
-    store: ModelStore, publish: Callable[..., str], cli_output: io.StringIO
+    store: ModelStore, publish: Callable[..., str], cli_output: io.StringIO, closed_port: int
 ) -> None:
     first, second = publish(), publish()
     store.set_current(second)
     store.mark_rejected(first, "bad")
     # No broker is running: these must fail on the store's checks, with exit status 2.
-    assert _run("model", "rollback", first, "--bootstrap", f"127.0.0.1:{_closed_port()}") == 2
+    assert _run("model", "rollback", first, "--bootstrap", f"127.0.0.1:{closed_port}") == 2
     assert _run("model", "rollback", "seq-nope", "--bootstrap", "127.0.0.1:1") == 2
     assert store.current() == second
 
 
 def test_publish_with_no_broker_stores_the_version_but_keeps_current(
-    store: ModelStore, tmp_path: Path, cli_output: io.StringIO
+    store: ModelStore,
+    tmp_path: Path,
+    train_run: TrainRun,
+    cli_output: io.StringIO,
+    closed_port: int,
 ) -> None:
-    run = _train_run(tmp_path / "run", privacy=PRIVACY)
+    run = train_run(tmp_path / "run", privacy=PRIVACY)
     with pytest.raises(BrokerError):
-        _run("model", "publish", str(run), "--bootstrap", f"127.0.0.1:{_closed_port()}")
+        _run("model", "publish", str(run), "--bootstrap", f"127.0.0.1:{closed_port}")
     [info] = store.versions()
     assert info.metrics == METRICS and info.privacy == PrivacySpend(0.9, 1e-5)
     assert store.current() is None
 
 
-def test_a_checkpoint_object_keeps_its_meta(store: ModelStore, tmp_path: Path) -> None:
-    original = load_checkpoint(_train_run(tmp_path / "run"))
+def test_a_checkpoint_object_keeps_its_meta(
+    store: ModelStore, tmp_path: Path, train_run: TrainRun
+) -> None:
+    original = load_checkpoint(train_run(tmp_path / "run"))
     updated = Checkpoint(
         model=original.model, vocab=original.vocab, meta=original.meta, path=Path("unused")
     )
     announced = store.publish(updated, parent=None, metrics={}, privacy=None)
     meta = store.load(announced.version).meta
-    assert meta["epoch"] == 1 and meta["config"] == CONFIG.to_dict()
+    assert meta["epoch"] == 1 and meta["config"] == original.model.config.to_dict()
     assert meta["source"]["path"] == "unused"

@@ -13,8 +13,6 @@ from streams.ops.report import write_report
 from streams.ops.status import parse
 from tests.browser import rendered_images
 
-DOCS_REPORT = Path(__file__).parents[2] / "docs" / "report.html"
-
 
 def _recording(path: Path) -> None:
     """Three scrapes of a worker, 10 s apart: 100 then 300 more events, fast then slower."""
@@ -64,6 +62,6 @@ def test_the_report_plots_render_in_chromium(tmp_path: Path) -> None:
     assert sizes == [(800, 320)] * 4
 
 
-def test_the_report_from_a_real_run_in_docs_renders() -> None:
-    sizes = rendered_images(DOCS_REPORT)
+def test_the_report_from_a_real_run_in_docs_renders(repo_root: Path) -> None:
+    sizes = rendered_images(repo_root / "docs" / "report.html")
     assert len(sizes) >= 4 and all(size == (800, 320) for size in sizes)

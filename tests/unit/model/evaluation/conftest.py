@@ -1,4 +1,4 @@
-"""Fixtures for the model tests: a small slice of the real Diginetica sessions."""
+"""Fixtures for the evaluation tests: a small slice of the real Diginetica sessions."""
 
 from __future__ import annotations
 
@@ -8,22 +8,19 @@ from pathlib import Path
 
 import pytest
 
-#: The shared data folder (``../shared/data`` from the repository root).
-DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
-DIGINETICA_TRAIN = DATA / "diginetica" / "train.csv.gz"
-
 
 @pytest.fixture(scope="session")
-def diginetica_head(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def diginetica_head(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A canonical events file of Diginetica's first 2,000 training sessions.
 
-    Skips when ``../shared/data`` is absent (the data are never committed).
+    Skips when ``../shared/data`` lacks them (the data are never committed).
     """
-    if not DIGINETICA_TRAIN.is_file():
-        pytest.skip(f"real data not available: {DIGINETICA_TRAIN} is missing")
+    train = shared_data / "diginetica" / "train.csv.gz"
+    if not train.is_file():
+        pytest.skip(f"real data not available: {train} is missing")
     path = tmp_path_factory.mktemp("diginetica") / "head.csv"
     sessions: set[str] = set()
-    with gzip.open(DIGINETICA_TRAIN, "rt", encoding="utf-8") as source, open(path, "w") as out:
+    with gzip.open(train, "rt", encoding="utf-8") as source, open(path, "w") as out:
         out.write(next(source))
         # Sessions are contiguous in the file; stop at the first row of session 2,001.
         for line in itertools.islice(source, 50_000):

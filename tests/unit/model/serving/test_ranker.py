@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
-import torch
+import pytest
 
-from model.checkpoint import load_checkpoint, save_checkpoint
-from model.config import ScorerConfig
-from model.scorer import SequenceScorer
+from model.checkpoint import load_checkpoint
 from model.serving.baseline import BASELINE_VERSION, CooccurrenceRecommender
 from model.serving.catalogue import TextCatalogue
 from model.serving.ranker import CheckpointScorer, ContextRanker, RankerConfig, RankRequest
 from model.serving.text import TextEncoder
-from model.vocab import ItemVocab
 
 # A small shop with English and Chinese titles; "shoe-red"/"shoe-blue" are equally
 # relevant to a shoe query, so only behaviour can order them.
@@ -101,23 +99,15 @@ def test_a_new_item_with_only_a_title_is_recommended_to_related_users(
     assert "new-mug-en" not in items
 
 
-def _checkpoint(tmp_path: Path) -> CheckpointScorer:
-    torch.manual_seed(0)
-    model = SequenceScorer(ScorerConfig(n_items=6, d_model=16, n_heads=2, max_len=8))
-    vocab = ItemVocab.build([["a", "b", "c", "d", "e"]])
-    save_checkpoint(
-        tmp_path,
-        epoch=1,
-        model=model,
-        optimizer=torch.optim.Adam(model.parameters()),
-        vocab=vocab,
-        meta={},
-    )
-    return CheckpointScorer(load_checkpoint(tmp_path), chunk_size=2)
+@pytest.fixture
+def scorer(tmp_path: Path, tiny_checkpoint: Callable[..., Path]) -> CheckpointScorer:
+    """A tiny checkpoint over items a-e, scoring two histories per chunk."""
+    return CheckpointScorer(load_checkpoint(tiny_checkpoint(tmp_path / "run")), chunk_size=2)
 
 
-def test_checkpoint_scores_known_users_and_the_baseline_answers_the_rest(tmp_path: Path) -> None:
-    scorer = _checkpoint(tmp_path)
+def test_checkpoint_scores_known_users_and_the_baseline_answers_the_rest(
+    scorer: CheckpointScorer,
+) -> None:
     baseline = _baseline(["x", "y"])
     ranker = ContextRanker(scorer, fallback=baseline, config=RankerConfig(top_k=3))
     known, unknown, mixed = ranker.rank_many(
@@ -131,8 +121,7 @@ def test_checkpoint_scores_known_users_and_the_baseline_answers_the_rest(tmp_pat
     assert {item for item, _ in known.items} <= {"a", "b", "c", "d", "e"}
 
 
-def test_checkpoint_scoring_in_chunks_equals_one_by_one(tmp_path: Path) -> None:
-    scorer = _checkpoint(tmp_path)
+def test_checkpoint_scoring_in_chunks_equals_one_by_one(scorer: CheckpointScorer) -> None:
     histories = [("a",), ("b", "c"), ("e", "d", "a"), ("c",), ("zzz", "b")]
     together = scorer.score_many(histories, k=5)
     alone = [scorer.score_many([history], k=5)[0] for history in histories]

@@ -1,4 +1,4 @@
-"""Replay without a broker: file parsing, pacing math, and batching against a fake producer."""
+"""Replay without a broker: event-log parsing, pacing math, and batching against a fake producer."""
 
 from __future__ import annotations
 
@@ -26,10 +26,8 @@ from streams.ops.replay import (
     replay,
     sleep_for,
 )
-from streams.ops.tail import format_recommendation
 from streams.settings import Settings
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 EVENT_TYPES = {"view", "click", "search", "add_to_cart", "purchase"}
 
 CSV = """\
@@ -163,8 +161,8 @@ def test_malformed_jsonl_line_names_file_and_line(tmp_path: Path, line: str, err
     "relative",
     ["retailrocket-sample/events.csv.gz", "yoochoose-100k/train.csv.gz", "diginetica/train.csv.gz"],
 )
-def test_shared_data_sets_parse(relative: str) -> None:
-    path = DATA / relative
+def test_shared_data_sets_parse(shared_data: Path, relative: str) -> None:
+    path = shared_data / relative
     if not path.is_file():
         pytest.skip(f"{path} is absent: the shared data folder (../shared/data) is not here")
     events = list(read_events(path, limit=100))
@@ -364,24 +362,3 @@ async def test_rate_mode_paces_the_sends(tmp_path: Path, producer: Any) -> None:
     stats = await replay(SETTINGS, path, rate=500.0, progress=False)
     assert stats.sent == 50
     assert stats.seconds >= 49 / 500 - TICK_SECONDS
-
-
-# tail's compact format (the consumer loop is covered by the integration test).
-
-
-@pytest.mark.parametrize(
-    ("rec", "line"),
-    [
-        (
-            {"user_id": "u1", "context": "search", "purchase_intent": 0.5,
-             "items": [{"item_id": f"i{n}", "score": 1 / (n + 1)} for n in range(8)],
-             "model_version": "seq-7", "latency_ms": 12.345, "event_id": "e"},
-            "u1 search [i0 1.000, i1 0.500, i2 0.333, i3 0.250, i4 0.200] intent=0.500"
-            " model=seq-7 latency=12.3ms",
-        ),
-        ({"user_id": "u2", "items": ["x", {"score": "high"}], "latency_ms": True},
-         "u2 ? [?, ? ?] intent=? model=? latency=?ms"),
-    ],
-)  # fmt: skip
-def test_tail_formats_one_compact_line(rec: dict[str, Any], line: str) -> None:
-    assert format_recommendation(rec) == line

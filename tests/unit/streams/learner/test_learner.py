@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import random
-from pathlib import Path
+from collections.abc import Callable
 
 import orjson
 import pytest
-import torch
 from prometheus_client import generate_latest
 
-from model.checkpoint import save_checkpoint
-from model.config import ScorerConfig
-from model.scorer import SequenceScorer
-from model.training.train import TrainConfig, train
-from model.vocab import ItemVocab
 from online_learning.registry import ModelStore
 from streams.errors import ConfigurationError
 from streams.learner.learner import Learner
@@ -44,47 +38,11 @@ def _values(walks: list[list[int]], first: int) -> list[bytes | None]:
     return values
 
 
-def _published_model(
-    tmp_path: Path, rng: random.Random, *, epochs: int = 15, **overrides: object
-) -> Settings:
-    """A trained scorer published as the store's current version; settings to learn from it."""
-    torch.manual_seed(0)
-    model = SequenceScorer(ScorerConfig(n_items=N, d_model=16, n_heads=2, max_len=8))
-    train(
-        model,
-        walks(400, rng, n_items=N, step=1),
-        TrainConfig(epochs=epochs, negatives=0, bf16=False, learning_rate=1e-2),
-        optimizer=torch.optim.Adam(model.parameters(), lr=1e-2),
-        progress=False,
-    )
-    vocab = ItemVocab.build([[f"i{n}" for n in range(1, N)]])
-    save_checkpoint(
-        tmp_path / "run",
-        epoch=1,
-        model=model,
-        optimizer=torch.optim.Adam(model.parameters()),
-        vocab=vocab,
-        meta={},
-    )
-    store = ModelStore(tmp_path / "store")
-    store.set_current(
-        store.publish(tmp_path / "run", parent=None, metrics={}, privacy=None).version
-    )
-    options: dict[str, object] = {
-        "learn_update_every": 32,
-        "learn_publish_every": 10_000,
-        "learn_publish_seconds": 3600,
-    }
-    return Settings(
-        pseudonym_key=KEY,
-        model_store=tmp_path / "store",
-        **{**options, **overrides},  # type: ignore[arg-type]
-    )
-
-
-def test_the_learner_scores_before_learning_and_reacts_to_drift(tmp_path: Path) -> None:
+def test_the_learner_scores_before_learning_and_reacts_to_drift(
+    learner_settings: Callable[..., Settings],
+) -> None:
     rng = random.Random(0)
-    settings = _published_model(tmp_path, rng)
+    settings = learner_settings(rng, n_items=N, pseudonym_key=KEY)
     learner = Learner(settings, pseudonymizer=Pseudonymizer(KEY.encode()))
 
     learner.learn(_values(walks(150, rng, n_items=N, step=1), first=0))
@@ -107,12 +65,15 @@ def test_the_learner_scores_before_learning_and_reacts_to_drift(tmp_path: Path) 
     assert exported.value("intentstream_online_checked_events", role="learner") == 900
 
 
-def test_with_dp_sgd_the_spend_is_published_and_survives_a_restart(tmp_path: Path) -> None:
+def test_with_dp_sgd_the_spend_is_published_and_survives_a_restart(
+    learner_settings: Callable[..., Settings],
+) -> None:
     rng = random.Random(1)
-    settings = _published_model(
-        tmp_path,
+    settings = learner_settings(
         rng,
+        n_items=N,
         epochs=1,
+        pseudonym_key=KEY,
         learn_dp_noise_multiplier=5.0,
         learn_dp_epsilon=8.0,
         learn_update_every=16,
@@ -123,7 +84,7 @@ def test_with_dp_sgd_the_spend_is_published_and_survives_a_restart(tmp_path: Pat
     assert spent is not None and 0 < spent["epsilon"] <= 8.0
     checkpoint, metrics = learner.snapshot()
     assert metrics["stream_epsilon"] == spent["epsilon"]
-    store = ModelStore(tmp_path / "store")  # what publish does, without a broker to announce on
+    store = ModelStore(settings.model_store)  # what publish does, without a broker to announce on
     child = store.publish(checkpoint, parent=learner.version, metrics=metrics, privacy=None).version
     store.set_current(child)
 
