@@ -2,16 +2,71 @@
 
 After a swap, the next ``events`` prequential checks of lists that the new
 version produced are counted; their HR@10 is compared with what the previous
-version reached over its last window (:func:`online_learning.registry.guard`).
+version reached over its last window (:func:`guard`).
 A version that falls more than ``max_drop`` below is rejected, and the caller
 swaps back.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from online_learning.registry import Verdict, guard
+from online_learning.announcement import finite_number
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Outcome of :func:`guard`: whether the version may serve, and why."""
+
+    accepted: bool
+    reason: str
+
+
+def guard(
+    metrics: Mapping[str, float],
+    baseline_metrics: Mapping[str, float],
+    *,
+    max_drop: float,
+    keys: Sequence[str] | None = None,
+) -> Verdict:
+    """Accept a version unless an online metric fell more than ``max_drop`` below the baseline.
+
+    Metrics are higher-is-better and compared in their own units (percent for
+    ``RankingMetrics``). A key without a finite baseline is not compared; a key
+    the candidate lacks, or a non-finite candidate value, rejects it.
+
+    Args:
+        metrics: the candidate's online metrics.
+        baseline_metrics: those of the version serving now, over the same events.
+        max_drop: largest tolerated drop, >= 0.
+        keys: the metrics that count (default: every key of the baseline).
+
+    Returns:
+        The verdict; when rejected, its reason names the first failing metric.
+
+    Raises:
+        ValueError: ``max_drop`` is negative or not finite.
+
+    Examples:
+        >>> guard({"MRR@20": 17.5}, {"MRR@20": 18.0}, max_drop=1.0).accepted
+        True
+        >>> guard({"MRR@20": 16.0}, {"MRR@20": 18.0}, max_drop=1.0).reason
+        'MRR@20 fell from 18 to 16 (more than 1)'
+    """
+    if not (finite_number(max_drop) and max_drop >= 0):
+        raise ValueError(f"max_drop must be a finite number >= 0, got {max_drop!r}")
+    for key in baseline_metrics if keys is None else keys:
+        baseline = baseline_metrics.get(key)
+        if baseline is None or not finite_number(baseline):
+            continue
+        value = metrics.get(key)
+        if value is None or not finite_number(value):
+            return Verdict(False, f"{key} is missing or not a finite number")
+        if baseline - value > max_drop:
+            drop = f"{key} fell from {baseline:g} to {value:g}"
+            return Verdict(False, f"{drop} (more than {max_drop:g})")
+    return Verdict(True, "no guarded metric fell more than the allowed drop")
 
 
 @dataclass

@@ -41,8 +41,8 @@ import torch
 
 from model.scorer import SequenceScorer
 from model.serving.ranker import top_items
+from model.training.dp_sgd import trained_parameters
 from model.training.grow import grow_items
-from model.training.private import trained_parameters
 from model.training.update import OnlineDPSGD, OnlinePrivacy, incremental_step
 from model.vocab import ItemVocab
 

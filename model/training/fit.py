@@ -23,7 +23,8 @@ from model.evaluation.evaluate import load_protocol
 from model.evaluation.metrics import RankingMetrics
 from model.scorer import PrefixRanker, SequenceScorer
 from model.sessions import prefix_cases
-from model.training.private import train_private, trained_parameters
+from model.training.dp_sgd import trained_parameters
+from model.training.private import train_private
 from model.training.train import EpochReport, TrainConfig, train
 
 log = logging.getLogger(__name__)

@@ -42,7 +42,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from model.batches import pad_histories
 from model.scorer import SequenceScorer
 from model.training.attention import AttentionSwap
-from model.training.private import UNIT, _benign_warnings_ignored, _private_step, attach_opacus
+from model.training.dp_sgd import UNIT, attach_opacus, benign_warnings_ignored, private_step
 from model.training.train import next_item_loss
 
 
@@ -121,7 +121,7 @@ class OnlineDPSGD:
 
     Examples:
         >>> from model.config import ScorerConfig
-        >>> from model.training.private import trained_parameters
+        >>> from model.training.dp_sgd import trained_parameters
         >>> model = SequenceScorer(ScorerConfig(n_items=10, d_model=8, n_heads=2)).eval()
         >>> privacy = OnlinePrivacy(
         ...     noise_multiplier=1.0, max_grad_norm=1.0, delta=1e-5, epsilon_budget=8.0
@@ -196,9 +196,7 @@ class OnlineDPSGD:
             self._exhausted = True
             return None
         with self._hooked():
-            total = _private_step(
-                self._model, self._optimizer, list(rows), self._privacy, self._rng
-            )
+            total = private_step(self._model, self._optimizer, list(rows), self._privacy, self._rng)
         return float(total) / len(rows)
 
     def spent(self) -> dict[str, Any]:
@@ -245,5 +243,5 @@ class OnlineDPSGD:
             accountant.step(noise_multiplier=self._privacy.noise_multiplier, sample_rate=1.0)
         if not accountant.history:
             return 0.0
-        with _benign_warnings_ignored():
+        with benign_warnings_ignored():
             return float(accountant.get_epsilon(self._privacy.delta))

@@ -24,7 +24,8 @@ from model.serving.ranker import CheckpointScorer
 from online_learning.announcement import Announcement, PrivacySpend
 from online_learning.errors import BadAnnouncement, ModelRejected, RegistryError, UnknownVersion
 from online_learning.manifest import MANIFEST, manifest
-from online_learning.registry import CURRENT, ModelStore, guard
+from online_learning.probation import guard
+from online_learning.registry import CURRENT, ModelStore
 from streams.errors import BrokerError
 from streams.ops.cli import build_parser, build_settings
 

@@ -22,16 +22,15 @@ from model.evaluation.knn import Popularity
 from model.evaluation.metrics import RankingMetrics
 from model.scorer import PrefixRanker, SequenceScorer
 from model.training.attention import AttentionSwap
-from model.training.fit import fit
-from model.training.private import (
-    _benign_warnings_ignored,
-    _chunks,
-    _private_step,
-    make_private,
+from model.training.dp_sgd import (
+    benign_warnings_ignored,
+    chunks,
+    private_step,
     session_losses,
-    train_private,
     trained_parameters,
 )
+from model.training.fit import fit
+from model.training.private import make_private, train_private
 from model.training.train import TrainConfig, train
 from tests.unit.walks import walks
 
@@ -101,13 +100,13 @@ def test_per_session_gradients_are_those_of_each_session_alone() -> None:
             scorer, torch.optim.SGD(parameters), 40, config, generator=torch.Generator()
         )
         assert isinstance(run.optimizer, DPOptimizer)
-        with _benign_warnings_ignored():
+        with benign_warnings_ignored():
             session_losses(scorer, pad_histories(SESSIONS, max_len=8), NEGATIVES).mean().backward()
         per_sample = [p.grad_sample.clone() for p in parameters]
         run.hooks.disable_hooks()
         for row, session in enumerate(SESSIONS):
             scorer.zero_grad()
-            with _benign_warnings_ignored():
+            with benign_warnings_ignored():
                 session_losses(scorer, pad_histories([session], max_len=8), NEGATIVES).backward()
             for p, samples in zip(parameters, per_sample, strict=True):
                 alone = torch.zeros_like(p) if p.grad is None else p.grad
@@ -136,7 +135,7 @@ def test_an_empty_poisson_sample_takes_a_noise_only_step() -> None:
             config,
             generator=generator,
         )
-        _private_step(scorer, run.optimizer, [], config, generator)
+        private_step(scorer, run.optimizer, [], config, generator)
     run.hooks.cleanup()
     assert run.spent(config)["steps"] == 1
     moved = [not torch.equal(b, p) for b, p in zip(before, trained_parameters(scorer), strict=True)]
@@ -147,9 +146,9 @@ def test_an_empty_poisson_sample_takes_a_noise_only_step() -> None:
 @given(st.lists(st.integers(min_value=2, max_value=60), max_size=80), st.integers(1, 16))
 def test_chunks_hold_every_session_once_sorted_and_bounded(lengths: list[int], size: int) -> None:
     rows = [[1] * n for n in lengths]
-    chunks = _chunks(rows, size, 50)
-    assert sorted(map(len, (r for c in chunks for r in c))) == sorted(lengths)
-    assert all(0 < len(chunk) <= size for chunk in chunks)
+    pieces = chunks(rows, size, 50)
+    assert sorted(map(len, (r for c in pieces for r in c))) == sorted(lengths)
+    assert all(0 < len(chunk) <= size for chunk in pieces)
 
 
 def _events_file(path: Path, sessions: list[list[int]]) -> Path:

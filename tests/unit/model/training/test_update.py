@@ -13,7 +13,7 @@ from opacus.accountants.analysis.rdp import compute_rdp, get_privacy_spent
 from model.config import ScorerConfig
 from model.scorer import SequenceScorer
 from model.serving.ranker import top_items
-from model.training.private import trained_parameters
+from model.training.dp_sgd import trained_parameters
 from model.training.update import OnlineDPSGD, OnlinePrivacy
 from model.vocab import ItemVocab
 
