@@ -22,8 +22,8 @@ The rules that keep every event (docs/reliability.md):
   (:meth:`wait_empty`), so a partition changes hands only after its last batch
   is committed.
 
-The ``kafka-batches://`` (Apache Kafka) and ``tansu://`` (Tansu) schemes are
-registered through the ``faust.transports`` entry point; both name :class:`Transport`.
+The ``kafka-batches://`` (Apache Kafka, :class:`Transport`) and ``tansu://`` (Tansu,
+:class:`TansuTransport`) schemes are registered through the ``faust.transports`` entry point.
 """
 
 from __future__ import annotations
@@ -193,10 +193,33 @@ class ShortWaitConsumer(BatchingConsumer):
         return ShortWaitConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
 
-class Transport(aiokafka_driver.Transport):
-    """Faust's aiokafka transport with :class:`ShortWaitConsumer`.
+class IdempotentProducer(aiokafka_driver.Producer):
+    """Faust's aiokafka producer with idempotence on (acks=all, sequence numbers).
 
-    Registered for ``kafka-batches://`` (Apache Kafka) and ``tansu://`` (Tansu).
+    Without it a batch the broker wrote but could not acknowledge before it was
+    killed is sent again after the restart and written twice: one batch of
+    duplicate recommendations (docs/reliability.md, "Broker restart").
+    """
+
+    def _settings_extra(self) -> Mapping[str, Any]:
+        return {**super()._settings_extra(), "enable_idempotence": True}
+
+
+class Transport(aiokafka_driver.Transport):
+    """Faust's aiokafka transport with :class:`ShortWaitConsumer` and :class:`IdempotentProducer`.
+
+    Registered for ``kafka-batches://`` (Apache Kafka).
     """
 
     Consumer: ClassVar[type[aiokafka_driver.Consumer]] = ShortWaitConsumer
+    Producer: ClassVar[type[aiokafka_driver.Producer]] = IdempotentProducer
+
+
+class TansuTransport(Transport):
+    """:class:`Transport` with Faust's stock producer, for ``tansu://`` (the embedded broker).
+
+    Tansu has no transactions and keeps everything in memory until it restarts, so a
+    restart loses its data anyway: the idempotent producer would buy nothing there.
+    """
+
+    Producer: ClassVar[type[aiokafka_driver.Producer]] = aiokafka_driver.Producer

@@ -22,7 +22,15 @@ from aiokafka.structs import ConsumerRecord
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP
 
-from streams.kafka.transport import BatchingApp, BatchingConsumer, BatchRoute, Delivery, Fetched
+from streams.kafka.transport import (
+    BatchingApp,
+    BatchingConsumer,
+    BatchRoute,
+    Delivery,
+    Fetched,
+    TansuTransport,
+    Transport,
+)
 
 TOPIC = "shop.events"
 P0, P1, P2 = (TP(TOPIC, partition) for partition in range(3))
@@ -326,3 +334,16 @@ async def test_a_failed_delivery_crashes_the_consumer_and_commits_nothing_of_it(
     assert isinstance(reason, DeliveryFailed) and str(reason) == "batch 2"
     await consumer.wait_empty()
     assert boundaries.commits() == [{P0: 3}]  # batch 1 only: nothing of batches 2 and 3
+
+
+def test_a_batch_retried_after_a_broker_crash_is_not_written_twice_on_apache_kafka() -> None:
+    """Regression: a broker killed before acknowledging a written batch got it twice.
+
+    The Apache Kafka transport's producer is idempotent (the broker drops the retry by
+    its sequence number); Tansu's, which cannot keep anything across a restart, is stock.
+    """
+    app = faust.App("idempotence-test", broker="kafka-batches://127.0.0.1:1")
+    kafka = Transport("kafka-batches://127.0.0.1:1", app).Producer(app.transport)
+    tansu = TansuTransport("tansu://127.0.0.1:1", app).Producer(app.transport)
+    assert kafka._settings_extra()["enable_idempotence"] is True
+    assert "enable_idempotence" not in tansu._settings_extra()
