@@ -1,4 +1,4 @@
-"""Drift signal on the prequential loss (issue 5, "Learn while serving").
+"""Drift signal on the prequential loss.
 
 :class:`DriftMonitor` wraps river's ADWIN. It is fed one loss per event, in
 [0, 1]: ``1 - hit@10`` from :class:`~online_learning.prequential.PrequentialRanking`,

@@ -1,7 +1,7 @@
 """Online purchase-intent baseline: will this session still buy?
 
 A river ``StandardScaler | LogisticRegression`` learned one event at a time on
-a few streaming counters (issue 5, "Learn while serving"). It runs beside the
+a few streaming counters. It runs beside the
 transformer's intent head as a cheap baseline and fallback. ``bench/intent.py``
 measures it on RetailRocket.
 

@@ -1,4 +1,4 @@
-"""Prequential ("test, then train") evaluation while serving (issue 5).
+"""Prequential ("test, then train") evaluation while serving.
 
 For each event, *before* anything learns from it, the stream looks up the list
 it last emitted for that user and scores it against the item that actually

@@ -1,4 +1,4 @@
-"""Encryption at rest of per-user state (DESIGN.md privacy model, issue 4).
+"""Encryption at rest of per-user state (DESIGN.md privacy model).
 
 Envelope encryption with AES-256-GCM (``cryptography``):
 

@@ -1,5 +1,5 @@
 """An Apache Kafka restart in the middle of a stream: what the restart test and
-``bench/kafka_restart.py`` both run (issue 7).
+``bench/kafka_restart.py`` both run.
 
 A worker serves while part of the events is produced; the broker is then
 stopped (SIGTERM, or SIGKILL to the JVM) and started again on the same port and

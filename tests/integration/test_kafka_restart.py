@@ -1,4 +1,4 @@
-"""Crash safety on Apache Kafka: the broker restarts mid-stream (issue 7).
+"""Crash safety on Apache Kafka: the broker restarts mid-stream.
 
 The broker is this test's own, since it is stopped (cleanly, or with SIGKILL)
 and started again on the same port and data folder while a worker serves.

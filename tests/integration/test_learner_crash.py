@@ -1,4 +1,4 @@
-"""Crash safety of the learner: ``intentstream learn`` killed with SIGKILL mid-learning (issue 7).
+"""Crash safety of the learner: ``intentstream learn`` killed with SIGKILL mid-learning.
 
 While a worker serves, the learner is killed in the middle of a publish when
 the test catches one (a version staged, or stored but not yet ``CURRENT``),
