@@ -7,6 +7,7 @@ from streams.kafka.transport import (
     FETCH_MAX_WAIT_MS,
     BatchingConsumer,
     ShortWaitConsumer,
+    TansuTransport,
     Transport,
 )
 from streams.settings import Settings
@@ -19,7 +20,7 @@ def test_tansu_latency_fix_uses_the_short_fetch_wait_transport() -> None:
     app = create_app(
         Settings(broker_kind="tansu", kafka="127.0.0.1:1"), pseudonym_key=KEY, master_key=bytes(32)
     )
-    assert type(app.transport) is Transport
+    assert type(app.transport) is TansuTransport
     assert app.transport.Consumer is ShortWaitConsumer
     assert issubclass(ShortWaitConsumer, BatchingConsumer)
     assert FETCH_MAX_WAIT_MS <= 50
