@@ -46,6 +46,7 @@ from streams.brokers import local_broker
 from streams.brokers.probe import free_port
 from streams.kafka.admin import ensure_topics
 from streams.kafka.produce import produce_records
+from streams.kafka.security import client_security
 from streams.ops.event_log import read_events
 from streams.settings import DEFAULT_HOME, BrokerKind, Settings
 from streams.worker.process import wait_until_ready, worker_process
@@ -127,6 +128,7 @@ async def _output_span(
         bootstrap_servers=settings.bootstrap,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
+        **client_security(settings),
     )
     await consumer.start()
     stamps: list[float] = []
@@ -215,7 +217,12 @@ def run_one(
         records = _events(n, data)
         asyncio.run(
             produce_records(
-                bootstrap, settings.events_topic, records, linger_ms=5, max_batch_size=512 * 1024
+                bootstrap,
+                settings.events_topic,
+                records,
+                linger_ms=5,
+                max_batch_size=512 * 1024,
+                **client_security(settings),
             )
         )
         raw_seconds = asyncio.run(_raw_pass_through(bootstrap, settings.events_topic, sink, n))

@@ -45,7 +45,7 @@ def main() -> None:
     states: dict[bytes, bytes] = {}
     keys: dict[bytes, bytes] = {}
     records = [
-        InputRecord(None, orjson.dumps(e), "shop.events", 0, n, time.time())
+        InputRecord(str(e["user_id"]).encode(), orjson.dumps(e), "shop.events", 0, n, time.time())
         for n, e in enumerate(events)
     ]
     for start in range(0, len(records), BATCH):

@@ -24,9 +24,11 @@ from pathlib import Path
 import numpy as np
 import orjson
 from aiokafka import AIOKafkaConsumer
-from kafka.admin import ConfigResource, KafkaAdminClient
+from kafka.admin import ConfigResource
 from kafka_run import fresh_kafka, ready_worker, run_settings
 
+from streams.kafka.admin import admin_client
+from streams.kafka.security import client_security
 from streams.ops.event_log import read_events
 from streams.ops.replay import replay
 from streams.settings import Settings
@@ -56,14 +58,11 @@ def _events_file(path: Path, count: int, load: int) -> None:
 
 def _stamp_on_append(settings: Settings) -> None:
     """Make the broker stamp each recommendation with the time it appended it."""
-    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap)
-    try:
+    with admin_client(settings) as admin:
         config = {"message.timestamp.type": "LogAppendTime"}
         admin.alter_configs(
             [ConfigResource("TOPIC", settings.recommendations_topic, configs=config)]
         )
-    finally:
-        admin.close()
 
 
 async def _latencies(
@@ -75,6 +74,7 @@ async def _latencies(
         bootstrap_servers=settings.bootstrap,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
+        **client_security(settings),
     )
     await consumer.start()
     out: list[tuple[float, float, float]] = []

@@ -52,7 +52,7 @@ from typing import Any
 import matplotlib
 import orjson
 from aiokafka import AIOKafkaConsumer
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 
 from model.training.fit import fit
 from model.training.train import TrainConfig
@@ -60,8 +60,9 @@ from online_learning.prequential import PrequentialRanking
 from online_learning.registry import Announcement
 from streams.brokers import local_broker
 from streams.brokers.probe import free_port
-from streams.kafka.admin import ensure_topics
+from streams.kafka.admin import admin_client, ensure_topics
 from streams.kafka.announce import publish
+from streams.kafka.security import client_security
 from streams.ops.event_log import read_events
 from streams.ops.replay import replay
 from streams.ops.status import Scrape, scrape
@@ -148,21 +149,20 @@ def _processes(settings: dict[str, Settings], workdir: Path) -> Iterator[dict[st
 
 def _learner_lag(settings: Settings) -> int:
     """Events of the topic the learner's consumer group has not committed yet."""
-    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap)
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap)
+    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap, **client_security(settings))
     try:
         partitions = [
             TopicPartition(settings.events_topic, p)
             for p in consumer.partitions_for_topic(settings.events_topic) or ()
         ]
         ends = consumer.end_offsets(partitions)
-        committed = admin.list_consumer_group_offsets(f"{settings.app_id}-learn")
+        with admin_client(settings) as admin:
+            committed = admin.list_consumer_group_offsets(f"{settings.app_id}-learn")
         return sum(
             end - (committed[tp].offset if tp in committed else 0) for tp, end in ends.items()
         )
     finally:
         consumer.close()
-        admin.close()
 
 
 async def _recommendations(settings: Settings, want: int, timeout: float) -> dict[str, Emitted]:
@@ -172,6 +172,7 @@ async def _recommendations(settings: Settings, want: int, timeout: float) -> dic
         bootstrap_servers=settings.bootstrap,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
+        **client_security(settings),
     )
     await consumer.start()
     out: dict[str, Emitted] = {}
@@ -194,6 +195,7 @@ async def _announcements(settings: Settings) -> list[Announcement]:
         bootstrap_servers=settings.bootstrap,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
+        **client_security(settings),
     )
     await consumer.start()
     try:

@@ -32,10 +32,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from streams.brokers import local_broker
 from streams.kafka.admin import ensure_topics
 from streams.kafka.produce import produce_records
+from streams.kafka.security import client_security
 from streams.ops.event_log import read_events
 from streams.pipeline.batch import EventPipeline
 from streams.pipeline.build import build_pipeline
-from streams.pipeline.crypto import StateCipher
+from streams.pipeline.crypto import WRAPPED_KEY_BYTES, StateCipher
 from streams.pipeline.dp import PrivacyBudget, ThresholdCounts
 from streams.pipeline.pseudonyms import Pseudonymizer
 from streams.pipeline.records import InputRecord
@@ -53,7 +54,7 @@ class PlaintextCipher(StateCipher):
     """Privacy off: state stored as is (same interface as the AES-GCM cipher)."""
 
     def new_wrapped_key(self, pseudonym: bytes) -> bytes:
-        return b"k"
+        return bytes(WRAPPED_KEY_BYTES)
 
     def seal(self, pseudonym: bytes, wrapped_key: bytes, plaintext: bytes) -> bytes:
         return plaintext
@@ -71,12 +72,23 @@ class IdentityPseudonyms(Pseudonymizer):
     def one(self, user_id: str) -> str:
         return user_id
 
+    def sessions(self, session_ids: Any) -> list[str]:
+        return list(session_ids)
+
 
 class RawSharedCounts:
     """Privacy off: the baseline learns every event's counts at once, no budget, no noise."""
 
     def __init__(self, pipeline: EventPipeline) -> None:
         self._recommender, self._intent = pipeline.ranker.fallback, pipeline.intent.rate
+        self.new_marks: dict[int, float] = {}
+        self.charged_units = self.refused = self.released_windows = 0
+
+    def restore(self, state: UserState, ledger: Any, now: float) -> None:
+        return None
+
+    def note_released(self, marks: dict[int, float]) -> None:
+        return None
 
     def contribute(
         self,
@@ -87,6 +99,7 @@ class RawSharedCounts:
         previous_cell: str | None,
         current_type: int,
         now: float,
+        partition: int,
     ) -> None:
         if item is not None:
             history = [previous_item] if previous_item is not None else []
@@ -108,7 +121,8 @@ def _records(n: int) -> list[InputRecord]:
         event = dict(base[i % len(base)])
         event["user_id"] = f"{event['user_id']}-r{i // len(base)}"
         value = orjson.dumps(event)
-        records.append(InputRecord(None, value, "shop.events", i % 8, i // 8, time.time()))
+        key = event["user_id"].encode()
+        records.append(InputRecord(key, value, "shop.events", i % 8, i // 8, time.time()))
     return records
 
 
@@ -153,8 +167,11 @@ async def _erasure_latencies(settings: Settings, users: list[str], rate: float) 
         bootstrap_servers=settings.bootstrap,
         auto_offset_reset="earliest",  # the topic is this run's own; keys are unique
         enable_auto_commit=False,
+        **client_security(settings),
     )
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, linger_ms=0)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap, linger_ms=0, **client_security(settings)
+    )
     await consumer.start()
     await producer.start()
     latencies = []
@@ -216,7 +233,11 @@ def erasure(n_users: int, workdir: Path) -> list[float]:
             for k in range(3)
         ]
         with worker_process(settings, log_file=workdir / "worker.log"):
-            asyncio.run(produce_records(bootstrap, settings.events_topic, events))
+            asyncio.run(
+                produce_records(
+                    bootstrap, settings.events_topic, events, **client_security(settings)
+                )
+            )
             time.sleep(5)
             return asyncio.run(_erasure_latencies(settings, users, rate=5.0))
     finally:

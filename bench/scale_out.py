@@ -25,6 +25,7 @@ from kafka_run import fresh_kafka
 
 from streams.kafka.admin import ensure_topics
 from streams.kafka.produce import produce_records
+from streams.kafka.security import client_security
 from streams.worker.process import wait_until_ready, worker_process
 
 PARTITIONS = 8
@@ -50,6 +51,7 @@ def main() -> None:
                     _events(n, DATA),
                     linger_ms=5,
                     max_batch_size=512 * 1024,
+                    **client_security(base),
                 )
             )
             for workers in (1, 2):

@@ -24,6 +24,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from kafka_run import fresh_kafka, ready_worker, run_settings
 
+from streams.kafka.security import client_security
 from streams.ops.event_log import read_events
 from streams.ops.status import quantile, scrape
 from streams.settings import Settings
@@ -43,7 +44,10 @@ async def _produce(settings: Settings, rate: float, seconds: float) -> int:
     """Send events at ``rate`` per second for ``seconds``, in 100 ms ticks; returns the count."""
     base = list(read_events(DATA))
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap, linger_ms=5, max_batch_size=512 * 1024
+        bootstrap_servers=settings.bootstrap,
+        linger_ms=5,
+        max_batch_size=512 * 1024,
+        **client_security(settings),
     )
     await producer.start()
     sent, started = 0, time.monotonic()

@@ -4,12 +4,16 @@ Key: the model name (``Settings.model_name``). Value: a JSON object, keys sorted
 
     {"created_at": 1764298800.0, "metrics": {"MRR@20": 18.1, "P@20": 51.9},
      "name": "intentstream-scorer", "parent": "seq-2026-11-28T020000Z-1f2e3d4c",
-     "privacy": {"delta": 1e-05, "epsilon": 0.93},
+     "manifest": "9f86d081...", "privacy": {"accountant": "rdp", "delta": 2e-06, "epsilon": 1.9},
+     "signature": "5d41402a...",
      "uri": "/home/shop/.cache/intentstream/models/seq-2026-11-28T030000Z-ab12cd34",
      "version": "seq-2026-11-28T030000Z-ab12cd34"}
 
-``privacy`` is null for a model trained without differential privacy. Readers
-ignore unknown keys, so fields can be added without breaking older workers.
+``privacy`` is null for a model that is not DP-trained (its own training, or any
+version it descends from, was not private). ``manifest`` is the SHA-256 of the
+version's ``MANIFEST.json`` and ``signature`` an HMAC over everything else
+(:mod:`online_learning.signing`); workers refuse an announcement without them.
+Readers ignore unknown keys, so fields can be added without breaking older workers.
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ from online_learning.errors import BadAnnouncement
 _VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 _FIELDS = ("name", "version", "parent", "uri", "metrics", "privacy", "created_at")
+#: Optional fields, written only when set (announcements from before signing lack them).
+_OPTIONAL = ("manifest", "signature")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def is_version_id(value: object) -> bool:
@@ -84,16 +91,21 @@ class PrivacySpend:
 
     epsilon: float
     delta: float
+    accountant: str | None = None
 
     def __post_init__(self) -> None:
         if not (finite_number(self.epsilon) and self.epsilon >= 0):
             raise ValueError(f"privacy epsilon must be a finite number >= 0, got {self.epsilon!r}")
         if not (finite_number(self.delta) and 0 <= self.delta < 1):
             raise ValueError(f"privacy delta must be a number in [0, 1), got {self.delta!r}")
+        if self.accountant is not None and not isinstance(self.accountant, str):
+            raise ValueError(f"privacy accountant must be a string, got {self.accountant!r}")
 
     @classmethod
     def from_json(cls, value: object) -> PrivacySpend | None:
-        """From ``None`` or a mapping with ``epsilon`` and ``delta`` (other keys ignored).
+        """From ``None`` or a mapping with ``epsilon``, ``delta`` and maybe ``accountant``.
+
+        Other keys are ignored.
 
         Raises:
             ValueError: anything else.
@@ -102,11 +114,14 @@ class PrivacySpend:
             return None
         if not isinstance(value, Mapping) or "epsilon" not in value or "delta" not in value:
             raise ValueError("privacy must be null or an object with epsilon and delta")
-        return cls(epsilon=value["epsilon"], delta=value["delta"])
+        return cls(value["epsilon"], value["delta"], value.get("accountant"))
 
-    def to_json(self) -> dict[str, float]:
-        """``{"epsilon": ..., "delta": ...}``."""
-        return {"epsilon": float(self.epsilon), "delta": float(self.delta)}
+    def to_json(self) -> dict[str, float | str]:
+        """``{"epsilon": ..., "delta": ...}``, plus ``accountant`` when known."""
+        out: dict[str, float | str] = {"epsilon": float(self.epsilon), "delta": float(self.delta)}
+        if self.accountant is not None:
+            out["accountant"] = self.accountant
+        return out
 
 
 @dataclass(frozen=True)
@@ -119,8 +134,10 @@ class Announcement:
         parent: the version it was learned from, or None.
         uri: path of the version's folder in the model store.
         metrics: offline or online metrics, e.g. ``{"MRR@20": 18.1}``.
-        privacy: differential privacy spent, or None for a non-private model.
+        privacy: differential privacy spent, or None for a model that is not DP-trained.
         created_at: publication time, seconds since the epoch.
+        manifest: SHA-256 (hex) of the version's ``MANIFEST.json``, which pins its files.
+        signature: HMAC-SHA256 (hex) of the rest (:mod:`online_learning.signing`).
 
     Raises:
         BadAnnouncement: a field has the wrong type or value (it is also a ValueError).
@@ -142,6 +159,8 @@ class Announcement:
     metrics: Mapping[str, float]
     privacy: PrivacySpend | None
     created_at: float
+    manifest: str | None = None
+    signature: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -156,6 +175,10 @@ class Announcement:
             raise BadAnnouncement("announcement privacy must be a PrivacySpend or None")
         if not (finite_number(self.created_at) and self.created_at >= 0):
             raise BadAnnouncement("announcement created_at must be a finite number >= 0")
+        for name in _OPTIONAL:
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, str) and _SHA256.fullmatch(value)):
+                raise BadAnnouncement(f"announcement {name} must be 64 lowercase hex digits")
         try:
             metrics = parse_metrics(self.metrics)
         except ValueError as exc:
@@ -179,6 +202,7 @@ class Announcement:
             "privacy": None if self.privacy is None else self.privacy.to_json(),
             "created_at": self.created_at,
         }
+        body.update({name: getattr(self, name) for name in _OPTIONAL if getattr(self, name)})
         return orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
 
     @classmethod
@@ -207,4 +231,9 @@ class Announcement:
         except ValueError as exc:
             raise BadAnnouncement(f"announcement {exc}") from None
         values = {name: body[name] for name in _FIELDS if name != "privacy"}
-        return cls(**values, privacy=privacy)
+        return cls(
+            **values,
+            privacy=privacy,
+            manifest=body.get("manifest"),
+            signature=body.get("signature"),
+        )

@@ -48,3 +48,11 @@ class BadAnnouncement(OnlineLearningError, ValueError):
     Also a :class:`ValueError`, as building an :class:`Announcement` from bad
     values in code raises it too.
     """
+
+
+class BadSignature(OnlineLearningError):
+    """An announcement is unsigned, or its signature does not verify under this deployment's key.
+
+    Workers refuse such an announcement (``online_learning.signing``): whoever can write
+    to the models topic must not be able to choose what every worker serves.
+    """

@@ -47,15 +47,25 @@ def manifest(files: Mapping[str, bytes]) -> bytes:
     return json.dumps({"algorithm": "sha256", "files": entries}, indent=2).encode()
 
 
-def read_verified(version: str, folder: Path) -> dict[str, bytes]:
+def manifest_digest(data: bytes) -> str:
+    """SHA-256 (hex) of a ``MANIFEST.json``: what a signed announcement pins."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_verified(version: str, folder: Path, *, pinned: str | None = None) -> dict[str, bytes]:
     """The version's files, each read once and checked against the manifest.
 
+    Args:
+        version: the version id, for the error messages.
+        folder: the version's folder.
+        pinned: the manifest's SHA-256 as a signed announcement names it, if any.
+
     Raises:
-        ModelRejected: no or an unreadable manifest; a file missing, or of
-            another size or SHA-256 than the manifest says.
+        ModelRejected: no or an unreadable manifest, or one other than ``pinned``;
+            a file missing, or of another size or SHA-256 than the manifest says.
     """
     files = {}
-    for name, (digest, size) in _read_manifest(version, folder).items():
+    for name, (digest, size) in _read_manifest(version, folder, pinned).items():
         try:
             data = (folder / name).read_bytes()
         except OSError as exc:
@@ -68,14 +78,17 @@ def read_verified(version: str, folder: Path) -> dict[str, bytes]:
     return files
 
 
-def _read_manifest(version: str, folder: Path) -> dict[str, tuple[str, int]]:
+def _read_manifest(version: str, folder: Path, pinned: str | None) -> dict[str, tuple[str, int]]:
     """``{file: (sha256, bytes)}`` for exactly :data:`FILES`."""
     try:
-        body = json.loads((folder / MANIFEST).read_bytes())
+        data = (folder / MANIFEST).read_bytes()
+        body = json.loads(data)
     except FileNotFoundError:
         raise ModelRejected(version, f"no {MANIFEST}") from None
     except (OSError, ValueError) as exc:
         raise ModelRejected(version, f"unreadable {MANIFEST}: {exc}") from None
+    if pinned is not None and manifest_digest(data) != pinned:
+        raise ModelRejected(version, f"{MANIFEST} is not the one its announcement names")
     if not isinstance(body, dict):
         raise ModelRejected(version, f"{MANIFEST} is not a JSON object")
     entries = body.get("files")

@@ -21,11 +21,13 @@ Layout of a store (``Settings.model_store``, ``~/.cache/intentstream/models`` by
         MANIFEST.json            size and SHA-256 of the three files above
         REJECTED                 only once rejected: {"reason", "rejected_at"}
       .staging-<hex>/            a publish in progress, renamed into place when complete
+      .deleted-<hex>/            a pruned version on its way out (:meth:`ModelStore.prune`)
 
 Publishing writes the folder under ``.staging-*``, loads it back, and renames it
 with ``os.replace``, so a reader sees a version whole or not at all; ``CURRENT``
 and ``REJECTED`` are replaced the same way. A rollback is
-:meth:`ModelStore.set_current` with an older accepted version.
+:meth:`ModelStore.set_current` with an older accepted version. Workers only read
+the store: what one worker concludes about a version stays with that worker.
 """
 
 from __future__ import annotations
@@ -54,8 +56,10 @@ from online_learning.announcement import (
 )
 from online_learning.errors import ModelRejected, RegistryError, UnknownVersion
 from online_learning.manifest import (
+    MANIFEST,
     decode,
     manifest,
+    manifest_digest,
     read_meta,
     read_verified,
     sync_dir,
@@ -173,10 +177,12 @@ class ModelStore:
         }
         meta_bytes = json.dumps(meta, indent=2, sort_keys=True, default=str).encode()
         files = {"weights.pt": weights, "vocab.json": vocab, "meta.json": meta_bytes}
-        final = self._write_version(version, files)
-        return Announcement(self.name, version, parent, str(final), metrics, spend, now)
+        listing = manifest(files)
+        final = self._write_version(version, files, listing)
+        digest = manifest_digest(listing)
+        return Announcement(self.name, version, parent, str(final), metrics, spend, now, digest)
 
-    def _write_version(self, version: str, files: Mapping[str, bytes]) -> Path:
+    def _write_version(self, version: str, files: Mapping[str, bytes], listing: bytes) -> Path:
         final = self.root / version
         if final.exists():
             raise RegistryError(f"model version {version} is already in {self.root}")
@@ -186,7 +192,7 @@ class ModelStore:
         try:
             for name, data in files.items():
                 write_synced(staging / name, data)
-            write_synced(staging / "MANIFEST.json", manifest(files))
+            write_synced(staging / MANIFEST, listing)
             decode(version, read_verified(version, staging), staging)
             try:
                 os.replace(staging, final)
@@ -205,6 +211,43 @@ class ModelStore:
         names = [p.name for p in self.root.iterdir() if p.is_dir() and is_version_id(p.name)]
         infos = [self.info(name) for name in names]
         return sorted(infos, key=lambda info: (info.created_at, info.version), reverse=True)
+
+    def prune(self, *, keep: int) -> list[str]:
+        """Delete all but the ``keep`` newest versions; CURRENT and its parent always stay.
+
+        Bounds the store's disk use whoever publishes (the learner publishes for ever).
+        A folder leaves the version namespace by a rename before it is deleted, so a
+        reader sees a version whole or not at all.
+
+        Returns:
+            The deleted version ids.
+
+        Raises:
+            ValueError: ``keep`` is below 1.
+        """
+        if keep < 1:
+            raise ValueError(f"keep must be >= 1, got {keep}")
+        infos = self.versions()
+        by_id = {info.version: info for info in infos}
+        current = by_id.get(self.current() or "")
+        kept = {info.version for info in infos[:keep]}
+        if current is not None:
+            kept |= {current.version, current.parent or ""}
+        deleted = []
+        for info in infos[keep:]:
+            if info.version in kept:
+                continue
+            trash = self.root / f".deleted-{uuid.uuid4().hex}"
+            try:
+                os.replace(info.path, trash)
+            except FileNotFoundError:  # another publisher pruned it first
+                continue
+            deleted.append(info.version)
+        for leftover in self.root.glob(".deleted-*"):  # also those a crash left behind
+            shutil.rmtree(leftover, ignore_errors=True)
+        if deleted:
+            sync_dir(self.root)
+        return deleted
 
     def info(self, version: str) -> VersionInfo:
         """What the store knows of ``version``, without verifying its files.
@@ -241,9 +284,14 @@ class ModelStore:
 
         Raises:
             UnknownVersion: it is not in the store.
-            ModelRejected: its ``meta.json`` cannot be read.
+            ModelRejected: its ``meta.json`` or ``MANIFEST.json`` cannot be read.
         """
-        read_meta(version, self.path(version))
+        path = self.path(version)
+        read_meta(version, path)
+        try:
+            digest = manifest_digest((path / MANIFEST).read_bytes())
+        except OSError as exc:
+            raise ModelRejected(version, f"cannot read {MANIFEST}: {exc.strerror or exc}") from None
         info = self.info(version)
         return Announcement(
             self.name,
@@ -253,10 +301,16 @@ class ModelStore:
             info.metrics,
             info.privacy,
             info.created_at,
+            digest,
         )
 
-    def load(self, version: str) -> Checkpoint:
+    def load(self, version: str, *, pinned: str | None = None) -> Checkpoint:
         """Verify ``version`` against its manifest, then load it for scoring (on the CPU).
+
+        Args:
+            version: the version id.
+            pinned: SHA-256 its ``MANIFEST.json`` must have (a signed announcement's
+                ``manifest``); None checks the files against whatever manifest is there.
 
         Returns:
             The checkpoint, model in eval mode, ``meta["version"] == version``;
@@ -264,8 +318,8 @@ class ModelStore:
 
         Raises:
             UnknownVersion: it is not in the store.
-            ModelRejected: it was marked rejected; its manifest is missing or
-                unreadable; a file is missing or differs from the manifest;
+            ModelRejected: it was marked rejected; its manifest is missing,
+                unreadable or not ``pinned``; a file is missing or differs from the manifest;
                 ``meta.json`` or ``vocab.json`` is invalid; or the weights do not
                 load into the configured model.
         """
@@ -273,9 +327,9 @@ class ModelStore:
         reason = self._rejection(version)
         if reason is not None:
             raise ModelRejected(version, f"marked rejected: {reason}")
-        return decode(version, read_verified(version, path), path)
+        return decode(version, read_verified(version, path, pinned=pinned), path)
 
-    def verify(self, version: str) -> Checkpoint:
+    def verify(self, version: str, *, pinned: str | None = None) -> Checkpoint:
         """:meth:`load`, marking the version rejected when it fails for a new reason.
 
         Raises:
@@ -284,7 +338,7 @@ class ModelStore:
         """
         already = self._rejection(version) is not None
         try:
-            return self.load(version)
+            return self.load(version, pinned=pinned)
         except ModelRejected as exc:
             if not already:
                 self.mark_rejected(version, exc.reason)

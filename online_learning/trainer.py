@@ -27,13 +27,17 @@ every ``update_every`` sessions) follows the stream's volume, which the accounti
 treats as public: the number of sessions is not protected. Growing is off: the
 vocabulary is released with the model and would reveal, without noise, that some
 session held an item, which DP-SGD's guarantee does not cover.
+
+Every sequence may name its owner (a user pseudonym): :meth:`IncrementalTrainer.forget`
+then drops the owner's pending and replayed sequences, and the new items only they
+held, so an erased user is not learned from after the erasure.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +51,9 @@ from model.training.update import OnlineDPSGD, OnlinePrivacy, incremental_step
 from model.vocab import ItemVocab
 
 log = logging.getLogger(__name__)
+
+#: A training sequence (item indices) and its owner (a user pseudonym, or None).
+_Owned = tuple[str | None, list[int]]
 
 
 @dataclass(frozen=True)
@@ -157,16 +164,17 @@ class IncrementalTrainer:
         )
         self._generator = torch.Generator().manual_seed(config.seed)
         self._random = random.Random(config.seed)
-        # Keyed by session with privacy, else by arrival (every sequence is kept).
-        self._pending: dict[int | str, list[int]] = {}
-        self._reservoir: list[list[int]] = []
+        # Keyed by session with privacy, else by arrival (every sequence is kept);
+        # each sequence is kept with its owner, for forget.
+        self._pending: dict[int | str, _Owned] = {}
+        self._reservoir: list[_Owned] = []
         self._seen = 0
         self._growing = privacy is None if config.grow is None else config.grow
         #: Items first seen since the last update, with the indices they will have.
         self._fresh: dict[str, int] = {}
         self._full = False
         for sequence in replay:
-            self._remember(list(sequence))
+            self._remember((None, list(sequence)))
         self.examples = 0
         self.updates = 0
         #: Mean loss of the last update; stays NaN with privacy (it is computed before
@@ -175,13 +183,16 @@ class IncrementalTrainer:
         #: New sequences between updates; a caller may shorten it (e.g. on drift).
         self.update_every = config.update_every
 
-    def observe(self, items: Sequence[str], *, key: str | None = None) -> bool:
+    def observe(
+        self, items: Sequence[str], *, key: str | None = None, owner: str | None = None
+    ) -> bool:
         """Add one training sequence (oldest item first); True when it triggered an update.
 
         Args:
             items: the session's item ids so far.
             key: the session's key; required with privacy, where a later sequence of
                 the same session replaces its pending one. Ignored without privacy.
+            owner: whose sequence it is, for :meth:`forget` (None: nobody's to forget).
 
         Raises:
             ValueError: privacy is on and ``key`` is None.
@@ -194,11 +205,25 @@ class IncrementalTrainer:
         self.examples += 1
         if self._dp is not None and self._dp.exhausted:
             return False
-        self._pending[self.examples if self._dp is None or key is None else key] = encoded
+        self._pending[self.examples if self._dp is None or key is None else key] = (owner, encoded)
         if len(self._pending) < self.update_every:
             return False
         self.update()
         return True
+
+    def forget(self, owners: Collection[str]) -> int:
+        """Drop every pending and replayed sequence of ``owners``; returns how many.
+
+        Items first seen in those sequences alone are dropped too (the others keep
+        their order and get renumbered), so no update after this learns from them.
+        One pass over the buffers, however many owners.
+        """
+        gone = set(owners)
+        before = len(self._pending) + len(self._reservoir)
+        self._pending = {k: row for k, row in self._pending.items() if row[0] not in gone}
+        self._reservoir = [row for row in self._reservoir if row[0] not in gone]
+        self._drop_unused_fresh()
+        return before - len(self._pending) - len(self._reservoir)
 
     def top_k(self, prefixes: Sequence[Sequence[str]], *, k: int) -> list[list[str]]:
         """The current model's top-``k`` item ids per prefix (``[]`` when it knows none)."""
@@ -215,7 +240,7 @@ class IncrementalTrainer:
         if self._dp is None:
             self._update_plain(new)
         else:
-            self._update_private(self._dp, new)
+            self._update_private(self._dp, [sequence for _, sequence in new])
         self._pending = {}
 
     def privacy_spent(self) -> dict[str, Any] | None:
@@ -246,6 +271,20 @@ class IncrementalTrainer:
         self._fresh[item] = index
         return index
 
+    def _drop_unused_fresh(self) -> None:
+        """Forget fresh items no pending sequence holds; renumber the rest from the table's end."""
+        used = {index for _, sequence in self._pending.values() for index in sequence}
+        kept = [item for item, index in self._fresh.items() if index in used]
+        if len(kept) == len(self._fresh):
+            return
+        base = len(self._vocab)
+        renumber = {self._fresh[item]: base + n for n, item in enumerate(kept)}
+        self._fresh = {item: base + n for n, item in enumerate(kept)}
+        self._pending = {
+            key: (owner, [renumber.get(index, index) for index in sequence])
+            for key, (owner, sequence) in self._pending.items()
+        }
+
     def _add_fresh_items(self) -> None:
         """Add the items first seen since the last update to the vocabulary and the table.
 
@@ -260,7 +299,7 @@ class IncrementalTrainer:
         rows = max(self.model.config.n_items, len(self._vocab))
         grow_items(self.model, self._optimizer, rows, generator=self._generator)
 
-    def _update_plain(self, new: list[list[int]]) -> None:
+    def _update_plain(self, new: list[_Owned]) -> None:
         """``steps`` steps on batches half new, half replayed; then ``new`` joins the reservoir."""
         config = self._config
         losses = []
@@ -273,13 +312,13 @@ class IncrementalTrainer:
                 incremental_step(
                     self.model,
                     self._optimizer,
-                    batch,
+                    [sequence for _, sequence in batch],
                     negatives=config.negatives,
                     generator=self._generator,
                 )
             )
-        for sequence in new:
-            self._remember(sequence)
+        for row in new:
+            self._remember(row)
         self.updates += 1
         self.last_loss = sum(losses) / len(losses)
 
@@ -303,12 +342,12 @@ class IncrementalTrainer:
         if taken:
             self.updates += 1
 
-    def _remember(self, sequence: list[int]) -> None:
+    def _remember(self, row: _Owned) -> None:
         """Reservoir sampling: every sequence seen is kept with equal probability."""
         self._seen += 1
         if len(self._reservoir) < self._config.replay_capacity:
-            self._reservoir.append(sequence)
+            self._reservoir.append(row)
             return
         slot = self._random.randrange(self._seen)
         if slot < self._config.replay_capacity:
-            self._reservoir[slot] = sequence
+            self._reservoir[slot] = row

@@ -99,6 +99,27 @@ class Settings(BaseSettings):
     shared_counts_max_items: int = Field(
         default=3, ge=1, description="Distinct items one user adds to the shared counts per window."
     )
+    # Erasure, expiry and timestamps
+    ts_future_tolerance_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="Most seconds an event's ts may be ahead of its record's broker timestamp; "
+        "later ones go to the DLQ (bad_timestamp), so no event can close the privacy "
+        "windows early.",
+    )
+    raw_topic_retention_seconds: float = Field(
+        default=604_800.0,
+        gt=0,
+        description="retention.ms given to the raw-id topics (events, recommendations, privacy "
+        "requests and audit) and the DLQ when intentstream creates them.",
+    )
+    state_ttl_seconds: float = Field(
+        default=2_592_000.0,
+        gt=0,
+        description="A user inactive this long (no event, no erasure) has their state, key and "
+        "ledger deleted. At least raw_topic_retention_seconds, so an erasure's marker "
+        "outlives every event it must stop.",
+    )
     learn_update_every: int = Field(
         default=256, ge=1, description="New training sequences between two incremental updates."
     )
@@ -124,6 +145,18 @@ class Settings(BaseSettings):
         default=8.0,
         gt=0,
         description="The learner's DP-SGD budget per session: once spent, it stops updating.",
+    )
+    # Model versions: privacy and authenticity
+    require_dp_models: bool = Field(
+        default=False,
+        description="Workers refuse announced model versions that are not DP-trained (privacy "
+        "null) and keep serving what they have.",
+    )
+    model_store_keep: int = Field(
+        default=20,
+        ge=1,
+        description="Most versions the model store keeps: publishing deletes the oldest beyond "
+        "it, never CURRENT or its parent.",
     )
     probation_events: int = Field(
         default=500,
@@ -168,6 +201,28 @@ class Settings(BaseSettings):
         description="Load the multilingual text encoder and follow the item catalogue, for "
         "search ranking and cold-start items (about 2 s and 70 MB per worker).",
     )
+    # Bounds on per-event work
+    max_query_chars: int = Field(
+        default=256,
+        ge=1,
+        description="Characters (NFKC) of a search query that are encoded; the rest is "
+        "ignored, so a long query costs no more than this (docs/performance.md).",
+    )
+    max_query_chars_per_batch: int = Field(
+        default=32_768,
+        ge=1,
+        description="Query characters (NFKC) encoded per batch, all queries together: past it "
+        "the longest queries are cut to a common length and short ones stay whole.",
+    )
+    max_title_chars: int = Field(
+        default=256, ge=1, description="Characters (NFKC) of an item title that are encoded."
+    )
+    max_catalogue_items: int = Field(
+        default=1_000_000,
+        ge=1,
+        description="Most items a worker's catalogue holds (2 KiB each); new items past it "
+        "are refused with a warning until tombstones make room.",
+    )
     scoring_threads: int = Field(
         default=1, ge=1, description="Torch threads per worker for scoring (one per core is best)."
     )
@@ -185,6 +240,39 @@ class Settings(BaseSettings):
         description="Port of the learner's Prometheus metrics; 0 = any free port.",
     )
     worker_loglevel: str = Field(default="warning", description="Log level of worker processes.")
+    # Broker security and deployment
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT",
+        description="How every client talks to the brokers: TLS (SSL), SASL authentication "
+        "(SASL_PLAINTEXT), both (SASL_SSL) or neither (docs/operating.md).",
+    )
+    ssl_cafile: Path | None = Field(
+        default=None,
+        description="PEM file of the CA that signed the brokers' certificates; unset = the "
+        "system's trusted CAs.",
+    )
+    ssl_certfile: Path | None = Field(
+        default=None, description="PEM client certificate for mutual TLS (with ssl_keyfile)."
+    )
+    ssl_keyfile: Path | None = Field(
+        default=None, description="Unencrypted PEM private key of ssl_certfile."
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        default="PLAIN", description="SASL mechanism; the SCRAM ones never send the password."
+    )
+    sasl_username: str | None = Field(default=None, description="SASL user name.")
+    sasl_password: SecretStr | None = Field(default=None, description="SASL password.")
+    replication_factor: int = Field(
+        default=1,
+        ge=1,
+        description="Replicas of every topic intentstream or Faust creates; at most the "
+        "number of brokers (3 on a production cluster).",
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        description="Address the worker's and the learner's Prometheus metrics bind; "
+        "0.0.0.0 = every interface (in a container, so that Prometheus can scrape them).",
+    )
     ready_file: Path | None = Field(
         default=None,
         description="File the worker creates once it is assigned and recovered (readiness probe).",
@@ -197,11 +285,43 @@ class Settings(BaseSettings):
     )
 
     @model_validator(mode="after")
+    def _erasure_outlives_raw_events(self) -> Settings:
+        if self.state_ttl_seconds < self.raw_topic_retention_seconds:
+            raise ValueError(
+                "state_ttl_seconds must be >= raw_topic_retention_seconds: an erased user's "
+                "marker must outlive every event of theirs still in the topic"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _budget_covers_the_shared_counts(self) -> Settings:
         if self.shared_counts_epsilon > self.privacy_epsilon_per_window:
             raise ValueError(
                 "shared_counts_epsilon must not exceed privacy_epsilon_per_window, or no user "
                 "could ever contribute"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _security_is_complete(self) -> Settings:
+        # Half-configured security must fail at startup, not connect in plain text
+        # or hang on a broker that expects a handshake.
+        protocol = self.security_protocol
+        sasl = protocol in ("SASL_PLAINTEXT", "SASL_SSL")
+        password = self.sasl_password.get_secret_value() if self.sasl_password else ""
+        if sasl and not (self.sasl_username and password):
+            raise ValueError(f"security_protocol {protocol} needs sasl_username and sasl_password")
+        if not sasl and (self.sasl_username or password):
+            raise ValueError(
+                f"sasl_username/sasl_password are set but security_protocol is {protocol}; "
+                "use SASL_PLAINTEXT or SASL_SSL"
+            )
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ValueError("ssl_certfile needs ssl_keyfile, and ssl_keyfile ssl_certfile")
+        if protocol not in ("SSL", "SASL_SSL") and (self.ssl_cafile or self.ssl_certfile):
+            raise ValueError(
+                f"ssl_* files are set but security_protocol {protocol} does not use TLS; "
+                "use SSL or SASL_SSL"
             )
         return self
 
@@ -224,10 +344,9 @@ class Settings(BaseSettings):
     def as_environment(self) -> dict[str, str]:
         """These settings as ``INTENTSTREAM_*`` variables, to configure a child process."""
         values = self.model_dump(mode="json")
-        if self.pseudonym_key is not None:
-            values["pseudonym_key"] = self.pseudonym_key.get_secret_value()
-        if self.master_key is not None:
-            values["master_key"] = self.master_key.get_secret_value()
+        for name, value in self:
+            if isinstance(value, SecretStr):
+                values[name] = value.get_secret_value()
         return {
             f"INTENTSTREAM_{name.upper()}": str(value)
             for name, value in values.items()

@@ -26,6 +26,7 @@ from model.vocab import ItemVocab
 from streams.brokers import LocalBroker, local_broker
 from streams.brokers.probe import free_port as free_port_on_host
 from streams.settings import Settings
+from tests.tls import TlsFiles, write_certificates
 
 #: The items of :func:`tiny_checkpoint` unless a test names its own.
 TINY_ITEMS = ("a", "b", "c", "d", "e")
@@ -140,3 +141,9 @@ def tiny_checkpoint() -> Callable[..., Path]:
         return run
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    """PEM files of a fresh test CA, a broker certificate (127.0.0.1, localhost) and a client's."""
+    return write_certificates(tmp_path_factory.mktemp("tls"))

@@ -47,6 +47,13 @@ SHELL_OPERATORS = frozenset({";", "&&", "||", "|", "&", "(", ")", "{", "}", "do"
 
 Problems = list[str]
 
+#: Addresses only the same machine (or container) reaches.
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+#: A variable compose refuses to run without: ``${NAME:?message}``.
+REQUIRED_VARIABLE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*:?\?[^}]*\}")
+#: Prometheus endpoints that let anyone who reaches it stop it or delete its data.
+UNSAFE_PROMETHEUS_FLAGS = frozenset({"--web.enable-lifecycle", "--web.enable-admin-api"})
+
 
 def load_yaml(path: Path) -> Any:
     return yaml.safe_load(path.read_text())
@@ -233,6 +240,37 @@ def storage_problems(compose: Mapping[str, Any]) -> Problems:
     return problems
 
 
+def published_ports(service: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """``(host address, host port)`` of each port published on the host ('' = every address)."""
+    out = []
+    for port in service.get("ports") or []:
+        if isinstance(port, Mapping):
+            out.append((str(port.get("host_ip", "")), str(port.get("published", ""))))
+            continue
+        parts = str(port).split("/")[0].rsplit(":", 2)  # [[ADDRESS:]HOST:]CONTAINER[/PROTOCOL]
+        out.append((parts[0] if len(parts) == 3 else "", parts[-2] if len(parts) > 1 else ""))
+    return out
+
+
+def exposure_problems(compose: Mapping[str, Any]) -> Problems:
+    """Nothing is reachable from other machines, and nothing opens without a password."""
+    problems = [
+        f"{name}: port {port or '(random)'} is published on {address or 'every address'}"
+        for name, service in services(compose).items()
+        for address, port in published_ports(service)
+        if address != "127.0.0.1"
+    ]
+    grafana = environment(services(compose).get("grafana") or {})
+    # Only ${NAME:?message} survives interpolate(): a default or a literal does not.
+    if not REQUIRED_VARIABLE.fullmatch(grafana.get("GF_SECURITY_ADMIN_PASSWORD", "")):
+        problems.append("grafana: the admin password is not required from the environment")
+    if grafana.get("GF_AUTH_ANONYMOUS_ENABLED", "false").lower() != "false":
+        problems.append("grafana: anonymous access is on")
+    command = (services(compose).get("prometheus") or {}).get("command") or []
+    problems += [f"prometheus: {flag}" for flag in command if flag in UNSAFE_PROMETHEUS_FLAGS]
+    return problems
+
+
 # ---------------------------------------------------------------- Prometheus
 
 
@@ -249,11 +287,16 @@ def scrape_targets(prometheus: Mapping[str, Any]) -> list[tuple[str, str, int]]:
     return out
 
 
-def metrics_port(service: Mapping[str, Any]) -> int | None:
-    """The port a worker or learner service serves its metrics on, from its settings."""
+def service_settings(service: Mapping[str, Any]) -> Settings:
+    """The settings an intentstream service runs with: its variables, nothing else."""
     env = {k: v for k, v in environment(service).items() if k.startswith("INTENTSTREAM_")}
     with mock.patch.dict(os.environ, env, clear=True):
-        settings = Settings()
+        return Settings()
+
+
+def metrics_port(service: Mapping[str, Any]) -> int | None:
+    """The port a worker or learner service serves its metrics on, from its settings."""
+    settings = service_settings(service)
     role = subcommand(service)
     return {"worker": settings.metrics_port, "learn": settings.learn_metrics_port}.get(role or "")
 
@@ -275,6 +318,9 @@ def scrape_problems(compose: Mapping[str, Any], prometheus: Mapping[str, Any]) -
             problems.append(
                 f"job {job} scrapes {host}:{port}; it serves {served}, exposes {exposed}"
             )
+        bound = service_settings(known[host]).metrics_host
+        if bound in LOOPBACK:
+            problems.append(f"{host} serves its metrics on {bound}, out of Prometheus' reach")
     roles = {name for name, s in known.items() if subcommand(s) in ("worker", "learn")}
     problems += [f"{name} is not scraped" for name in sorted(roles - scraped)]
     return problems

@@ -120,19 +120,21 @@ MUTATIONS: tuple[Callable[[dict[str, Any], random.Random], bytes], ...] = (
 
 def fuzzed_records(
     count: int, *, seed: int, valid_share: float = 0.5
-) -> Iterator[tuple[bytes | None, bool]]:
-    """``(value, unmutated)`` pairs: about ``valid_share`` valid events, the rest mutated or empty.
+) -> Iterator[tuple[bytes, bytes | None, bool]]:
+    """``(key, value, unmutated)``: about ``valid_share`` valid events, the rest mutated or empty.
 
-    An unmutated record must be answered; a mutated one may still be valid (a
-    dropped optional field, an odd unknown field).
+    Every record is keyed by the user id of the event it was made from, as a
+    producer keys it. An unmutated record must be answered; a mutated one may
+    still be valid (a dropped optional field, an odd unknown field).
     """
     rng = random.Random(seed)
     for n in range(count):
         event = valid_event(n, rng)
+        key = str(event["user_id"]).encode()
         roll = rng.random()
         if roll < valid_share:
-            yield _dumps(event), True
+            yield key, _dumps(event), True
         elif roll < valid_share + 0.01:
-            yield None, False  # a record with no value at all
+            yield key, None, False  # a record with no value at all
         else:
-            yield rng.choice(MUTATIONS)(event, rng), False
+            yield key, rng.choice(MUTATIONS)(event, rng), False

@@ -9,7 +9,7 @@ loop and apply them on it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -101,6 +101,15 @@ class TextCatalogue:
     def similarities(self, queries: FloatArray) -> FloatArray:
         """``(Q, D)`` unit query vectors -> ``(Q, N)`` cosine similarity to every item."""
         return queries @ self.matrix.T
+
+    def similarity_rows(self, queries: FloatArray, *, chunk: int = 256) -> Iterator[FloatArray]:
+        """The ``(N,)`` rows of :meth:`similarities`, computed ``chunk`` queries at a time.
+
+        Peak memory is ``chunk x N`` floats instead of ``Q x N``: a batch of 2,000
+        queries over 1,000,000 items would need 8 GB at once.
+        """
+        for start in range(0, len(queries), chunk):
+            yield from self.similarities(queries[start : start + chunk])
 
     def _append_row(self, item_id: str) -> int:
         if self._size == self._matrix.shape[0]:

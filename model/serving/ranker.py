@@ -243,10 +243,9 @@ class ContextRanker:
     ) -> list[ScoredItems]:
         """Query similarity of the nearest titles plus the weighted behaviour score."""
         config, ids = self._config, catalogue.ids
-        similarity = catalogue.similarities(queries)
-        n_candidates = min(config.search_candidates, similarity.shape[1])
+        n_candidates = min(config.search_candidates, len(catalogue))
         out = []
-        for sims, scored in zip(similarity, behaviour, strict=True):
+        for sims, scored in zip(catalogue.similarity_rows(queries), behaviour, strict=True):
             candidates = np.argpartition(-sims, n_candidates - 1)[:n_candidates]
             prior = _max_normalised(scored)
             ranked = sorted(

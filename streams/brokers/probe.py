@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from kafka import KafkaConsumer
 from kafka.errors import KafkaError
@@ -45,11 +46,16 @@ def port_answers(port: int, *, timeout: float = 1.0) -> bool:
         return False
 
 
-def fetch_metadata(bootstrap: str) -> set[str]:
+def fetch_metadata(bootstrap: str, **security: Any) -> set[str]:
     """Fetch the topic list from ``bootstrap``: one real Kafka metadata round trip.
 
     Uses a consumer rather than ``KafkaAdminClient.list_topics``: kafka-python
     2.3.3's admin client fails to parse Tansu's metadata (unknown ACL operation 14).
+
+    Args:
+        bootstrap: ``host:port`` of the broker.
+        security: kafka-python's ``security_protocol``, ``sasl_*`` and ``ssl_*``
+            arguments, for a listener that authenticates its clients.
 
     Raises:
         KafkaError: The broker did not answer in time or answered with an error.
@@ -60,6 +66,7 @@ def fetch_metadata(bootstrap: str) -> set[str]:
         enable_auto_commit=False,
         request_timeout_ms=_PROBE_TIMEOUT_MS,
         api_version_auto_timeout_ms=_PROBE_TIMEOUT_MS,
+        **security,
     )
     try:
         return set(consumer.topics())
@@ -67,13 +74,20 @@ def fetch_metadata(bootstrap: str) -> set[str]:
         consumer.close()
 
 
-def wait_ready(port: int, *, timeout: float, alive: Callable[[], bool]) -> None:
+def wait_ready(
+    port: int,
+    *,
+    timeout: float,
+    alive: Callable[[], bool],
+    security: Mapping[str, Any] | None = None,
+) -> None:
     """Block until the broker on ``port`` serves metadata.
 
     Args:
         port: Its listener port on 127.0.0.1.
         timeout: Seconds to wait in all.
         alive: Says whether its process still runs, so a crash fails fast.
+        security: kafka-python arguments the listener needs (:func:`fetch_metadata`).
 
     Raises:
         BrokerError: The process died, or the broker was not ready within ``timeout``.
@@ -85,7 +99,7 @@ def wait_ready(port: int, *, timeout: float, alive: Callable[[], bool]) -> None:
             raise BrokerError(f"the broker process exited during startup ({last_error})")
         if port_answers(port):
             try:
-                fetch_metadata(f"{_HOST}:{port}")
+                fetch_metadata(f"{_HOST}:{port}", **(security or {}))
             except KafkaError as exc:
                 last_error = f"metadata request failed: {exc!r}"
                 log.debug("broker on port %d not ready yet: %s", port, last_error)

@@ -17,6 +17,7 @@ import subprocess
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
+from typing import Any
 
 from streams.brokers.base import BrokerStatus
 from streams.brokers.probe import port_in_use, wait_ready
@@ -67,6 +68,10 @@ class BrokerProcess(ABC):
     def _ports(self) -> tuple[int, ...]:
         """Every port the broker binds, checked before starting."""
         return (self.port,)
+
+    def client_security(self) -> dict[str, Any]:
+        """kafka-python's security arguments for the client listener (none: plain text)."""
+        return {}
 
     def start(self, *, timeout: float | None = None) -> str:
         """Start the broker unless it runs, and wait until it serves metadata.
@@ -196,7 +201,12 @@ class BrokerProcess(ABC):
 
     def _wait_ready(self, pid: int, timeout: float) -> None:
         try:
-            wait_ready(self.port, timeout=timeout, alive=lambda: _alive(pid))
+            wait_ready(
+                self.port,
+                timeout=timeout,
+                alive=lambda: _alive(pid),
+                security=self.client_security(),
+            )
         except BrokerError as exc:
             raise BrokerError(
                 f"{self.kind} broker on {self.bootstrap}: {exc}\n"

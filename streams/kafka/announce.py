@@ -1,8 +1,10 @@
 """Model releases: a version stored, announced on ``shop.models``, then made current.
 
 ``CURRENT`` changes only once the broker has acknowledged the announcement, so a
-failed release leaves it as it was. Used by ``intentstream model publish|rollback``
-and by the learner.
+failed release leaves it as it was. Every announcement is signed with a key
+derived from the master key (``online_learning.signing``); workers refuse the
+rest. Storing a version prunes the store to ``model_store_keep`` versions. Used by
+``intentstream model publish|rollback`` and by the learner.
 """
 
 from __future__ import annotations
@@ -17,9 +19,12 @@ import kafka.errors
 
 from model.checkpoint import Checkpoint
 from online_learning.registry import Announcement, ModelStore, checkpoint_meta
-from streams.errors import BrokerError
+from online_learning.signing import AnnouncementSigner
+from streams.errors import BrokerError, ConfigurationError
 from streams.kafka.admin import ensure_topics
 from streams.kafka.produce import produce_records
+from streams.kafka.security import client_security
+from streams.pipeline.crypto import load_master_key
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -31,6 +36,15 @@ ANNOUNCE_TIMEOUT_SECONDS = 30.0
 def store_of(settings: Settings) -> ModelStore:
     """The model store the settings name."""
     return ModelStore(settings.model_store, name=settings.model_name)
+
+
+def signer_of(settings: Settings) -> AnnouncementSigner:
+    """The announcement signer of the deployment whose master key the settings name.
+
+    Raises:
+        ConfigurationError: no master key is configured.
+    """
+    return AnnouncementSigner(load_master_key(settings))
 
 
 def publish(settings: Settings, checkpoint: Path, *, parent: str | None) -> Announcement:
@@ -51,6 +65,7 @@ def publish(settings: Settings, checkpoint: Path, *, parent: str | None) -> Anno
         metrics=meta.get("metrics") or {},
         privacy=meta.get("privacy"),
     )
+    store.prune(keep=settings.model_store_keep)
     _announce_and_set_current(settings, store, announcement)
     return announcement
 
@@ -71,12 +86,18 @@ def publish_update(
     """
     store = store_of(settings)
     announcement = store.publish(checkpoint, parent=parent, metrics=metrics, privacy=privacy)
+    store.prune(keep=settings.model_store_keep)
     _announce_and_set_current(settings, store, announcement)
     return announcement
 
 
 def rollback(settings: Settings, version: str) -> Announcement:
-    """Serve ``version`` again: verify it, announce it, then point ``CURRENT`` at it.
+    """Serve ``version`` again: verify it, announce it, point ``CURRENT`` at it, and
+    mark the version it replaces rejected.
+
+    The operator's rollback is what rejects a version for every worker (a worker's
+    own probation failure stays with that worker): no worker loads it again, and no
+    learner starts from it.
 
     Raises:
         UnknownVersion: it is not in the store.
@@ -86,7 +107,11 @@ def rollback(settings: Settings, version: str) -> Announcement:
     store = store_of(settings)
     store.verify(version)
     announcement = store.announcement(version)
+    replaced = store.current()
     _announce_and_set_current(settings, store, announcement)
+    if replaced is not None and replaced != version:
+        store.mark_rejected(replaced, f"rolled back to {version} by the operator")
+        log.warning("%s rejected: rolled back to %s", replaced, version)
     return announcement
 
 
@@ -103,7 +128,7 @@ def _announce_and_set_current(
         store.set_current(announcement.version, verify=False)
     try:
         announce(settings, announcement)
-    except BrokerError:
+    except (BrokerError, ConfigurationError):  # not acknowledged, or no key to sign with
         if previous is not None:  # never released: as if it had not been published
             store.set_current(previous, verify=False)
         raise
@@ -112,21 +137,34 @@ def _announce_and_set_current(
 
 
 def announce(settings: Settings, announcement: Announcement) -> None:
-    """Send ``announcement`` on the models topic and wait for the broker's acknowledgement.
+    """Sign ``announcement``, send it on the models topic, wait for the acknowledgement.
 
     Raises:
+        ConfigurationError: no master key is configured to sign with.
         BrokerError: the broker is unreachable or did not acknowledge in time.
     """
-    record = [(announcement.key, announcement.to_bytes())]
+    record = [(announcement.key, signer_of(settings).sign(announcement).to_bytes())]
     try:
         ensure_topics(settings)
         asyncio.run(
             asyncio.wait_for(
-                produce_records(settings.bootstrap, settings.models_topic, record, acks="all"),
+                produce_records(
+                    settings.bootstrap,
+                    settings.models_topic,
+                    record,
+                    acks="all",
+                    **client_security(settings),
+                ),
                 timeout=ANNOUNCE_TIMEOUT_SECONDS,
             )
         )
-    except (kafka.errors.KafkaError, aiokafka.errors.KafkaError, OSError, TimeoutError) as exc:
+    except (
+        BrokerError,
+        kafka.errors.KafkaError,
+        aiokafka.errors.KafkaError,
+        OSError,
+        TimeoutError,
+    ) as exc:
         raise BrokerError(
             f"could not announce model version {announcement.version} on "
             f"{settings.models_topic} at {settings.bootstrap} ({type(exc).__name__}: {exc}); "

@@ -7,7 +7,10 @@ keeps following it. Titles are encoded off the event loop (the text encoder is
 numpy) and applied on it, so the scoring agent never sees a half-updated index.
 A tombstone removes the item. A bad item record goes to the DLQ with a reason,
 like a bad event; with N workers it is written N times, with the same source
-offset in its headers.
+offset in its headers. The catalogue is bounded: titles are cut to
+``max_title_chars`` before encoding, and new items past ``max_catalogue_items``
+are refused and counted (a refused item comes back only when it is produced
+again after tombstones made room).
 """
 
 from __future__ import annotations
@@ -15,10 +18,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from model.serving.catalogue import TextCatalogue
-from model.serving.text import TextEncoder
+from model.serving.text import TextBudget, TextEncoder
 from streams.kafka.feed import follow
 from streams.pipeline.records import InputRecord, OutputRecord, Sealer, SendRecords, dead_letter
 from streams.pipeline.validation import ITEM_SCHEMA, RecordValidator, Rejection
@@ -29,11 +32,15 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ItemChanges:
-    """What one poll's records change: new titles, removed items, rejected records."""
+    """What one poll's records change: new titles, removed items, rejected records.
+
+    ``refused`` counts the new items left out of ``titles`` because the catalogue is full.
+    """
 
     titles: dict[str, str] = field(default_factory=dict)
     removed: set[str] = field(default_factory=set)
     dead_letters: list[OutputRecord] = field(default_factory=list)
+    refused: int = 0
 
 
 def item_changes(
@@ -56,8 +63,28 @@ def item_changes(
     return changes
 
 
+def admit(changes: ItemChanges, catalogue: TextCatalogue, *, max_items: int) -> ItemChanges:
+    """``changes`` less the new items that would grow ``catalogue`` past ``max_items``.
+
+    Re-titled items always pass (they take no new row) and this poll's removals
+    make room first; new items are admitted in offset order of their first record.
+    """
+    room = max_items - len(catalogue) + sum(item in catalogue for item in changes.removed)
+    titles: dict[str, str] = {}
+    for item, title in changes.titles.items():
+        if item in catalogue:
+            titles[item] = title
+        elif room > 0:
+            titles[item] = title
+            room -= 1
+    return replace(changes, titles=titles, refused=len(changes.titles) - len(titles))
+
+
 class CatalogueFeed:
-    """Keeps a :class:`TextCatalogue` equal to ``shop.items``; ``loaded`` is set once caught up."""
+    """Keeps a :class:`TextCatalogue` equal to ``shop.items``; ``loaded`` is set once caught up.
+
+    ``refused`` counts the new items refused so far because the catalogue was full.
+    """
 
     def __init__(
         self,
@@ -75,7 +102,9 @@ class CatalogueFeed:
         self._send_dead_letters = send_dead_letters
         self._seal = seal
         self._validate = RecordValidator(max_bytes=settings.max_event_bytes, schema=ITEM_SCHEMA)
+        self._titles = TextBudget(max_chars=settings.max_title_chars)
         self.loaded = loaded
+        self.refused = 0
 
     async def run(self) -> None:
         """Follow the catalogue topic until cancelled (``streams.kafka.feed``)."""
@@ -85,14 +114,32 @@ class CatalogueFeed:
 
     async def apply(self, records: Sequence[InputRecord]) -> None:
         """Encode the new titles (in a thread), then update the catalogue and DLQ bad records."""
-        changes = item_changes(
-            records, self._validate, dlq_topic=self._settings.dlq_topic, seal=self._seal
+        changes = admit(
+            item_changes(
+                records, self._validate, dlq_topic=self._settings.dlq_topic, seal=self._seal
+            ),
+            self._catalogue,
+            max_items=self._settings.max_catalogue_items,
         )
-        if changes.titles:
-            ids, titles = list(changes.titles), list(changes.titles.values())
-            vectors = await asyncio.to_thread(self._encoder.encode_many, titles)
-            self._catalogue.add(ids, vectors)
-        self._catalogue.remove(changes.removed)
+        if changes.refused:
+            self._count_refused(changes.refused, records[-1])
+        titles = self._titles.truncate(list(changes.titles.values()))
+        vectors = await asyncio.to_thread(self._encoder.encode_many, titles)
+        self._catalogue.remove(changes.removed)  # first: admit() counted on the room it makes
+        self._catalogue.add(list(changes.titles), vectors)
         if changes.dead_letters:
             log.warning("%d bad catalogue records sent to the DLQ", len(changes.dead_letters))
             await self._send_dead_letters(changes.dead_letters)
+
+    def _count_refused(self, count: int, last: InputRecord) -> None:
+        self.refused += count
+        log.warning(
+            "catalogue full (max_catalogue_items=%d): refused %d new items of %s "
+            "up to partition %d offset %d, %d in all",
+            self._settings.max_catalogue_items,
+            count,
+            last.topic,
+            last.partition,
+            last.offset,
+            self.refused,
+        )

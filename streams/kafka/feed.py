@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.kafka.consumed import input_records
+from streams.kafka.security import client_security
 from streams.pipeline.records import InputRecord
 from streams.settings import Settings
 
@@ -35,6 +36,7 @@ async def follow(settings: Settings, topic: str, *, apply: Apply, loaded: asynci
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         fetch_max_wait_ms=100,
+        **client_security(settings),
     )
     await consumer.start()
     ends: dict[TopicPartition, int] = {}

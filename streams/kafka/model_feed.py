@@ -2,32 +2,42 @@
 
 The announcements topic is small and every worker needs all of it, so, like the
 catalogue, it is read from the beginning by a group-less consumer and then
-followed. For each announcement of this deployment's model name, the version is
-loaded from the model store off the event loop (checking its manifest; a
-version that fails is marked rejected and the current one kept), and the
-pipeline's scorer is replaced on the loop, between two agent batches: no batch
-is paused and every recommendation names the version that produced it. A
-malformed announcement goes to the DLQ with a reason, like any bad input.
+followed. An announcement of this deployment's model name is served only if its
+signature verifies (``online_learning.signing``) and, with ``require_dp_models``,
+if the version is DP-trained; the version is then loaded from the model store off
+the event loop (its files checked against the manifest the signature pins), and
+the pipeline's scorer is replaced on the loop, between two agent batches: no batch
+is paused and every recommendation names the version that produced it. Anything
+refused is logged and counted and the current model kept. A malformed
+announcement goes to the DLQ with a reason, like any bad input. The worker only
+reads the store: what it concludes about a version (a failed load, a failed
+probation) stays its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Sequence
 
 from model.serving.ranker import CheckpointScorer
-from online_learning.errors import BadAnnouncement, ModelRejected, RegistryError
+from online_learning.errors import BadAnnouncement, BadSignature, RegistryError
 from online_learning.registry import Announcement, ModelStore
+from online_learning.signing import AnnouncementSigner
 from streams.kafka.feed import follow
 from streams.metrics.worker import WorkerMetrics
 from streams.pipeline.batch import EventPipeline
+from streams.pipeline.crypto import load_master_key
 from streams.pipeline.monitor import ProbationFailure
 from streams.pipeline.records import InputRecord, Sealer, SendRecords, dead_letter
 from streams.pipeline.validation import Reason, Rejection
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
+
+#: Versions kept in :attr:`ModelFeed.rejected` (a flood of forged announcements stays bounded).
+REMEMBERED = 64
 
 
 class ModelFeed:
@@ -43,15 +53,19 @@ class ModelFeed:
         seal: Sealer,
         loaded: asyncio.Event,
         metrics: WorkerMetrics,
+        signer: AnnouncementSigner | None = None,
     ) -> None:
         self._settings = settings
+        #: Verifies announcements; None: derived from the settings' master key on first use.
+        self._signer = signer
         self._metrics = metrics
         self._pipeline = pipeline
         self._store = store
         self._send_dead_letters = send_dead_letters
         self._seal = seal
         self.loaded = loaded
-        self.rejected: list[str] = []
+        #: The last versions this worker refused, failed to load or failed on probation.
+        self.rejected: deque[str] = deque(maxlen=REMEMBERED)
 
     async def run(self) -> None:
         """Follow the announcements topic until cancelled (``streams.kafka.feed``)."""
@@ -60,8 +74,8 @@ class ModelFeed:
         )
 
     async def apply(self, records: Sequence[InputRecord]) -> None:
-        """Swap to the newest valid version among ``records``; DLQ the malformed ones."""
-        letters, newest = [], None
+        """Swap to the newest acceptable version among ``records``; DLQ the malformed ones."""
+        letters, refused, newest = [], [], None
         for record in records:
             try:
                 announcement = Announcement.from_bytes(record.value)
@@ -71,17 +85,49 @@ class ModelFeed:
                     dead_letter(record, rejection, topic=self._settings.dlq_topic, seal=self._seal)
                 )
                 continue
-            if announcement.name == self._settings.model_name:
+            if announcement.name != self._settings.model_name:
+                continue
+            refusal = self._refusal(announcement)
+            if refusal is None:
                 newest = announcement
+                continue
+            self._metrics.swapped("rejected")
+            self.rejected.append(announcement.version)
+            refused.append((record, refusal))
+        if refused:  # one line per poll, however many: a flood must not flood the log
+            first, why = refused[0]
+            log.error(
+                "%d model announcements refused; the first (%s partition %d offset %d): %s",
+                len(refused),
+                first.topic,
+                first.partition,
+                first.offset,
+                why,
+            )
         if letters:
             await self._send_dead_letters(letters)
         if newest is not None and newest.version != self._pipeline.ranker.primary.version:
             await self._swap(newest)
 
+    def _refusal(self, announcement: Announcement) -> str | None:
+        """Why this worker must not serve the announced version, or None."""
+        if self._signer is None:
+            self._signer = AnnouncementSigner(load_master_key(self._settings))
+        try:
+            self._signer.verify(announcement)
+        except BadSignature as exc:
+            return str(exc)
+        if self._settings.require_dp_models and announcement.privacy is None:
+            return (
+                f"{announcement.version} is not DP-trained (privacy null) and "
+                "INTENTSTREAM_REQUIRE_DP_MODELS is set"
+            )
+        return None
+
     async def _swap(self, announcement: Announcement) -> None:
         try:
-            scorer = await asyncio.to_thread(self._load, announcement.version)
-        except (ModelRejected, RegistryError) as exc:
+            scorer = await asyncio.to_thread(self._load, announcement)
+        except RegistryError as exc:
             self._metrics.swapped("rejected")
             self.rejected.append(announcement.version)
             log.error(
@@ -97,30 +143,16 @@ class ModelFeed:
         log.warning("now scoring with model %s (on probation)", scorer.version)
 
     def record_failure(self, failure: ProbationFailure) -> None:
-        """Mark a version that failed probation rejected; if it is still CURRENT, go back too.
+        """Count a version that failed probation here; the store is left as it is.
 
-        The pipeline already serves the version before it again; CURRENT must follow,
-        or a learner (re)started now would refuse to start from a rejected version,
-        and new workers would load it first. Blocking file work: call it in a thread.
+        The pipeline already serves the version before it again. One worker judges
+        on its own partitions' events, so its verdict stays its own: a version is
+        rejected for every worker only by ``intentstream model rollback``.
         """
-        version = failure.version
         self._metrics.swapped("failed_probation")
-        self.rejected.append(version)
-        self._store.mark_rejected(version, f"online metric: {failure.reason}")
-        if self._store.current() != version:
-            return
-        try:
-            self._store.set_current(failure.restored, verify=False)
-        except RegistryError as exc:  # the baseline, or a version gone from the store
-            log.error(
-                "CURRENT stays on rejected %s: cannot point it at %s: %s",
-                version,
-                failure.restored,
-                exc,
-            )
-        else:
-            log.warning("CURRENT rolled back from %s to %s", version, failure.restored)
+        self.rejected.append(failure.version)
+        log.info("model %s failed probation here; the store is unchanged", failure.version)
 
-    def _load(self, version: str) -> CheckpointScorer:
-        checkpoint = self._store.verify(version)  # marks the version rejected when it fails
+    def _load(self, announcement: Announcement) -> CheckpointScorer:
+        checkpoint = self._store.load(announcement.version, pinned=announcement.manifest)
         return CheckpointScorer.on_best_device(checkpoint)

@@ -117,6 +117,8 @@ async def produce_records(
     """Produce ready ``(key, value)`` pairs in order and wait until all are acknowledged.
 
     For preloading benchmarks and tests; ``intentstream replay`` is the way to send event files.
+    ``producer_options`` go to ``AIOKafkaProducer``: on a secured cluster, include
+    :func:`streams.kafka.security.client_security`.
     """
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **producer_options)
     await producer.start()

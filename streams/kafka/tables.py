@@ -1,13 +1,18 @@
-"""The per-user tables, keyed by pseudonym: sealed feature state, and wrapped data keys."""
+"""The worker's tables: per-user sealed state and sealed ledgers (by pseudonym), release marks."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import faust
 
+from streams.pipeline.working_set import TableChanges
 from streams.settings import Settings
 
 USER_TABLE = "user_state"
 KEY_TABLE = "user_keys"
+#: Per input partition, the first privacy window not yet released (``SharedCounts``).
+RELEASES_TABLE = "shared_releases"
 
 #: Changelog settings of ``user_keys``: compact soon after a key is destroyed, so the
 #: superseded wrapped key is gone from the broker within minutes, not days
@@ -19,6 +24,60 @@ KEY_CHANGELOG_CONFIGS: dict[str, str] = {
     "min.compaction.lag.ms": "0",
     "delete.retention.ms": "10000",
 }
+
+
+@dataclass(frozen=True)
+class WorkerTables:
+    """The tables a worker keeps, each co-partitioned with ``shop.events``."""
+
+    users: faust.Table
+    keys: faust.Table
+    releases: faust.Table
+
+    def changelogs(self) -> tuple[str, str, str]:
+        """The changelog topics of users, keys and releases."""
+        return (
+            self.users.changelog_topic.get_topic_name(),
+            self.keys.changelog_topic.get_topic_name(),
+            self.releases.changelog_topic.get_topic_name(),
+        )
+
+    def release_marks(self) -> dict[int, float]:
+        """The durable release marks of the partitions this worker holds."""
+        return {int(key): float(value) for key, value in self.releases.data.items()}
+
+
+def build_tables(app: faust.App, settings: Settings) -> WorkerTables:
+    """Declare the worker's three tables."""
+    releases = app.Table(
+        RELEASES_TABLE,
+        key_type=bytes,
+        value_type=bytes,
+        partitions=settings.partitions,
+        default=None,
+    )
+    return WorkerTables(build_user_table(app, settings), build_key_table(app, settings), releases)
+
+
+def write_changes(table: faust.Table, changes: TableChanges) -> None:
+    """Write a batch's changes into ``table``'s in-memory store, noting each key's partition.
+
+    Faust's memory store drops the keys of partitions given away to another worker
+    only when it knows their partition, which it learns from changelog recovery, not
+    from writes like these. Without the note a user's state from a partition handed
+    over would stay here and come back, stale or erased since, when the partition
+    returns (recovery replays only what the compacted changelog still holds).
+    """
+    store = table.data
+    partitions = store._key_partition
+    data = store.data
+    for key, (partition, value) in changes.items():
+        if value is None:
+            data.pop(key, None)
+            partitions.pop(key, None)
+        else:
+            data[key] = value
+            partitions[key] = partition
 
 
 def build_user_table(app: faust.App, settings: Settings) -> faust.Table:

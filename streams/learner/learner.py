@@ -3,20 +3,23 @@
 It reads ``shop.events`` in its own consumer group (``<app id>-learn``), so it
 sees every event without taking partitions from the workers. Users and sessions
 become keyed pseudonyms at once; only each session's recent item ids are kept,
-in memory and bounded. Each event extends its session, and the session so far
-is a training sequence for ``online_learning.trainer.IncrementalTrainer``
-(micro-batches with replay). Every ``learn_publish_every`` sequences or
-``learn_publish_seconds`` it publishes the model as a new version (parent: the
-version it started from) in the model store and announces it on
-``shop.models``, where every worker swaps to it. Bad records are skipped here
-(the workers dead-letter them).
+in memory and bounded, with the user each session belongs to. Each event extends
+its session, and the session so far is a training sequence for
+``online_learning.trainer.IncrementalTrainer`` (micro-batches with replay). An
+erasure request drops the user's sessions and sequences, and their events at or
+before it are never learned afterwards. Every ``learn_publish_every`` sequences
+or ``learn_publish_seconds`` it publishes the model as a new version (parent: the
+version it started from), with the privacy it spent, in the model store and
+announces it on ``shop.models``, where every worker swaps to it. Bad records are
+skipped here (the workers dead-letter them).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
 
 from model.checkpoint import Checkpoint
 from model.training.fit import pick_device
@@ -27,9 +30,13 @@ from online_learning.registry import ModelStore
 from online_learning.trainer import IncrementalTrainer, UpdateConfig
 from streams.errors import ConfigurationError
 from streams.kafka.announce import publish_update
+from streams.learner.erasure import ErasedUsers
+from streams.learner.sessions import SessionBuffer
+from streams.learner.spend import version_privacy
 from streams.metrics.stats import LearnerStats
 from streams.pipeline.pseudonyms import Pseudonymizer
-from streams.pipeline.validation import RecordValidator
+from streams.pipeline.records import InputRecord
+from streams.pipeline.validation import InputValidation
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -58,6 +65,8 @@ class Learner:
         self.version = current
         self._vocab = checkpoint.vocab
         self._meta = checkpoint.meta
+        #: The version this run started from, and what it spent (None: not DP-trained).
+        self._base = (current, checkpoint.meta.get("privacy"))
         #: Epsilon the stream updates behind the starting version already spent.
         self.prior_epsilon = float(checkpoint.meta.get("stream_privacy", {}).get("epsilon", 0.0))
         self.trainer = IncrementalTrainer(
@@ -70,10 +79,19 @@ class Learner:
                 if settings.learn_dp_noise_multiplier
                 else UpdateConfig.batch_size,
             ),
-            privacy=self._privacy(settings),
+            privacy=self._dp_settings(settings),
         )
-        self._validate = RecordValidator(max_bytes=settings.max_event_bytes)
-        self._sessions: OrderedDict[str, list[str]] = OrderedDict()
+        self._validate = InputValidation(
+            events_topic=settings.events_topic,
+            requests_topic=settings.privacy_requests_topic,
+            max_bytes=settings.max_event_bytes,
+        )
+        self._sessions = SessionBuffer(
+            capacity=MAX_SESSIONS, max_len=self.trainer.model.config.max_len
+        )
+        self._erased = ErasedUsers()
+        #: Events dropped because their user was erased after them.
+        self.dropped_erased = 0
         self.prequential = PrequentialRanking(k=CHECK_K)
         self.drift = DriftMonitor()
         self.drifts = 0
@@ -83,7 +101,7 @@ class Learner:
         self._published_at = time.monotonic()
         self.published: list[str] = []
 
-    def _privacy(self, settings: Settings) -> OnlinePrivacy | None:
+    def _dp_settings(self, settings: Settings) -> OnlinePrivacy | None:
         """DP-SGD settings when turned on, with what earlier learners spent taken off the budget.
 
         Restarting from a version this learner published continues its spend
@@ -91,6 +109,12 @@ class Learner:
         """
         if settings.learn_dp_noise_multiplier is None:
             return None
+        if self._base[1] is None:
+            log.warning(
+                "DP-SGD is on but %s is not DP-trained: the versions learned from it are not "
+                "either (published with privacy null)",
+                self.version,
+            )
         left = settings.learn_dp_epsilon - self.prior_epsilon
         if left <= 0:
             raise ConfigurationError(
@@ -105,30 +129,80 @@ class Learner:
             epsilon_budget=left,
         )
 
-    def learn(self, values: list[bytes | None]) -> None:
-        """Check, then learn from, a batch of raw event values.
+    def forget(self, records: Sequence[InputRecord]) -> int:
+        """Apply erasure requests (``shop.privacy.requests``); returns the users forgotten.
+
+        Each user's sessions and pending or replayed sequences go, and their events
+        with a record timestamp at or before the request's are never learned again,
+        in whatever order they are read. Invalid requests are skipped (the workers
+        dead-letter them).
+        """
+        valid = [
+            record
+            for record in records
+            if isinstance(
+                self._validate(record.topic, record.key, record.value, record.timestamp), dict
+            )
+        ]
+        users = self._pseudonyms.many((r.key or b"").decode("utf-8") for r in valid)
+        sessions = 0
+        for user, record in zip(users, valid, strict=True):
+            self._erased.erase(user, at=record.timestamp)
+            sessions += self._sessions.forget(user)
+        sequences = self.trainer.forget(users)
+        if valid:
+            log.warning(
+                "erased %d users: %d sessions, %d training sequences dropped",
+                len(valid),
+                sessions,
+                sequences,
+            )
+        return len(valid)
+
+    def learn(self, records: Sequence[InputRecord]) -> None:
+        """Check, then learn from, a batch of consumed events.
 
         Each event is first checked against the current model's top 10 for its
         session so far (prequential HR@10, before anything learns from it); a
         drift in the miss rate makes the learner update 4x as often for the next
-        ``learn_publish_every`` sequences and publish at once.
+        ``learn_publish_every`` sequences and publish at once. Events of erased
+        users are dropped first.
         """
-        events = [event for event in map(self._validate, values) if isinstance(event, dict)]
-        events = [event for event in events if "item_id" in event]
-        sessions = self._pseudonyms.many(e.get("session_id") or e["user_id"] for e in events)
-        keyed = [
-            (session, event["item_id"]) for session, event in zip(sessions, events, strict=True)
-        ]
-        prefixes, grown = [], {}
-        for session, item in keyed:
-            so_far = grown.setdefault(session, list(self._sessions.get(session, [])))
+        keyed = self._keyed(records)
+        prefixes: list[list[str]] = []
+        grown: dict[str, list[str]] = {}
+        for _, session, item in keyed:
+            so_far = grown.setdefault(session, self._sessions.items(session))
             prefixes.append(list(so_far))
             so_far.append(item)
         lists = self.trainer.top_k(prefixes, k=CHECK_K)
-        for (session, item), prefix, top in zip(keyed, prefixes, lists, strict=True):
+        for (user, session, item), prefix, top in zip(keyed, prefixes, lists, strict=True):
             if prefix:
                 self._check(top, item)
-            self._extend(session, item)
+            self._extend(user, session, item)
+
+    def _keyed(self, records: Sequence[InputRecord]) -> list[tuple[str, str, str]]:
+        """``(user, session, item)`` of each valid event with an item, erased ones left out.
+
+        The session key starts with the user pseudonym: a session id that two users
+        share is two sessions here, each erased with its own user.
+        """
+        checked = [(r, self._validate(r.topic, r.key, r.value, r.timestamp)) for r in records]
+        events = [(r, e) for r, e in checked if isinstance(e, dict) and "item_id" in e]
+        users = self._pseudonyms.many(str(e["user_id"]) for _, e in events)
+        kept = [
+            (user, e)
+            for user, (r, e) in zip(users, events, strict=True)
+            if not self._erased.covers(user, r.timestamp)
+        ]
+        self.dropped_erased += len(events) - len(kept)
+        sessions = self._pseudonyms.sessions(
+            str(e.get("session_id") or e["user_id"]) for _, e in kept
+        )
+        return [
+            (user, user + session, str(e["item_id"]))
+            for (user, e), session in zip(kept, sessions, strict=True)
+        ]
 
     def _check(self, top: list[str], item: str) -> None:
         score = self.prequential.update_one(top, item)
@@ -140,13 +214,10 @@ class Learner:
         self.trainer.update_every = max(1, self._settings.learn_update_every // 4)
         log.warning("drift in the online miss rate: updating 4x as often, publishing now")
 
-    def _extend(self, session: str, item: str) -> None:
-        items = [*self._sessions.pop(session, []), item][-self.trainer.model.config.max_len :]
-        self._sessions[session] = items
-        if len(self._sessions) > MAX_SESSIONS:
-            self._sessions.popitem(last=False)
+    def _extend(self, user: str, session: str, item: str) -> None:
+        items = self._sessions.extend(session, item, user=user)
         if len(items) >= 2:
-            self.trainer.observe(items, key=session)
+            self.trainer.observe(items, key=session, owner=user)
             self._since_publish += 1
         if self._fast_until and self.trainer.examples >= self._fast_until:
             self._fast_until = 0
@@ -206,11 +277,24 @@ class Learner:
             epsilon=spent["epsilon"] if spent else 0.0,
         )
 
+    def privacy(self) -> dict[str, Any] | None:
+        """The ``privacy`` of the version :meth:`publish` would publish now.
+
+        The base version's spend plus this learner's DP-SGD spend, or None (not
+        DP-trained) without DP-SGD or when the base version is not DP-trained.
+        """
+        version, spent = self._base
+        return version_privacy(spent, base_version=version, learner=self.trainer.privacy_spent())
+
     def publish(self) -> str:
         """Store and announce the model as a child of the current version; returns its id."""
         checkpoint, metrics = self.snapshot()
         announcement = publish_update(
-            self._settings, checkpoint, parent=self.version, metrics=metrics, privacy=None
+            self._settings,
+            checkpoint,
+            parent=self.version,
+            metrics=metrics,
+            privacy=self.privacy(),
         )
         self.version = announcement.version
         self.published.append(self.version)

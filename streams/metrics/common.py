@@ -75,9 +75,13 @@ class OnlineQuality:
             self.drifts.labels(self._role).inc(count)
 
 
-def serve(registry: CollectorRegistry, port: int) -> int:
-    """Serve ``registry`` on ``port`` (0: any free port); returns the port it listens on."""
-    server, _ = start_http_server(port, registry=registry)
+def serve(registry: CollectorRegistry, port: int, *, host: str) -> int:
+    """Serve ``registry`` on ``host:port`` (port 0: any free one); returns the port it got.
+
+    ``host`` is ``Settings.metrics_host``: loopback unless the operator opens it,
+    since the endpoint asks no one for credentials.
+    """
+    server, _ = start_http_server(port, addr=host, registry=registry)
     bound = int(server.server_port)
-    log.warning("metrics on http://127.0.0.1:%d/metrics", bound)
+    log.warning("metrics on http://%s:%d/metrics", host, bound)
     return bound

@@ -24,6 +24,8 @@ class BatchStats:
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
     recommendations: int = 0
     erased: int = 0
+    #: Events and bad records stamped at or before their user's erasure: dropped unread.
+    erased_records: int = 0
     redelivered: int = 0
     unreadable_states: int = 0
     drifts: int = 0

@@ -72,6 +72,11 @@ class WorkerMetrics:
             "Events delivered again after a restart: answered, not counted twice.",
             registry=r,
         )
+        self.erased_records = Counter(
+            "intentstream_erased_records",
+            "Records stamped at or before their user's erasure: dropped unapplied.",
+            registry=r,
+        )
         self.unreadable = Counter(
             "intentstream_unreadable_states",
             "User states that failed to open (tampered, or another master key) and restarted.",
@@ -138,6 +143,7 @@ class WorkerMetrics:
         for latency in stats.latencies:
             self.latency.observe(latency)
         self.redelivered.inc(stats.redelivered)
+        self.erased_records.inc(stats.erased_records)
         self.unreadable.inc(stats.unreadable_states)
         self.epsilon_charged.update(stats.epsilon_charged)
         self.budget_refusals.update(stats.budget_refusals)

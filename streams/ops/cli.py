@@ -186,6 +186,28 @@ def cmd_keygen(args: argparse.Namespace, settings: Settings) -> int:
     return 0  # idempotent: a deployment may run it at every start
 
 
+def cmd_rewrap(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.ops.rewrap import rewrap
+    from streams.pipeline.crypto import load_master_key
+    from streams.pipeline.pseudonyms import load_pseudonym_key
+
+    target = settings.model_copy(
+        update={"master_key": None, "master_key_file": args.new_master_key_file}
+    )
+    report = rewrap(
+        settings,
+        old=load_master_key(settings),
+        new=load_master_key(target),
+        pseudonym=load_pseudonym_key(settings),
+    )
+    console.print(
+        f"re-wrapped {report.rewrapped} user key(s) ({report.already} already under the new "
+        f"key, {report.unreadable} unreadable); start the workers with "
+        f"INTENTSTREAM_MASTER_KEY_FILE={args.new_master_key_file}"
+    )
+    return 0
+
+
 def cmd_model(args: argparse.Namespace, settings: Settings) -> int:
     from online_learning.errors import OnlineLearningError
     from streams.kafka import announce
@@ -264,6 +286,7 @@ HANDLERS: dict[str, Command] = {
     "worker": cmd_worker,
     "learn": cmd_learn,
     "keygen": cmd_keygen,
+    "rewrap": cmd_rewrap,
     "replay": cmd_replay,
     "tail": cmd_tail,
     "train": cmd_train,

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from streams.kafka.security import client_security
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -119,6 +120,7 @@ async def watch(settings: Settings, monitor: DemoMonitor) -> AsyncIterator[LiveW
         bootstrap_servers=settings.bootstrap,
         auto_offset_reset="latest",
         enable_auto_commit=False,
+        **client_security(settings),
     )
     await consumer.start()
     try:

@@ -23,7 +23,10 @@ KEY_METRICS = ("P@20", "MRR@20", "NDCG@10")
 
 
 def versions_table(store: ModelStore) -> Table:
-    """A table of the store's versions, newest first; ``*`` marks the current one."""
+    """A table of the store's versions, newest first; ``*`` marks the current one.
+
+    A version that is not DP-trained says so in the epsilon column.
+    """
     current = store.current()
     table = Table(title=f"{store.name} versions in {store.root}")
     for column in ("", "version", "parent", "created (UTC)", "metrics", "epsilon", "status"):
@@ -35,7 +38,7 @@ def versions_table(store: ModelStore) -> Table:
             info.parent or "-",
             time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(info.created_at)),
             _metrics_cell(info),
-            "-" if info.privacy is None else f"{info.privacy.epsilon:.3g}",
+            "not DP" if info.privacy is None else f"{info.privacy.epsilon:.3g}",
             info.status if info.reason is None else f"{info.status}: {info.reason}",
         )
     return table

@@ -41,6 +41,17 @@ def _processes(sub: Subcommands, common: argparse.ArgumentParser) -> None:
         "learn", parents=[common], help="learn from the stream and publish model versions"
     )
     sub.add_parser("keygen", parents=[common], help="create missing key files")
+    rewrap = sub.add_parser(
+        "rewrap",
+        parents=[common],
+        help="rotate the master key: re-wrap every user's data key (stop the workers first)",
+    )
+    rewrap.add_argument(
+        "--new-master-key-file",
+        type=Path,
+        required=True,
+        help="file holding the new master key (64 hex digits, mode 0600; `keygen` makes one)",
+    )
 
 
 def _streams(sub: Subcommands, common: argparse.ArgumentParser) -> None:

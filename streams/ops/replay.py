@@ -29,6 +29,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from streams.kafka.produce import PartitionBatches, Sent
+from streams.kafka.security import client_security
 from streams.ops.event_log import read_events
 from streams.settings import Settings
 
@@ -178,6 +179,7 @@ async def replay(
         # Batches are built by _Batches (so linger_ms doesn't apply); 16 KiB
         # default batches cap throughput near 9k/s (DESIGN.md measurements).
         max_batch_size=512 * 1024,
+        **client_security(settings),
     )
     try:
         await producer.start()

@@ -14,6 +14,7 @@ from typing import Any, TextIO
 import orjson
 from aiokafka import AIOKafkaConsumer
 
+from streams.kafka.security import client_security
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,7 @@ async def tail(
         group_id=group,
         enable_auto_commit=group is not None,
         auto_offset_reset="earliest" if from_beginning else "latest",
+        **client_security(settings),
     )
     printed = 0
     try:

@@ -16,6 +16,9 @@ from model.serving.ranker import Ranked
 from streams.pipeline.records import InputRecord, OutputRecord, Sealer, dead_letter
 from streams.pipeline.validation import Rejection
 
+#: A user's pseudonym and a sealer under their own data key, for their dead letters.
+UserSeal = tuple[bytes, Sealer]
+
 
 class Answers:
     """Builds the records a batch produces, on the topics of the settings."""
@@ -35,9 +38,18 @@ class Answers:
         self.seal = seal
         self.clock = clock
 
-    def dead_letter(self, record: InputRecord, rejection: Rejection) -> OutputRecord:
-        """The DLQ copy of a rejected input (sealed), with the reason in its headers."""
-        return dead_letter(record, rejection, topic=self._dlq_topic, seal=self.seal)
+    def dead_letter(
+        self, record: InputRecord, rejection: Rejection, *, user_seal: UserSeal | None = None
+    ) -> OutputRecord:
+        """The DLQ copy of a rejected input, with the reason in its headers.
+
+        Sealed under the master-derived DLQ key, or with ``user_seal`` (the user's
+        pseudonym and a sealer under their own data key) when it names a user.
+        """
+        if user_seal is None:
+            return dead_letter(record, rejection, topic=self._dlq_topic, seal=self.seal)
+        user, seal = user_seal
+        return dead_letter(record, rejection, topic=self._dlq_topic, seal=seal, user=user)
 
     def audit(self, record: InputRecord, request: dict[str, Any], *, existed: bool) -> OutputRecord:
         """The audit record of an applied erasure request."""

@@ -17,10 +17,11 @@ from typing import Any
 from model.serving.ranker import ContextRanker, ItemScorer, RankRequest
 from online_learning.intent import intent_cell
 from streams.metrics.stats import BatchStats
-from streams.pipeline.answers import Answers
-from streams.pipeline.crypto import StateCipher
+from streams.pipeline.answers import Answers, UserSeal
+from streams.pipeline.crypto import StateCipher, pack_record
 from streams.pipeline.dp import MICRO
 from streams.pipeline.intent import IntentPredictor
+from streams.pipeline.ledger import LedgerSealer
 from streams.pipeline.monitor import OnlineMonitor, ProbationFailure
 from streams.pipeline.pseudonyms import Pseudonymizer
 from streams.pipeline.records import InputRecord, OutputRecord
@@ -47,6 +48,8 @@ class BatchResult:
     dead_letters: list[OutputRecord] = field(default_factory=list)
     audit: list[OutputRecord] = field(default_factory=list)
     changes: StateChanges = field(default_factory=StateChanges)
+    #: Input partition -> start of the first window not yet released; made durable first.
+    release_marks: dict[int, float] = field(default_factory=dict)
     probation_failures: list[ProbationFailure] = field(default_factory=list)
     stats: BatchStats = field(default_factory=BatchStats)
 
@@ -57,6 +60,7 @@ class _Pending:
 
     record: InputRecord
     event: dict[str, Any]
+    user: bytes
     state: UserState
     request: RankRequest
     purchase_intent: float
@@ -65,9 +69,12 @@ class _Pending:
 class EventPipeline:
     """Validates, pseudonymises, updates state, contributes to DP counts and scores a batch.
 
-    The batch may also hold erasure requests (``shop.privacy.requests``): they are
-    applied in order with the events, so an event after the request starts from
-    empty state.
+    The batch may also hold erasure requests (``shop.privacy.requests``). An erasure
+    is ordered by broker time, not by the order records arrive in: it applies to
+    every record of the user stamped at or before the request, and the user's
+    ledger keeps that time, so such a record arriving later (another partition read
+    first, lag, a crash and redelivery) is dropped unread. Records stamped after it
+    start from empty state.
 
     The accepted events of a batch are scored in one call at its end (each with the
     history its user had at that event). The stream baseline and the purchase rate
@@ -85,6 +92,8 @@ class EventPipeline:
         validate: InputValidation,
         pseudonyms: Pseudonymizer,
         cipher: StateCipher,
+        ledgers: LedgerSealer,
+        seen_every: float,
         shared: SharedCounts,
         ranker: ContextRanker,
         intent: IntentPredictor,
@@ -96,6 +105,8 @@ class EventPipeline:
         self._validate = validate
         self._pseudonyms = pseudonyms
         self._cipher = cipher
+        self._ledgers = ledgers
+        self._seen_every = seen_every
         self.shared = shared
         self.ranker = ranker
         self.intent = intent
@@ -131,60 +142,79 @@ class EventPipeline:
         """
         result = BatchResult()
         self.intent.start_batch()
-        checked = [self._validate(r.topic, r.key, r.value) for r in records]
+        checked = [self._validate(r.topic, r.key, r.value, r.timestamp) for r in records]
         users, sessions = self._pseudonymise(records, checked)
-        states = WorkingSet(self._cipher, read_state=read_state, read_key=read_key)
+        states = WorkingSet(
+            self._cipher,
+            self._ledgers,
+            read_state=read_state,
+            read_key=read_key,
+            restore=self.shared.restore,
+            seen_every=self._seen_every,
+        )
         pending: list[_Pending] = []
         for record, outcome, user, session in zip(records, checked, users, sessions, strict=True):
-            if isinstance(outcome, Rejection):
-                self._reject(record, outcome, result)
-                continue
             try:
-                if record.topic == self._requests_topic:
+                if isinstance(outcome, Rejection):
+                    self._reject(record, outcome, user, states, result)
+                elif record.topic == self._requests_topic:
                     self._erase(record, outcome, user, states, result)
                 else:
                     self._apply(record, outcome, user, session, states, result, pending)
             except Exception as exc:  # a bug on odd input must not stop the worker
                 log.exception("failed on %s[%d]@%d", record.topic, record.partition, record.offset)
-                error = Rejection(Reason.PROCESSING_ERROR, f"{type(exc).__name__}: {exc}"[:200])
-                self._reject(record, error, result)
-        self._score(pending, result)
+                self._reject(record, _processing_error(exc), b"", states, result)
+        self._score(pending, states, result)
         result.changes = states.changes()
+        result.release_marks, self.shared.new_marks = self.shared.new_marks, {}
         self._finish_stats(result.stats, records=len(records), unreadable=states.unreadable)
         return result
 
     def _pseudonymise(
         self, records: Sequence[InputRecord], checked: Sequence[Checked]
     ) -> tuple[list[bytes], list[str]]:
-        """Each accepted record's user pseudonym and session pseudonym ("" where none).
+        """Each record's user pseudonym and session pseudonym (empty where none).
 
-        One keyed-hash call per kind for the whole batch; rejected records get empty
-        placeholders so the lists line up with ``records``.
+        One keyed-hash call per kind for the whole batch. A rejected record gets a
+        user pseudonym when it names a user, so its dead letter is sealed under their key.
         """
         requests_topic = self._requests_topic
-        raw_users = [
-            (r.key or b"").decode("utf-8") if r.topic == requests_topic else str(c["user_id"])
-            for r, c in zip(records, checked, strict=True)
-            if not isinstance(c, Rejection)
-        ]
+        raw_users = [_user_of(r, c, requests_topic) for r, c in zip(records, checked, strict=True)]
         raw_sessions = [
             c.get("session_id", "")
             for r, c in zip(records, checked, strict=True)
             if not isinstance(c, Rejection) and r.topic != requests_topic
         ]
-        user_of = iter(self._pseudonyms.many(raw_users))
-        session_of = iter(self._pseudonyms.many(raw_sessions))
+        user_of = iter(self._pseudonyms.many([u for u in raw_users if u is not None]))
+        session_of = iter(self._pseudonyms.sessions(raw_sessions))
         users: list[bytes] = []
         sessions: list[str] = []
-        for record, outcome in zip(records, checked, strict=True):
-            accepted = not isinstance(outcome, Rejection)
-            users.append(next(user_of).encode() if accepted else b"")
-            is_event = accepted and record.topic != requests_topic
+        for record, outcome, raw_user in zip(records, checked, raw_users, strict=True):
+            users.append(next(user_of).encode() if raw_user is not None else b"")
+            is_event = not isinstance(outcome, Rejection) and record.topic != requests_topic
             sessions.append(next(session_of)[:16] if is_event else "")
         return users, sessions
 
-    def _reject(self, record: InputRecord, rejection: Rejection, result: BatchResult) -> None:
-        result.dead_letters.append(self.answers.dead_letter(record, rejection))
+    def _reject(
+        self,
+        record: InputRecord,
+        rejection: Rejection,
+        user: bytes,
+        states: WorkingSet,
+        result: BatchResult,
+    ) -> None:
+        """Dead-letter ``record``: under its user's key when it names one, unless erased."""
+        user_seal: UserSeal | None = None
+        if user:
+            if _millis(record.timestamp) <= states.erased_before_ms(user):
+                result.stats.erased_records += 1
+                return
+
+            def seal(key: bytes | None, value: bytes | None) -> bytes:
+                return states.seal_dead_letter(user, record.partition, pack_record(key, value))
+
+            user_seal = (user, seal)
+        result.dead_letters.append(self.answers.dead_letter(record, rejection, user_seal=user_seal))
         by_reason = result.stats.rejected_by_reason
         by_reason[rejection.reason] = by_reason.get(rejection.reason, 0) + 1
 
@@ -196,10 +226,13 @@ class EventPipeline:
         states: WorkingSet,
         result: BatchResult,
     ) -> None:
-        """Delete the user's state and key; the outcome goes to the audit topic."""
-        existed = states.erase(user, record.partition)
+        """Erase the user's state and key as of the request's broker time; audit the outcome.
+
+        A request applied before (a redelivery) changes nothing and is audited ``no_state``.
+        """
+        existed = states.erase(user, record.partition, requested_ms=_millis(record.timestamp))
         result.stats.erased += 1
-        result.audit.append(self.answers.audit(record, request, existed=existed))
+        result.audit.append(self.answers.audit(record, request, existed=bool(existed)))
 
     def _apply(
         self,
@@ -216,9 +249,14 @@ class EventPipeline:
         The agent sends a batch's recommendations before its changelog records, so a
         state that already holds this event's offset means its recommendation reached
         the broker: a redelivered event is not answered again (at-least-once in,
-        effectively once out; docs/reliability.md).
+        effectively once out; docs/reliability.md). An event stamped at or before the
+        user's erasure is dropped unread.
         """
-        state = states.get(user)
+        if _millis(record.timestamp) <= states.erased_before_ms(user):
+            result.stats.erased_records += 1
+            return
+        kind, now = event["type"], float(event["ts"])
+        state = states.get(user, now)
         previous_item = state.items[-1] if state.items else None
         previous_cell = (
             intent_cell(state.last_type, state.session_events, state.session_carts)
@@ -237,7 +275,6 @@ class EventPipeline:
         if not fresh:
             stats.redelivered += 1
             return
-        kind, now = event["type"], float(event["ts"])
         stats.events_by_type[kind] = stats.events_by_type.get(kind, 0) + 1
         self._check(state, event.get("item_id"), result)
         self.intent.evaluate(state.last_intent, purchased=kind == "purchase")
@@ -248,12 +285,13 @@ class EventPipeline:
             previous_cell=previous_cell,
             current_type=TYPE_INDEX[kind],
             now=now,
+            partition=record.partition,
         )
-        states.changed(user, record.partition)
+        states.changed(user, record.partition, seen=record.timestamp)
         if self.shared.due(now):
             # The baseline and the purchase rate are about to learn a DP release: the
             # events before this one are answered by what they would have met.
-            self._score(pending, result)
+            self._score(pending, states, result)
             pending.clear()
             self.shared.advance(now)
         query = event.get("query") if kind == "search" else None
@@ -261,6 +299,7 @@ class EventPipeline:
             _Pending(
                 record=record,
                 event=event,
+                user=user,
                 state=state,
                 request=RankRequest(history=tuple(state.items), query=query),
                 purchase_intent=round(self.intent.predict(state), 6),
@@ -280,17 +319,32 @@ class EventPipeline:
         self.ranker.primary = restored
         result.probation_failures.append(ProbationFailure(version, restored.version, reason))
 
-    def _score(self, pending: Sequence[_Pending], result: BatchResult) -> None:
-        """Score the pending events in one call and build their recommendations."""
+    def _score(self, pending: Sequence[_Pending], states: WorkingSet, result: BatchResult) -> None:
+        """Score the pending events in one call and build their recommendations.
+
+        Should the call fail, each event is scored alone, and the ones that still fail
+        go to the DLQ: an event that breaks the scorer costs only its own answer.
+        """
         if not pending:
             return
         started = time.perf_counter()
-        ranked = self.ranker.rank_many([p.request for p in pending])
+        try:
+            ranked = self.ranker.rank_many([p.request for p in pending])
+            answered = list(zip(pending, ranked, strict=True))
+        except Exception:
+            log.exception("scoring %d events failed; scoring them one by one", len(pending))
+            answered = []
+            for waiting in pending:
+                try:
+                    answered.append((waiting, self.ranker.rank_many([waiting.request])[0]))
+                except Exception as exc:
+                    record = waiting.record
+                    self._reject(record, _processing_error(exc), waiting.user, states, result)
         result.stats.scoring_seconds += time.perf_counter() - started
         now = self.answers.clock()
         latencies = result.stats.latencies
         out = result.recommendations
-        for waiting, answer in zip(pending, ranked, strict=True):
+        for waiting, answer in answered:
             waiting.state.last_emitted = [item for item, _ in answer.items[:EMITTED_KEPT]]
             waiting.state.last_version = answer.model_version
             latency_s = max(0.0, now - waiting.record.timestamp)
@@ -316,3 +370,22 @@ class EventPipeline:
         stats.online = self.monitor.snapshot()
         stats.intent_log_loss = self.intent.snapshots()
         stats.serving_version = self.ranker.primary.version
+
+
+def _millis(timestamp: float) -> int:
+    """A record's broker timestamp (seconds) back in the broker's milliseconds."""
+    return round(timestamp * 1000.0)
+
+
+def _user_of(record: InputRecord, checked: Checked, requests_topic: str) -> str | None:
+    """The raw user id a record is about, when it can be read."""
+    if isinstance(checked, Rejection):
+        return checked.user_id
+    if record.topic == requests_topic:
+        return (record.key or b"").decode("utf-8")
+    return str(checked["user_id"])
+
+
+def _processing_error(exc: Exception) -> Rejection:
+    """The rejection of a record whose handling raised ``exc``."""
+    return Rejection(Reason.PROCESSING_ERROR, f"{type(exc).__name__}: {exc}"[:200])

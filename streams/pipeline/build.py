@@ -12,15 +12,21 @@ from collections.abc import Callable
 from model.serving.baseline import CooccurrenceRecommender
 from model.serving.catalogue import TextCatalogue
 from model.serving.ranker import ContextRanker, ItemScorer, QueryEncoder, RankerConfig
+from model.serving.text import TextBudget
 from streams.pipeline.answers import Answers
 from streams.pipeline.batch import EventPipeline
 from streams.pipeline.crypto import DLQ_PURPOSE, RecordSealer, StateCipher
 from streams.pipeline.intent import IntentPredictor
+from streams.pipeline.ledger import LedgerSealer
 from streams.pipeline.monitor import OnlineMonitor
 from streams.pipeline.pseudonyms import Pseudonymizer
 from streams.pipeline.shared_counts import SharedCounts, SharingConfig
 from streams.pipeline.validation import InputValidation
 from streams.settings import Settings
+
+#: A user's last activity is rewritten once per this fraction of the state TTL, so
+#: expiry is at most this much late and an active user's ledger is rarely written.
+LAST_SEEN_STEPS = 10
 
 
 def build_pipeline(
@@ -43,7 +49,8 @@ def build_pipeline(
         clock: wall-clock time of recommendations and audits.
         scorer: a trained model to serve from the start (None: the stream baseline).
         catalogue: item titles as text vectors, for search and cold start.
-        encode_queries: the text encoder of search queries (with ``catalogue``).
+        encode_queries: the text encoder of search queries (with ``catalogue``); it is
+            given each batch's queries cut to ``max_query_chars(_per_batch)``.
         cipher: seals per-user state (default: AES-GCM under ``master_key``).
     """
     baseline = CooccurrenceRecommender()
@@ -60,11 +67,14 @@ def build_pipeline(
         intent=intent.rate,
         cell_intent=intent.cell,
     )
+    queries = TextBudget(
+        max_chars=settings.max_query_chars, max_batch_chars=settings.max_query_chars_per_batch
+    )
     ranker = ContextRanker(
         scorer if scorer is not None else baseline,
         fallback=baseline,
         catalogue=catalogue,
-        encode_queries=encode_queries,
+        encode_queries=queries.bind(encode_queries) if encode_queries is not None else None,
         config=RankerConfig(top_k=settings.top_k),
     )
     return EventPipeline(
@@ -74,9 +84,12 @@ def build_pipeline(
             events_topic=settings.events_topic,
             requests_topic=settings.privacy_requests_topic,
             max_bytes=settings.max_event_bytes,
+            future_seconds=settings.ts_future_tolerance_seconds,
         ),
         pseudonyms=pseudonymizer,
         cipher=cipher if cipher is not None else StateCipher(master_key),
+        ledgers=LedgerSealer(master_key),
+        seen_every=settings.state_ttl_seconds / LAST_SEEN_STEPS,
         shared=shared,
         ranker=ranker,
         intent=intent,

@@ -231,6 +231,20 @@ class StateCipher:
 DLQ_PURPOSE = b"dead letters"
 
 
+def derived_aead(master_key: bytes, purpose: bytes) -> AESGCM:
+    """AES-GCM under a key derived from the master key for one ``purpose`` (HKDF-SHA256).
+
+    Each purpose gets its own key, so a record sealed for one use never opens as another.
+
+    Raises:
+        ConfigurationError: the master key is not 32 bytes long.
+    """
+    if len(master_key) != KEY_BYTES:
+        raise ConfigurationError(f"the state master key must be {KEY_BYTES} bytes")
+    derive = HKDF(algorithm=SHA256(), length=KEY_BYTES, salt=None, info=b"intentstream " + purpose)
+    return AESGCM(derive.derive(master_key))
+
+
 class RecordSealer:
     """Seals whole records (key and value) under a key derived from the master key.
 
@@ -247,19 +261,13 @@ class RecordSealer:
     """
 
     def __init__(self, master_key: bytes, *, purpose: bytes) -> None:
-        if len(master_key) != KEY_BYTES:
-            raise ConfigurationError(f"the state master key must be {KEY_BYTES} bytes")
-        derive = HKDF(
-            algorithm=SHA256(), length=KEY_BYTES, salt=None, info=b"intentstream " + purpose
-        )
-        self._aead = AESGCM(derive.derive(master_key))
+        self._aead = derived_aead(master_key, purpose)
         self._aad = _RECORD_HEADER + purpose
 
     def seal(self, key: bytes | None, value: bytes | None) -> bytes:
         """One opaque blob holding both (``len(key) + len(value) + 34`` bytes)."""
-        flags = (key is not None) | (value is not None) << 1
-        body = bytes([flags]) + len(key or b"").to_bytes(4, "big") + (key or b"") + (value or b"")
         nonce = os.urandom(NONCE_BYTES)
+        body = pack_record(key, value)
         return _RECORD_HEADER + nonce + self._aead.encrypt(nonce, body, self._aad)
 
     def open(self, sealed: bytes) -> tuple[bytes | None, bytes | None]:
@@ -274,9 +282,20 @@ class RecordSealer:
             body = self._aead.decrypt(sealed[1:_BODY], sealed[_BODY:], self._aad)
         except InvalidTag:
             raise StateDecryptionError("sealed record failed authentication") from None
-        flags, size = body[0], int.from_bytes(body[1:5], "big")
-        key, value = body[5 : 5 + size], body[5 + size :]
-        return (key if flags & 1 else None), (value if flags & 2 else None)
+        return unpack_record(body)
+
+
+def pack_record(key: bytes | None, value: bytes | None) -> bytes:
+    """A record's key and value as one byte string (None kept apart from empty)."""
+    flags = (key is not None) | (value is not None) << 1
+    return bytes([flags]) + len(key or b"").to_bytes(4, "big") + (key or b"") + (value or b"")
+
+
+def unpack_record(body: bytes) -> tuple[bytes | None, bytes | None]:
+    """Inverse of :func:`pack_record`."""
+    flags, size = body[0], int.from_bytes(body[1:5], "big")
+    key, value = body[5 : 5 + size], body[5 + size :]
+    return (key if flags & 1 else None), (value if flags & 2 else None)
 
 
 def load_master_key(settings: Settings, *, create: bool = False) -> bytes:

@@ -39,7 +39,8 @@ def load_key(secret: SecretStr | None, path: Path, *, create: bool, env_name: st
         The key as bytes, as configured; callers decode and check its format.
 
     Raises:
-        ConfigurationError: no secret, no file, and ``create`` is false.
+        ConfigurationError: no secret, no file, and ``create`` is false; or the file
+            can be read or written by its group or others.
 
     Examples:
         >>> load_key(SecretStr("s3cret"), Path("/nonexistent"), create=False, env_name="X")
@@ -54,7 +55,10 @@ def load_key(secret: SecretStr | None, path: Path, *, create: bool, env_name: st
             )
         write_new_key(path)
     if stat.S_IMODE(path.stat().st_mode) & 0o077:
-        log.warning("key file %s is readable by other users; chmod 600 it", path)
+        raise ConfigurationError(
+            f"key file {path} is open to other users (mode "
+            f"{stat.S_IMODE(path.stat().st_mode):o}); run `chmod 600 {path}`"
+        )
     return path.read_bytes().strip()
 
 

@@ -5,6 +5,10 @@ A raw user id may appear only in ``shop.events``, ``shop.recommendations`` and
 data) sees ``HMAC-SHA256(key, user_id)`` instead; without the key the mapping can
 neither be inverted nor recomputed. The key comes from configuration
 (``INTENTSTREAM_PSEUDONYM_KEY`` or the key file), never from code.
+
+Session ids get pseudonyms in their own domain (a key derived from the same
+secret), so a shop that reuses a user id as a session id (or the other way round)
+does not link the two kinds of pseudonym.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from streams.settings import Settings
 #: Bytes of the digest kept: 128 bits makes collisions negligible for any shop.
 PSEUDONYM_BYTES = 16
 MIN_KEY_BYTES = 16
+#: Derives the session-pseudonym key from the pseudonym key.
+SESSION_DOMAIN = b"intentstream session pseudonyms"
 
 
 class Pseudonymizer:
@@ -30,12 +36,15 @@ class Pseudonymizer:
         True
         >>> len(p.one("u123"))
         32
+        >>> p.sessions(["u123"]) == p.many(["u123"])
+        False
     """
 
     def __init__(self, key: bytes) -> None:
         if len(key) < MIN_KEY_BYTES:
             raise ConfigurationError(f"pseudonym key must have >= {MIN_KEY_BYTES} bytes")
         self._key = key
+        self._session_key = hmac.digest(key, SESSION_DOMAIN, "sha256")
 
     def one(self, user_id: str) -> str:
         """The pseudonym of one raw user id."""
@@ -44,11 +53,15 @@ class Pseudonymizer:
 
     def many(self, user_ids: Iterable[str]) -> list[str]:
         """Pseudonyms of a batch of raw user ids, in order."""
-        key = self._key
-        return [
-            hmac.digest(key, uid.encode("utf-8"), "sha256")[:PSEUDONYM_BYTES].hex()
-            for uid in user_ids
-        ]
+        return _digests(self._key, user_ids)
+
+    def sessions(self, session_ids: Iterable[str]) -> list[str]:
+        """Pseudonyms of a batch of raw session ids, in order, in the session domain."""
+        return _digests(self._session_key, session_ids)
+
+
+def _digests(key: bytes, ids: Iterable[str]) -> list[str]:
+    return [hmac.digest(key, raw.encode("utf-8"), "sha256")[:PSEUDONYM_BYTES].hex() for raw in ids]
 
 
 def load_pseudonym_key(settings: Settings, *, create: bool = False) -> bytes:

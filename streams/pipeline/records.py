@@ -45,13 +45,19 @@ SendRecords = Callable[[list["OutputRecord"]], Awaitable[None]]
 
 
 def dead_letter(
-    record: InputRecord, rejection: Rejection, *, topic: str, seal: Sealer
+    record: InputRecord,
+    rejection: Rejection,
+    *,
+    topic: str,
+    seal: Sealer,
+    user: bytes | None = None,
 ) -> OutputRecord:
     """The DLQ copy of a rejected record, nothing dropped and no raw id in the clear.
 
     The original key and bytes are sealed together into the value (they may hold
     raw user ids, which may appear only in the input and output topics); the
-    reason, detail and source position stay readable in the headers.
+    reason, detail and source position stay readable in the headers, and so does
+    ``user``, the pseudonym whose data key sealed it, when it was.
     """
     headers = [
         ("reason", rejection.reason.value.encode()),
@@ -60,6 +66,8 @@ def dead_letter(
         ("source_partition", str(record.partition).encode()),
         ("source_offset", str(record.offset).encode()),
     ]
+    if user is not None:
+        headers.append(("user", user))
     return OutputRecord(
         topic=topic, key=None, value=seal(record.key, record.value), headers=headers
     )

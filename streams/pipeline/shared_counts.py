@@ -13,6 +13,16 @@ passes the end of a window, that window's counts are released once with
 OpenDP's threshold mechanism (:class:`~streams.pipeline.dp.ThresholdCounts`,
 (epsilon, delta)-DP per user and window) and only then learned by the baseline.
 A user whose budget is spent contributes nothing more until the next window.
+
+Two things make the bounds hold across erasures, restarts and rebalances. A
+user's spend is also kept in their ledger (:mod:`streams.pipeline.ledger`), which
+outlives their state: :meth:`SharedCounts.restore` gives a state that was erased
+or failed to open the ledger's spend, with the window's contributions used up.
+And each release marks, per input partition that contributed, the windows it
+closed (:attr:`SharedCounts.new_marks`); the worker makes the marks durable before
+anything learned from the release leaves it, and feeds them back
+(:meth:`SharedCounts.note_released`), so events redelivered after a crash or on
+another worker cannot add to a window that was already released.
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ from dataclasses import dataclass
 from model.serving.baseline import CooccurrenceRecommender, NextPurchaseRate
 from online_learning.intent import CellIntent
 from streams.pipeline.dp import ContributionBound, PrivacyBudget, ThresholdCounts
+from streams.pipeline.ledger import UserLedger
 from streams.pipeline.state import UserState
 
 log = logging.getLogger(__name__)
@@ -30,6 +41,8 @@ log = logging.getLogger(__name__)
 SEP = "\x1f"
 #: The pseudo-item a user's one purchase-rate contribution per window is admitted as.
 INTENT_SLOT = "\x00intent"
+#: Stands for a contribution made before a state was lost: content-free, never an item.
+USED_SLOT = "\x00used"
 
 
 @dataclass(frozen=True)
@@ -72,13 +85,50 @@ class SharedCounts:
         self._intent = intent
         self._cell_intent = cell_intent
         self._windows: dict[float, ThresholdCounts] = {}
+        #: Input partitions whose events added to each open window.
+        self._window_partitions: dict[float, set[int]] = {}
         self._released_before = float("-inf")
+        #: Durable release marks: input partition -> windows before this are released.
+        self._marks: dict[int, float] = {}
+        #: Marks made by releases since the caller last took them.
+        self.new_marks: dict[int, float] = {}
+        self._limit_units = PrivacyBudget(
+            limit_epsilon=config.budget_epsilon, window_seconds=config.window_seconds
+        ).limit_units
         self.released_windows = 0
         self.dropped = 0
         #: Epsilon charged to users so far, in micro-epsilons (``streams.pipeline.dp.MICRO``).
         self.charged_units = 0
         #: Contributions refused because the user's budget for the window was spent.
         self.refused = 0
+
+    def note_released(self, marks: dict[int, float]) -> None:
+        """Adopt durable release marks (input partition -> windows before it are released)."""
+        for partition, before in marks.items():
+            if before > self._marks.get(partition, float("-inf")):
+                self._marks[partition] = before
+
+    def restore(self, state: UserState, ledger: UserLedger | None, now: float) -> None:
+        """Bring a just-opened ``state`` up to the spend its ledger recorded.
+
+        A state that was erased, expired or failed to open starts empty; the ledger
+        still knows the window the user was charged in. The budget is taken from it
+        and that window's contributions count as used, so the user cannot add to it
+        again. An unreadable ledger (``None``) spends the whole budget of the window
+        of ``now``.
+        """
+        if ledger is None:
+            window = now - now % self.config.window_seconds
+            spent = self._limit_units
+        else:
+            window, spent = ledger.window_start, ledger.spent_units
+        if spent <= 0:
+            return
+        current_window, current_spent = state.privacy_budget
+        if (float(current_window), int(current_spent)) >= (window, spent):
+            return
+        state.privacy_budget = [window, spent]
+        state.contributions = [window, [f"{USED_SLOT}{i}" for i in range(self.config.max_items)]]
 
     def contribute(
         self,
@@ -89,8 +139,12 @@ class SharedCounts:
         previous_cell: str | None,
         current_type: int,
         now: float,
+        partition: int,
     ) -> None:
-        """Add one event's contribution, within the user's bound and budget (updates ``state``)."""
+        """Add one event's contribution, within the user's bound and budget (updates ``state``).
+
+        ``partition`` is the event's input partition, whose release marks apply.
+        """
         config = self.config
         budget = PrivacyBudget.from_list(
             state.privacy_budget,
@@ -121,12 +175,15 @@ class SharedCounts:
             self.refused += 1
         if not keys:
             return
-        if bound.window_start < self._released_before:
-            self.dropped += len(keys)  # a late event for a window already released
+        released_before = max(self._released_before, self._marks.get(partition, float("-inf")))
+        if bound.window_start < released_before:
+            self.dropped += len(keys)  # a late or redelivered event for a released window
             return
         window = self._windows.get(bound.window_start)
         if window is None:
             window = self._windows[bound.window_start] = ThresholdCounts(max_keys=config.max_keys)
+            self._window_partitions[bound.window_start] = set()
+        self._window_partitions[bound.window_start].add(partition)
         for key in keys:
             window.add(key)
 
@@ -141,6 +198,8 @@ class SharedCounts:
         self._released_before = max(self._released_before, current)
         learned = 0
         for start in sorted(start for start in self._windows if start < current):
+            for partition in self._window_partitions.pop(start):
+                self._marks[partition] = self.new_marks[partition] = current
             released = self._windows.pop(start).release(
                 epsilon=self.config.epsilon, delta=self.config.delta
             )

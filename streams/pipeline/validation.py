@@ -35,15 +35,22 @@ class Reason(StrEnum):
     WRONG_TYPE = "wrong_type"
     UNKNOWN_EVENT_TYPE = "unknown_event_type"
     INVALID_VALUE = "invalid_value"
+    KEY_MISMATCH = "key_mismatch"
+    BAD_TIMESTAMP = "bad_timestamp"
     PROCESSING_ERROR = "processing_error"
 
 
 @dataclass(frozen=True, slots=True)
 class Rejection:
-    """A record that failed validation: the reason code and a human-readable detail."""
+    """A record that failed validation: the reason code and a human-readable detail.
+
+    ``user_id`` is the raw user id the record names, when it can be read: its dead
+    letter is then sealed under that user's own key, so an erasure shreds it.
+    """
 
     reason: Reason
     detail: str
+    user_id: str | None = None
 
 
 def load_schema(resource: str = EVENT_SCHEMA) -> dict[str, Any]:
@@ -84,7 +91,7 @@ class RecordValidator:
         try:
             self._check(event)
         except fastjsonschema.JsonSchemaValueException as exc:
-            return _schema_failure(exc)
+            return _schema_failure(exc, event)
         if self._condition is not None:
             return self._condition.check(event)
         return event
@@ -93,36 +100,77 @@ class RecordValidator:
 class InputValidation:
     """The validation stage: each input record checked against its topic's schema.
 
-    Events and privacy requests have their own schemas; a privacy request must also
-    carry the raw user id as its record key (UTF-8), since its value names no user.
+    Events and privacy requests have their own schemas. Both must be keyed by the raw
+    user id (UTF-8) they are about, or one user's state, budget and erasure would split
+    across partitions and workers: an event's key must equal its ``user_id``, and a
+    request's key names its user (and must equal its ``user_id`` when it has one).
+    An event's ``ts`` may be at most ``future_seconds`` ahead of the record's broker
+    timestamp, so one event cannot push the privacy windows into the future.
 
     Examples:
         >>> check = InputValidation(events_topic="ev", requests_topic="rq", max_bytes=1024)
-        >>> check("rq", None, b'{"action":"erase","request_id":"r1"}').reason
-        <Reason.MISSING_FIELD: 'missing_field'>
+        >>> check("rq", None, b'{"action":"erase","request_id":"r1"}', 0.0).reason
+        <Reason.KEY_MISMATCH: 'key_mismatch'>
+        >>> check("ev", b"u2", b'{"event_id":"e","user_id":"u1","ts":1,"type":"view",'
+        ...       b'"item_id":"i"}', 10.0).reason
+        <Reason.KEY_MISMATCH: 'key_mismatch'>
     """
 
-    def __init__(self, *, events_topic: str, requests_topic: str, max_bytes: int) -> None:
+    def __init__(
+        self,
+        *,
+        events_topic: str,
+        requests_topic: str,
+        max_bytes: int,
+        future_seconds: float = 300.0,
+    ) -> None:
         self._requests_topic = requests_topic
+        self._future_seconds = future_seconds
         self._validators = {
             events_topic: RecordValidator(max_bytes=max_bytes),
             requests_topic: RecordValidator(max_bytes=max_bytes, schema=PRIVACY_REQUEST_SCHEMA),
         }
 
     def __call__(
-        self, topic: str, key: bytes | None, value: bytes | None
+        self, topic: str, key: bytes | None, value: bytes | None, timestamp: float
     ) -> dict[str, Any] | Rejection:
-        """The decoded value of a record of ``topic``, or why it goes to the DLQ."""
+        """The decoded value of a record of ``topic``, or why it goes to the DLQ.
+
+        ``timestamp`` is the record's broker timestamp in seconds.
+        """
         outcome = self._validators[topic](value)
-        if topic != self._requests_topic or not isinstance(outcome, dict):
+        if not isinstance(outcome, dict):
             return outcome
-        if not key:
-            return Rejection(Reason.MISSING_FIELD, "record key (the raw user id) is missing")
-        try:
-            key.decode("utf-8")
-        except UnicodeDecodeError:
-            return Rejection(Reason.NOT_UTF8, "record key is not UTF-8")
+        if topic == self._requests_topic:
+            return _check_request_key(key, outcome)
+        user_id = outcome["user_id"]
+        if key is None or key != user_id.encode("utf-8"):
+            return Rejection(
+                Reason.KEY_MISMATCH, "record key is not the event's user_id", user_id=user_id
+            )
+        if outcome["ts"] > timestamp + self._future_seconds:
+            ahead = outcome["ts"] - timestamp
+            return Rejection(
+                Reason.BAD_TIMESTAMP,
+                f"ts is {ahead:.0f} s ahead of the broker timestamp "
+                f"(at most {self._future_seconds:.0f} s)",
+                user_id=user_id,
+            )
         return outcome
+
+
+def _check_request_key(key: bytes | None, request: dict[str, Any]) -> dict[str, Any] | Rejection:
+    """A privacy request's key must be the UTF-8 user id it names."""
+    if not key:
+        return Rejection(Reason.KEY_MISMATCH, "record key (the raw user id) is missing")
+    try:
+        user_id = key.decode("utf-8")
+    except UnicodeDecodeError:
+        return Rejection(Reason.NOT_UTF8, "record key is not UTF-8")
+    named = request.get("user_id")
+    if named is not None and named != user_id:
+        return Rejection(Reason.KEY_MISMATCH, "record key is not the request's user_id")
+    return request
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +220,12 @@ class ConditionalRequired:
         required = self.then_required if event.get(self.field) == self.value else self.else_required
         missing = [name for name in required if name not in event]
         if missing:
-            return Rejection(Reason.MISSING_FIELD, f"missing {','.join(missing)}")
+            named = event.get("user_id")
+            return Rejection(
+                Reason.MISSING_FIELD,
+                f"missing {','.join(missing)}",
+                named if isinstance(named, str) else None,
+            )
         return event
 
 
@@ -184,13 +237,19 @@ def _decode_failure(raw: bytes, exc: orjson.JSONDecodeError) -> Rejection:
     return Rejection(Reason.INVALID_JSON, str(exc)[:200])
 
 
-def _schema_failure(exc: fastjsonschema.JsonSchemaValueException) -> Rejection:
+def _schema_failure(
+    exc: fastjsonschema.JsonSchemaValueException, value: dict[str, Any]
+) -> Rejection:
     field = ".".join(str(part) for part in exc.path[1:]) or "event"
+    named = value.get("user_id")
+    user_id = named if isinstance(named, str) and named else None
     if exc.rule == "required":
         missing = ",".join(exc.rule_definition or [])
-        return Rejection(Reason.MISSING_FIELD, f"missing {missing}")
+        return Rejection(Reason.MISSING_FIELD, f"missing {missing}", user_id)
     if exc.rule == "type":
-        return Rejection(Reason.WRONG_TYPE, f"{field}: {exc.message}"[:200])
+        return Rejection(Reason.WRONG_TYPE, f"{field}: {exc.message}"[:200], user_id)
     if exc.rule == "enum" and field == "type":
-        return Rejection(Reason.UNKNOWN_EVENT_TYPE, f"{field}: {exc.message}"[:200])
-    return Rejection(Reason.INVALID_VALUE, f"{field}: {exc.message}"[:200])
+        return Rejection(Reason.UNKNOWN_EVENT_TYPE, f"{field}: {exc.message}"[:200], user_id)
+    if field == "ts":
+        return Rejection(Reason.BAD_TIMESTAMP, f"{field}: {exc.message}"[:200], user_id)
+    return Rejection(Reason.INVALID_VALUE, f"{field}: {exc.message}"[:200], user_id)

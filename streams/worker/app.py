@@ -21,16 +21,20 @@ from online_learning.registry import ModelStore
 from streams.kafka.catalogue_feed import CatalogueFeed
 from streams.kafka.model_feed import ModelFeed
 from streams.kafka.produce import kafka_producer, send_all
-from streams.kafka.tables import build_key_table, build_user_table
+from streams.kafka.security import faust_credentials
+from streams.kafka.tables import build_tables
 from streams.kafka.topics import build_topics
 from streams.kafka.transport import BatchingApp
 from streams.metrics.worker import WorkerMetrics
 from streams.pipeline.build import build_pipeline
 from streams.pipeline.crypto import load_master_key
+from streams.pipeline.ledger import LedgerSealer
 from streams.pipeline.pseudonyms import Pseudonymizer, load_pseudonym_key
 from streams.pipeline.records import OutputRecord
 from streams.settings import Settings
+from streams.worker.expiry import register_expiry
 from streams.worker.handler import register_handler
+from streams.worker.shredding import SegmentRoller, register_roller
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +45,10 @@ def faust_options(settings: Settings) -> dict[str, Any]:
     return {
         "broker": f"{'tansu' if tansu else 'kafka-batches'}://{settings.bootstrap}",
         "broker_max_poll_records": settings.batch_max,
+        "broker_credentials": faust_credentials(settings),
         "store": "memory://",
         "topic_partitions": settings.partitions,
-        "topic_replication_factor": 1,
+        "topic_replication_factor": settings.replication_factor,
         "topic_disable_leader": True,
         "web_enabled": False,
         "consumer_auto_offset_reset": "earliest",
@@ -81,7 +86,7 @@ def create_app(
     master = master_key if master_key is not None else load_master_key(settings)
     app = BatchingApp(settings.app_id, autodiscover=False, **faust_options(settings))
     topics = build_topics(app, settings)
-    users, keys = build_user_table(app, settings), build_key_table(app, settings)
+    tables = build_tables(app, settings)
     scorer = load_scorer(settings)
     encoder = TextEncoder() if settings.text_search else None
     catalogue = TextCatalogue(dim=encoder.dim) if encoder is not None else None
@@ -108,16 +113,19 @@ def create_app(
         loaded=asyncio.Event(),
         metrics=metrics,
     )
+    roller = SegmentRoller()
     register_handler(
         app,
         settings=settings,
         topics=topics,
-        users=users,
-        keys=keys,
+        tables=tables,
         pipeline=pipeline,
         metrics=metrics,
         record_failure=models.record_failure,
+        roller=roller,
     )
+    register_roller(app, tables=tables, roller=roller)
+    register_expiry(app, settings=settings, tables=tables, ledgers=LedgerSealer(master))
     app.task(models.run)
     ready.append(models.loaded)
     if encoder is not None and catalogue is not None:

@@ -15,10 +15,9 @@ import logging
 import time
 from collections.abc import Callable
 
-import faust
-
 from streams.kafka.consumed import input_records
 from streams.kafka.produce import kafka_producer, send_all
+from streams.kafka.tables import WorkerTables, write_changes
 from streams.kafka.topics import Topics
 from streams.kafka.transport import BatchingApp, Delivery, Fetched, route_batches
 from streams.metrics.worker import WorkerMetrics
@@ -26,6 +25,7 @@ from streams.pipeline.batch import BatchResult, EventPipeline
 from streams.pipeline.monitor import ProbationFailure
 from streams.pipeline.records import OutputRecord
 from streams.settings import Settings
+from streams.worker.shredding import SegmentRoller
 
 log = logging.getLogger(__name__)
 
@@ -38,18 +38,18 @@ def register_handler(
     *,
     settings: Settings,
     topics: Topics,
-    users: faust.Table,
-    keys: faust.Table,
+    tables: WorkerTables,
     pipeline: EventPipeline,
     metrics: WorkerMetrics,
     record_failure: Callable[[ProbationFailure], None],
+    roller: SegmentRoller,
 ) -> None:
     """Route the fetched batches of the input topics to ``recommend_for_events``.
 
     ``record_failure`` writes a probation failure to the model store; it runs in a
     thread during the batch's delivery, never inside the pipeline.
     """
-    changelogs = (users.changelog_topic.get_topic_name(), keys.changelog_topic.get_topic_name())
+    changelogs = tables.changelogs()
     isolate_tails = settings.broker_kind == "tansu"
     inputs = {settings.events_topic, settings.privacy_requests_topic}
     #: Next offset to process per input partition, for the lag gauge.
@@ -71,7 +71,7 @@ def register_handler(
         """Also while no batch comes: a stalled agent's lag grows, given-away partitions go."""
         metrics.set_lag(lag())
 
-    state_store, key_store = users.data, keys.data
+    state_store, key_store = tables.users.data, tables.keys.data
 
     def recommend_for_events(fetched: Fetched) -> Delivery:
         """Score one fetched batch now; the returned delivery sends its waves in order.
@@ -83,9 +83,13 @@ def register_handler(
         """
         records = input_records(fetched.values())
         started = time.perf_counter()
+        pipeline.shared.note_released(tables.release_marks())
         result = pipeline.process(records, read_state=state_store.get, read_key=key_store.get)
         seconds = time.perf_counter() - started
-        result.changes.apply(state_store, key_store)
+        write_changes(tables.users, result.changes.states)
+        write_changes(tables.keys, result.changes.keys)
+        write_changes(tables.releases, _encoded_marks(result.release_marks))
+        roller.note(result.changes.erased_partitions)
         for tp, batch in fetched.items():
             positions[(tp.topic, tp.partition)] = batch[-1].offset + 1
         metrics.record_batch(result.stats, seconds=seconds)
@@ -105,12 +109,20 @@ def register_handler(
     route_batches(app, topics.inputs, recommend_for_events)
 
 
+def _encoded_marks(marks: dict[int, float]) -> dict[bytes, tuple[int, bytes | None]]:
+    """Release marks as ``shared_releases`` table changes, each on its own partition."""
+    return {str(p).encode(): (p, repr(before).encode()) for p, before in marks.items()}
+
+
 def _waves(
-    result: BatchResult, changelogs: tuple[str, str], *, isolate_tails: bool
+    result: BatchResult, changelogs: tuple[str, str, str], *, isolate_tails: bool
 ) -> list[list[OutputRecord]]:
     """The batch's records in the order they must reach the broker, each wave acknowledged first.
 
-    1. Recommendations, dead letters and audit records. 2. The changelog records:
+    0. When the batch released a privacy window, its release marks: durable before
+    anything learned from the release leaves the worker, so a crash cannot release
+    the window again with fresh noise. 1. Recommendations, dead letters and audit
+    records. 2. The changelog records:
     a state holding an event's offset then proves its recommendation was
     delivered, so a redelivered event is not answered twice (``EventPipeline``).
     3. With ``isolate_tails`` (Tansu), the last changelog record of each changelog
@@ -118,17 +130,23 @@ def _waves(
     offset as the base offset of its last producer batch + 1, so Faust's changelog
     recovery would stop before the rest of that batch and lose table updates.
     """
+    users, keys, releases = changelogs
+    marks = [
+        OutputRecord(topic=releases, key=key, value=value, partition=partition)
+        for key, (partition, value) in _encoded_marks(result.release_marks).items()
+    ]
     changes = (result.changes.states, result.changes.keys)
     table_records = [
         OutputRecord(topic=topic, key=user, value=value, partition=partition)
-        for topic, table in zip(changelogs, changes, strict=True)
+        for topic, table in zip((users, keys), changes, strict=True)
         for user, (partition, value) in table.items()
     ]
     outputs = [*result.recommendations, *result.dead_letters, *result.audit]
+    first = [marks] if marks else []
     if not isolate_tails:
-        return [outputs, table_records]
+        return [*first, outputs, table_records]
     last = {(r.topic, r.partition): index for index, r in enumerate(table_records)}
     held = set(last.values())
     tails = [table_records[index] for index in sorted(held)]
     body = [record for index, record in enumerate(table_records) if index not in held]
-    return [outputs, body, tails]
+    return [*first, outputs, body, tails]

@@ -23,8 +23,11 @@ import faust
 
 from streams.errors import WorkerError
 from streams.kafka.admin import ensure_topics, wait_for_group_coordinator
+from streams.kafka.key_check import verify_keys
 from streams.metrics.common import serve
 from streams.metrics.worker import WorkerMetrics
+from streams.pipeline.crypto import load_master_key
+from streams.pipeline.pseudonyms import load_pseudonym_key
 from streams.settings import Settings
 from streams.worker.app import create_app
 from streams.worker.watchdog import watch
@@ -86,10 +89,18 @@ def run_worker(settings: Settings) -> None:
     log.info("worker config: %s", settings.redacted())
     ensure_topics(settings)
     wait_for_group_coordinator(settings)
+    pseudonym_key, master_key = load_pseudonym_key(settings), load_master_key(settings)
+    verify_keys(settings, master=master_key, pseudonym=pseudonym_key)
     ready: list[asyncio.Event] = []
     metrics = WorkerMetrics()
-    port = serve(metrics.registry, settings.metrics_port)
-    app = create_app(settings, ready=ready, metrics=metrics)
+    port = serve(metrics.registry, settings.metrics_port, host=settings.metrics_host)
+    app = create_app(
+        settings,
+        pseudonym_key=pseudonym_key,
+        master_key=master_key,
+        ready=ready,
+        metrics=metrics,
+    )
     if settings.ready_file is not None:
         settings.ready_file.unlink(missing_ok=True)
     worker = ReadinessWorker(

@@ -35,7 +35,7 @@ def test_a_worker_survives_fuzzed_input_and_accounts_for_every_record(
     settings = make_settings(kafka_bootstrap, "kafka", partitions=2, text_search=False)
     worker = start_worker(settings)
     made = list(fuzzed_records(N_RECORDS, seed=11))
-    asyncio.run(produce(settings.bootstrap, settings.events_topic, [(b"k", v) for v, _ in made]))
+    asyncio.run(produce(settings.bootstrap, settings.events_topic, [(k, v) for k, v, _ in made]))
     topics = [settings.recommendations_topic, settings.dlq_topic]
     out = read_topics(settings.bootstrap, topics, count=N_RECORDS, timeout=120, settle=2)
     recommendations, letters = out[settings.recommendations_topic], out[settings.dlq_topic]
@@ -49,5 +49,5 @@ def test_a_worker_survives_fuzzed_input_and_accounts_for_every_record(
     ]
     assert len(set(offsets)) == len(offsets)  # no record dead-lettered twice
     answered = {orjson.loads(m.value)["event_id"] for m in recommendations}
-    unmutated = {orjson.loads(v or b"")["event_id"] for v, seed in made if seed}
+    unmutated = {orjson.loads(v or b"")["event_id"] for _, v, seed in made if seed}
     assert unmutated <= answered

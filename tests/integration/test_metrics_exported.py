@@ -103,10 +103,11 @@ def test_a_live_worker_and_learner_export_every_metric_the_alerts_and_dashboards
         events = _events()
         bad = (b"u0", b"{not json")
         asyncio.run(produce(settings.bootstrap, settings.events_topic, [*events, bad]))
-        erase = orjson.dumps({"action": "erase", "request_id": "req-metrics"})
-        asyncio.run(produce(settings.bootstrap, settings.privacy_requests_topic, [(b"u6", erase)]))
         out = read_topic(settings.bootstrap, settings.recommendations_topic, count=len(events))
         assert len(out) == len(events)
+        # After the answers: an erasure also covers the user's events not yet read.
+        erase = orjson.dumps({"action": "erase", "request_id": "req-metrics"})
+        asyncio.run(produce(settings.bootstrap, settings.privacy_requests_topic, [(b"u6", erase)]))
 
         worker_port = read_ready(tmp_path / "worker.ready")["metrics_port"]
         urls = [

@@ -24,6 +24,7 @@ from model.training.train import TrainConfig
 from streams.errors import StateDecryptionError
 from streams.kafka.tables import KEY_TABLE, USER_TABLE
 from streams.pipeline.crypto import StateCipher
+from streams.pipeline.ledger import LedgerSealer
 from streams.pipeline.pseudonyms import Pseudonymizer
 from streams.pipeline.state import UserState
 from streams.settings import Settings
@@ -73,18 +74,24 @@ def test_erasure_deletes_shreds_audits_and_restarts_empty(
     assert audit.key == b"req-1" and outcome["outcome"] == "erased"
     assert b"erin" not in audit.value
 
-    # Erin comes back: empty state under a new key. A later write rolls the key segment.
-    time.sleep(11)
-    asyncio.run(produce(settings.bootstrap, settings.events_topic, [_view(3, "erin", "z")]))
-    cipher = StateCipher(master_key)
+    # Nobody else writes: the worker itself rolls the segment so the old key is compacted.
     deadline = time.monotonic() + SHRED_SECONDS
     while True:
-        tables = read_topics(settings.bootstrap, [states_topic, keys_topic], count=10**6, timeout=3)
+        tables = read_topics(settings.bootstrap, [keys_topic], count=10**6, timeout=3)
         erin_keys = [r.value for r in tables[keys_topic] if r.key == erin and r.value]
         if old_key not in erin_keys or time.monotonic() > deadline:
             break
     assert old_key not in erin_keys, "the destroyed key is still in the user_keys changelog"
-    [new_key] = erin_keys
+
+    # Erin comes back: empty state under a new key.
+    asyncio.run(produce(settings.bootstrap, settings.events_topic, [_view(3, "erin", "z")]))
+    read_topic(settings.bootstrap, settings.recommendations_topic, count=4)
+    time.sleep(1)
+    tables = read_topics(settings.bootstrap, [states_topic, keys_topic], count=10**6, timeout=3)
+    erin_keys = [r.value for r in tables[keys_topic] if r.key == erin and r.value]
+    cipher = StateCipher(master_key)
+    ledger = erin_keys[-1]  # the ledger after the erasure may still precede it, uncompacted
+    new_key = LedgerSealer(master_key).open(erin, ledger).wrapped_key or b""
     sealed = [r.value for r in tables[states_topic] if r.key == erin and r.value]
     assert len(sealed) >= 2, "the pre-erasure states should still be in the uncompacted changelog"
     opened = []

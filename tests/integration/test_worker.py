@@ -20,8 +20,10 @@ from streams.kafka.consumed import input_records
 from streams.kafka.tables import KEY_TABLE, USER_TABLE
 from streams.pipeline.build import build_pipeline
 from streams.pipeline.crypto import DLQ_PURPOSE, RecordSealer, StateCipher
+from streams.pipeline.ledger import LedgerSealer
 from streams.pipeline.pseudonyms import Pseudonymizer
 from streams.pipeline.state import UserState
+from streams.pipeline.working_set import USER_SEALED_DEAD_LETTER
 from streams.settings import Settings
 from tests.integration.kafka_io import produce
 
@@ -96,9 +98,10 @@ def _stable(value: bytes) -> dict[str, object]:
 
 
 def _changelog_states(states: list, keys: list, master_key: bytes) -> dict[bytes, UserState]:
-    """Each user's latest state in the changelogs, opened with their wrapped key."""
+    """Each user's latest state in the changelogs, opened with the key in their ledger."""
     latest_state = {record.key: record.value for record in states}
-    latest_key = {record.key: record.value for record in keys}
+    ledgers = LedgerSealer(master_key)
+    latest_key = {r.key: ledgers.open(r.key, r.value).wrapped_key or b"" for r in keys}
     cipher = StateCipher(master_key)
     return {
         user: UserState.from_bytes(cipher.open(user, latest_key[user], sealed))
@@ -146,7 +149,11 @@ def test_exact_recommendations_and_dead_letters_on_kafka(
     position = {m.value: m.offset for m in inputs}
     sealer = RecordSealer(master_key, purpose=DLQ_PURPOSE)
     assert all(m.key is None for m in letters)
-    assert [sealer.open(m.value) for m in letters] == [(k, v) for k, v, _ in BAD]
+    for m, (key, value, _) in zip(letters, BAD, strict=True):
+        if m.value[0] == USER_SEALED_DEAD_LETTER:  # names a user: sealed under their key
+            assert dict(m.headers)["user"] and key not in m.value
+        else:
+            assert sealer.open(m.value) == (key, value)
     for letter, (_, value, reason) in zip(letters, BAD, strict=True):
         assert value not in letter.value  # sealed, not a plain copy
         headers = dict(letter.headers)

@@ -293,6 +293,33 @@ def test_the_announcement_of_a_stored_version_matches_its_publication(
     assert announced.key == b"intentstream-scorer"
 
 
+def test_the_announcement_pins_the_manifest_and_loading_checks_the_pin(
+    store: ModelStore, publish: Callable[..., str]
+) -> None:
+    version = publish()
+    pinned = store.announcement(version).manifest
+    assert pinned is not None and len(pinned) == 64
+    store.load(version, pinned=pinned)
+    with pytest.raises(ModelRejected, match="not the one its announcement names"):
+        store.load(version, pinned="0" * 64)
+
+
+def test_prune_keeps_the_newest_and_current_with_its_parent(
+    store: ModelStore, publish: Callable[..., str]
+) -> None:
+    oldest = publish()
+    second = publish(parent=oldest)
+    middle = [publish() for _ in range(3)]
+    newest = [publish() for _ in range(2)]
+    store.set_current(second)
+    assert sorted(store.prune(keep=2)) == sorted(middle)
+    assert {info.version for info in store.versions()} == {oldest, second, *newest}
+    assert not list(store.root.glob(".deleted-*"))
+    assert store.prune(keep=2) == []
+    with pytest.raises(ValueError):
+        store.prune(keep=0)
+
+
 # Announcements ----------------------------------------------------------------------
 
 ANNOUNCEMENT = Announcement(
@@ -349,6 +376,9 @@ def _with(**changes: object) -> bytes:
         _with(created_at="yesterday"),
         _with(created_at=-1),
         _with(created_at=10**400),
+        _with(manifest="ab12"),
+        _with(signature="Z" * 64),
+        _with(privacy={"epsilon": 1.0, "delta": 1e-6, "accountant": 3}),
         b'{"created_at": 1e999}',
     ],
 )
@@ -418,6 +448,7 @@ def cli_output(monkeypatch: pytest.MonkeyPatch, store: ModelStore) -> Iterator[i
     """The CLI's console, wide, into a buffer; the settings point at ``store``."""
     buffer = io.StringIO()
     monkeypatch.setenv("INTENTSTREAM_MODEL_STORE", str(store.root))
+    monkeypatch.setenv("INTENTSTREAM_MASTER_KEY", "00" * 32)  # signs the announcements
     monkeypatch.setattr(streams.ops.cli, "console", Console(file=buffer, width=250))
     yield buffer
 

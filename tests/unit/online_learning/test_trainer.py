@@ -90,7 +90,7 @@ def test_with_privacy_each_session_has_one_pending_row_its_longest_prefix() -> N
     trainer = _private_trainer(update_every=2, steps=3, batch_size=2)
     assert not trainer.observe(["i1", "i2"], key="s1")
     assert not trainer.observe(["i1", "i2", "i3"], key="s1")  # still one session pending
-    assert trainer._pending == {"s1": [1, 2, 3]}
+    assert trainer._pending == {"s1": (None, [1, 2, 3])}
     assert trainer.observe(["i4", "i5"], key="s2")
     spent = trainer.privacy_spent()
     assert spent is not None and spent["steps"] == 3 and spent["epsilon"] > 0
@@ -211,3 +211,22 @@ def test_a_grown_model_saved_with_its_vocab_loads_and_ranks_the_new_item(tmp_pat
     assert checkpoint.model.config.n_items == N + 1 and checkpoint.vocab.ids[-1] == "new"
     ranked = CheckpointScorer(checkpoint, bf16=False).score_many([["i1"]], k=1)
     assert [item for item, _ in ranked[0]] == ["new"]
+
+
+def test_forget_drops_an_owners_sequences_and_the_new_items_only_they_held() -> None:
+    model = SequenceScorer(ScorerConfig(n_items=4, d_model=8, n_heads=2)).eval()
+    vocab = ItemVocab.build([["a", "b", "c"]])
+    trainer = IncrementalTrainer(model, vocab, config=UpdateConfig(update_every=2))
+    assert not trainer.observe(["a", "b"], owner="erased")
+    assert trainer.observe(["b", "c"], owner="kept")  # an update: both join the reservoir
+    trainer.update_every = 10
+    assert not trainer.observe(["a", "secret"], owner="erased")
+    assert not trainer.observe(["b", "shared"], owner="erased")
+    assert not trainer.observe(["c", "shared"], owner="kept")
+    assert trainer.forget({"erased"}) == 3  # one replayed, two pending
+    assert [owner for owner, _ in trainer._reservoir] == ["kept"]
+    # "secret" only the erased user held; "shared" takes its index.
+    assert trainer._fresh == {"shared": 4}
+    assert list(trainer._pending.values()) == [("kept", [3, 4])]
+    trainer.update()
+    assert vocab.ids == ["", "a", "b", "c", "shared"] and model.config.n_items == 5

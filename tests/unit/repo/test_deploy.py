@@ -37,6 +37,7 @@ from tests.deploy_checks import (
     dependency_problems,
     dockerfile_instruction,
     environment,
+    exposure_problems,
     expression_problems,
     family_names,
     image_problems,
@@ -142,6 +143,12 @@ def test_bind_mounts_exist(compose: dict[str, Any]) -> None:
 
 def test_dependencies_exist_and_can_be_met(compose: dict[str, Any]) -> None:
     assert dependency_problems(compose) == []
+
+
+def test_only_this_machine_reaches_the_stack_and_grafana_wants_a_password(
+    compose: dict[str, Any],
+) -> None:
+    assert exposure_problems(compose) == []
 
 
 def test_the_gpu_override_builds_one_cuda_image_for_every_intentstream_service(
@@ -281,6 +288,9 @@ def test_the_build_context_holds_what_the_image_installs() -> None:
 # ---------------------------------------------------------------- the checks can fail
 
 
+GRAFANA_ENV = "services/grafana/environment"
+
+
 def _set(tree: dict[str, Any], path: str, value: object) -> dict[str, Any]:
     """A deep copy of ``tree`` with the value at ``a/b/0/c`` replaced."""
     out = copy.deepcopy(tree)
@@ -326,6 +336,25 @@ def _mistakes() -> dict[str, Callable[[], Problems]]:
         ),
         "key off its volume": lambda: storage_problems(
             _set(compose, "services/learner/volumes", [])
+        ),
+        "port on every address": lambda: exposure_problems(
+            _set(compose, "services/kafka/ports/0", "29092:29092")
+        ),
+        "port on a public address": lambda: exposure_problems(
+            _set(compose, "services/grafana/ports/0", {"target": 3000, "published": "3000"})
+        ),
+        "default grafana password": lambda: exposure_problems(
+            _set(compose, f"{GRAFANA_ENV}/GF_SECURITY_ADMIN_PASSWORD", "${GRAFANA_PW:-admin}")
+        ),
+        "anonymous grafana": lambda: exposure_problems(
+            _set(compose, f"{GRAFANA_ENV}/GF_AUTH_ANONYMOUS_ENABLED", "true")
+        ),
+        "prometheus lifecycle api": lambda: exposure_problems(
+            _set(compose, "services/prometheus/command/2", "--web.enable-lifecycle")
+        ),
+        "metrics on loopback": lambda: scrape_problems(
+            _set(compose, "services/learner/environment/INTENTSTREAM_METRICS_HOST", "127.0.0.1"),
+            prometheus,
         ),
         "repeated panel id": lambda: dashboard_problems(
             {**overview, "panels": [first, {**second, "id": first["id"]}]}, provisioned_uid()

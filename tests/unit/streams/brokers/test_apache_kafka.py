@@ -16,6 +16,7 @@ from streams.brokers.apache_kafka import (
     new_cluster_id,
     server_properties,
 )
+from streams.brokers.listener import ListenerSecurity
 from streams.errors import BrokerError
 
 HOST = "127.0.0.1"
@@ -114,3 +115,21 @@ def test_kafka_start_refuses_a_taken_controller_port(
     with pytest.raises(BrokerError, match=f"port {port + 1} .* already in use"):
         broker.start()
     assert not (tmp_path / "kafka").exists()  # refused before installing anything
+
+
+def test_a_secured_listener_asks_clients_for_a_login_and_a_certificate(tmp_path: Path) -> None:
+    tls = {"tls_keystore": tmp_path / "broker.pem", "tls_truststore": tmp_path / "ca.pem"}
+    security = ListenerSecurity(sasl_users={"broker": "b-pw", "shop": "s-pw"}, **tls)
+    props = _properties(server_properties(port=9192, data_dir=tmp_path, security=security))
+
+    assert props["listeners"] == "SASL_SSL://127.0.0.1:9192,CONTROLLER://127.0.0.1:9193"
+    assert props["listener.security.protocol.map"] == "SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT"
+    assert props["inter.broker.listener.name"] == "SASL_SSL"
+    login = props["listener.name.sasl_ssl.plain.sasl.jaas.config"]
+    assert 'username="broker" password="b-pw"' in login and 'user_shop="s-pw"' in login
+    assert props["ssl.client.auth"] == "required"
+    assert props["ssl.keystore.location"] == str(tmp_path / "broker.pem")
+    assert ListenerSecurity(sasl_users={"shop": "pw"}).protocol == "SASL_PLAINTEXT"
+    assert ListenerSecurity(**tls).protocol == "SSL"
+    with pytest.raises(ValueError, match="go together"):
+        ListenerSecurity(tls_keystore=tmp_path / "broker.pem")

@@ -1,13 +1,22 @@
-"""Folding catalogue records: last record of an item wins, tombstones remove, bad ones DLQ."""
+"""Folding catalogue records: last record of an item wins, tombstones remove, bad ones DLQ;
+the catalogue stays within its bounds."""
 
 from __future__ import annotations
 
-import orjson
+import asyncio
+import logging
 
-from streams.kafka.catalogue_feed import item_changes
+import numpy as np
+import orjson
+import pytest
+
+from model.serving.catalogue import TextCatalogue
+from model.serving.text import TextEncoder, nfkc_prefix
+from streams.kafka.catalogue_feed import CatalogueFeed, ItemChanges, admit, item_changes
 from streams.pipeline.crypto import RecordSealer
-from streams.pipeline.records import InputRecord
+from streams.pipeline.records import InputRecord, OutputRecord
 from streams.pipeline.validation import ITEM_SCHEMA, RecordValidator
+from streams.settings import Settings
 
 VALIDATE = RecordValidator(max_bytes=4096, schema=ITEM_SCHEMA)
 SEALER = RecordSealer(bytes(32), purpose=b"test")
@@ -55,3 +64,68 @@ def test_bad_item_records_become_dead_letters_with_reasons() -> None:
     assert reasons == [b"missing_field", b"invalid_json", b"wrong_type"]
     assert SEALER.open(changes.dead_letters[0].value or b"") == (b"x", b'{"id": "x"}')
     assert {letter.topic for letter in changes.dead_letters} == {"dlq"}
+
+
+def _catalogue(*items: str) -> TextCatalogue:
+    catalogue = TextCatalogue(dim=2)
+    catalogue.add(list(items), np.ones((len(items), 2), dtype=np.float32))
+    return catalogue
+
+
+def test_new_items_past_the_bound_are_refused_in_offset_order() -> None:
+    changes = ItemChanges(titles={"a": "re-titled", "x": "new", "y": "new", "z": "new"})
+    admitted = admit(changes, _catalogue("a", "b"), max_items=3)
+    assert admitted.titles == {"a": "re-titled", "x": "new"}
+    assert admitted.refused == 2
+
+
+def test_removals_in_the_same_poll_make_room() -> None:
+    changes = ItemChanges(titles={"x": "new", "y": "new"}, removed={"a", "never-there"})
+    admitted = admit(changes, _catalogue("a", "b"), max_items=3)
+    assert admitted.titles == {"x": "new", "y": "new"}
+    assert admitted.refused == 0
+
+
+def _feed(
+    encoder: TextEncoder, settings: Settings
+) -> tuple[CatalogueFeed, TextCatalogue, list[OutputRecord]]:
+    """A catalogue feed, the empty catalogue it fills and the dead letters it sends."""
+    catalogue, letters = TextCatalogue(dim=encoder.dim), []
+
+    async def send(records: list[OutputRecord]) -> None:
+        letters.extend(records)
+
+    feed = CatalogueFeed(
+        settings,
+        catalogue=catalogue,
+        encoder=encoder,
+        send_dead_letters=send,
+        seal=SEALER.seal,
+        loaded=asyncio.Event(),
+    )
+    return feed, catalogue, letters
+
+
+async def test_a_full_catalogue_refuses_new_items_with_a_warning_and_counts_them(
+    encoder: TextEncoder, caplog: pytest.LogCaptureFixture
+) -> None:
+    feed, catalogue, letters = _feed(encoder, Settings(max_catalogue_items=2))
+    with caplog.at_level(logging.WARNING):
+        await feed.apply(_records(_item("a", "kettle"), _item("b", "yoga mat"), _item("c", "tea")))
+    assert catalogue.ids == ["a", "b"]
+    assert feed.refused == 1
+    assert "refused 1 new items of shop.items up to partition 0 offset 2" in caplog.text
+    await feed.apply(_records((b"a", None), _item("c", "tea"), _item("b", "red yoga mat")))
+    assert sorted(catalogue.ids) == ["b", "c"]
+    await feed.apply(_records((b"b", None)))
+    assert catalogue.ids == ["c"]
+    assert feed.refused == 1
+    assert letters == []
+
+
+async def test_long_titles_are_encoded_cut_to_the_title_bound(encoder: TextEncoder) -> None:
+    feed, catalogue, _ = _feed(encoder, Settings(max_title_chars=16))
+    title = "\ufdfa" * 2048  # the item schema's longest title, 18 NFKC characters each
+    await feed.apply(_records(_item("a", title)))
+    expected = encoder.encode_many([nfkc_prefix(title, 16)])
+    np.testing.assert_array_equal(catalogue.matrix, expected)

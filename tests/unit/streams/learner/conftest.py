@@ -23,15 +23,20 @@ from tests.unit.walks import walks
 def learner_settings(tmp_path: Path) -> Callable[..., Settings]:
     """Factory of settings to learn from a trained scorer, the model store's current version.
 
-    ``learner_settings(rng, n_items=..., epochs=15, **overrides)`` trains a 16-wide scorer
-    for ``epochs`` on 400 walks k -> k + 1 over items ``i1 .. i<n_items - 1>`` (drawn from
-    ``rng``), publishes it into ``tmp_path / "store"``, makes it current, and returns
-    settings that update every 32 events and publish only when drift asks;
-    ``overrides`` (a pseudonym key, DP-SGD options) win.
+    ``learner_settings(rng, n_items=..., epochs=15, privacy=None, **overrides)`` trains a
+    16-wide scorer for ``epochs`` on 400 walks k -> k + 1 over items ``i1 .. i<n_items - 1>``
+    (drawn from ``rng``), publishes it into ``tmp_path / "store"`` with ``privacy`` as its
+    spend, makes it current, and returns settings that update every 32 events and publish
+    only when drift asks; ``overrides`` (a pseudonym key, DP-SGD options) win.
     """
 
     def make(
-        rng: random.Random, *, n_items: int, epochs: int = 15, **overrides: object
+        rng: random.Random,
+        *,
+        n_items: int,
+        epochs: int = 15,
+        privacy: dict[str, object] | None = None,
+        **overrides: object,
     ) -> Settings:
         torch.manual_seed(0)
         model = SequenceScorer(ScorerConfig(n_items=n_items, d_model=16, n_heads=2, max_len=8))
@@ -52,7 +57,7 @@ def learner_settings(tmp_path: Path) -> Callable[..., Settings]:
         )
         store = ModelStore(tmp_path / "store")
         store.set_current(
-            store.publish(tmp_path / "run", parent=None, metrics={}, privacy=None).version
+            store.publish(tmp_path / "run", parent=None, metrics={}, privacy=privacy).version
         )
         options: dict[str, object] = {
             "learn_update_every": 32,

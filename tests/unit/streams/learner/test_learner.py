@@ -1,4 +1,5 @@
-"""The learner checks each event before learning, and speeds up when the stream drifts."""
+"""The learner checks each event before learning, speeds up when the stream drifts, forgets
+erased users, and records the privacy its versions spent."""
 
 from __future__ import annotations
 
@@ -15,27 +16,40 @@ from streams.learner.learner import Learner
 from streams.metrics.learner import LearnerMetrics
 from streams.ops.status import parse
 from streams.pipeline.pseudonyms import Pseudonymizer
+from streams.pipeline.records import InputRecord
 from streams.settings import Settings
 from tests.unit.walks import walks
 
 N = 60
 KEY = "learn-test-key-0123456789abcdef"
+T0 = 1.7e9
 
 
-def _values(walks: list[list[int]], first: int) -> list[bytes | None]:
-    values: list[bytes | None] = []
-    for n, walk in enumerate(walks, start=first):
-        for j, item in enumerate(walk):
-            event = {
-                "event_id": f"e{n}-{j}",
-                "user_id": f"person-{n}",
-                "session_id": f"s{n}",
-                "ts": 1.7e9 + n,
-                "type": "view",
-                "item_id": f"i{item}",
-            }
-            values.append(orjson.dumps(event))
-    return values
+def _event(user: str, session: str, item: str, *, at: float) -> InputRecord:
+    """A view of ``item`` as consumed from the events topic, with record time ``at``."""
+    event = {
+        "event_id": f"{user}-{session}-{item}-{at}",
+        "user_id": user,
+        "session_id": session,
+        "ts": at,
+        "type": "view",
+        "item_id": item,
+    }
+    return InputRecord(user.encode(), orjson.dumps(event), "shop.events", 0, 0, at)
+
+
+def _erasure(user: str, *, at: float) -> InputRecord:
+    """An erasure request for ``user`` as consumed from the requests topic, at time ``at``."""
+    value = orjson.dumps({"action": "erase", "request_id": f"r-{user}"})
+    return InputRecord(user.encode(), value, "shop.privacy.requests", 0, 0, at)
+
+
+def _values(walks: list[list[int]], first: int) -> list[InputRecord]:
+    return [
+        _event(f"person-{n}", f"s{n}", f"i{item}", at=T0 + n)
+        for n, walk in enumerate(walks, start=first)
+        for item in walk
+    ]
 
 
 def test_the_learner_scores_before_learning_and_reacts_to_drift(
@@ -85,7 +99,9 @@ def test_with_dp_sgd_the_spend_is_published_and_survives_a_restart(
     checkpoint, metrics = learner.snapshot()
     assert metrics["stream_epsilon"] == spent["epsilon"]
     store = ModelStore(settings.model_store)  # what publish does, without a broker to announce on
-    child = store.publish(checkpoint, parent=learner.version, metrics=metrics, privacy=None).version
+    privacy = learner.privacy()
+    child = store.publish(checkpoint, parent=learner.version, metrics=metrics, privacy=privacy)
+    child = child.version
     store.set_current(child)
 
     again = Learner(settings, pseudonymizer=Pseudonymizer(KEY.encode()))  # a restart
@@ -97,3 +113,87 @@ def test_with_dp_sgd_the_spend_is_published_and_survives_a_restart(
             settings.model_copy(update={"learn_dp_epsilon": spent["epsilon"]}),
             pseudonymizer=Pseudonymizer(KEY.encode()),
         )
+
+
+def test_an_erased_user_is_forgotten_and_their_older_events_never_learned(
+    learner_settings: Callable[..., Settings],
+) -> None:
+    settings = learner_settings(
+        random.Random(2), n_items=N, epochs=1, pseudonym_key=KEY, learn_update_every=4
+    )
+    learner = Learner(settings, pseudonymizer=Pseudonymizer(KEY.encode()))
+    learner.learn(
+        [
+            _event("victim", "s1", "i1", at=T0),
+            _event("victim", "s1", "secret", at=T0 + 1),  # pending, with a new item
+            _event("other", "s2", "i2", at=T0 + 2),
+            _event("other", "s2", "fresh", at=T0 + 3),
+        ]
+    )
+    assert learner.forget([_erasure("victim", at=T0 + 10), _erasure("nobody", at=T0 + 10)]) == 2
+    learner.learn(
+        [
+            _event("victim", "s1", "late", at=T0 + 9),  # read after the erasure, sent before it
+            _event("victim", "s1", "late2", at=T0 + 10),
+            _event("victim", "s3", "i3", at=T0 + 11),  # after the erasure: learned again
+            _event("victim", "s3", "comeback", at=T0 + 12),
+            *[
+                _event("other", f"s{n}", f"i{n + k}", at=T0 + 20 + n)
+                for n in range(4, 8)
+                for k in (0, 1)
+            ],
+        ]
+    )
+    assert learner.dropped_erased == 2 and learner.trainer.updates >= 1
+    vocab = learner.snapshot()[0].vocab.ids
+    assert "fresh" in vocab and "comeback" in vocab
+    assert not {"secret", "late", "late2"} & set(vocab)
+
+
+def test_with_dp_sgd_a_version_records_its_base_spend_plus_the_learners(
+    learner_settings: Callable[..., Settings],
+) -> None:
+    base = {"epsilon": 1.0, "delta": 1e-6, "accountant": "prv", "unit": "session"}
+    settings = learner_settings(
+        random.Random(3),
+        n_items=N,
+        epochs=1,
+        privacy=base,
+        pseudonym_key=KEY,
+        learn_dp_noise_multiplier=5.0,
+        learn_update_every=16,
+    )
+    learner = Learner(settings, pseudonymizer=Pseudonymizer(KEY.encode()))
+    learner.learn(_values(walks(40, random.Random(4), n_items=N, step=1), first=0))
+    learner.learn([_event("shopper", "s1", "i1", at=T0), _event("shopper", "s1", "new", at=T0)])
+    spent = learner.trainer.privacy_spent()
+    assert spent is not None and spent["steps"] > 0
+    privacy = learner.privacy()
+    assert privacy is not None
+    assert privacy["epsilon"] == pytest.approx(1.0 + spent["epsilon"])
+    assert privacy["delta"] == pytest.approx(2e-6) and privacy["accountant"] == "rdp"
+    assert privacy["base"]["version"] == learner.version
+    # Under DP-SGD no item of the sessions joins the vocabulary: it is the base version's.
+    assert "new" not in learner.snapshot()[0].vocab.ids
+
+    plain = Learner(
+        settings.model_copy(update={"learn_dp_noise_multiplier": None}),
+        pseudonymizer=Pseudonymizer(KEY.encode()),
+    )
+    assert plain.privacy() is None  # not DP-trained: marked with privacy null
+
+
+def test_dp_sgd_from_a_version_that_is_not_dp_trained_is_not_dp_trained_either(
+    learner_settings: Callable[..., Settings],
+) -> None:
+    settings = learner_settings(
+        random.Random(5),
+        n_items=N,
+        epochs=1,
+        pseudonym_key=KEY,
+        learn_dp_noise_multiplier=5.0,
+        learn_update_every=16,
+    )
+    learner = Learner(settings, pseudonymizer=Pseudonymizer(KEY.encode()))
+    learner.learn(_values(walks(40, random.Random(6), n_items=N, step=1), first=0))
+    assert learner.trainer.privacy_spent() is not None and learner.privacy() is None

@@ -18,13 +18,13 @@ SETTINGS = Settings(pseudonym_key="p" * 32, text_search=False)
 USER = "alice-secret-id"
 
 
-def _record(value: bytes, offset: int) -> InputRecord:
-    return InputRecord(b"k", value, "shop.events", 0, offset, 1.0)
+def _record(value: bytes, offset: int, key: bytes = b"k") -> InputRecord:
+    return InputRecord(key, value, "shop.events", 0, offset, 10.0)
 
 
 def _event(user: str, kind: str, item: str, offset: int) -> InputRecord:
     event = {"event_id": f"e{offset}", "user_id": user, "ts": 1.0 + offset, "type": kind}
-    return _record(orjson.dumps({**event, "item_id": item}), offset)
+    return _record(orjson.dumps({**event, "item_id": item}), offset, user.encode())
 
 
 def _exported_after_two_batches() -> str:

@@ -16,6 +16,7 @@ from streams.pipeline.batch import BatchResult, EventPipeline
 from streams.pipeline.build import build_pipeline
 from streams.pipeline.crypto import DLQ_PURPOSE, RecordSealer, StateCipher
 from streams.pipeline.intent import INTENT_TRIAL
+from streams.pipeline.ledger import LedgerSealer, UserLedger
 from streams.pipeline.pseudonyms import Pseudonymizer
 from streams.pipeline.records import InputRecord
 from streams.pipeline.state import UserState
@@ -38,16 +39,23 @@ SEALER = RecordSealer(MASTER, purpose=DLQ_PURPOSE)
 
 @dataclass
 class Tables:
-    """The worker's two tables: sealed states and wrapped keys, by pseudonym."""
+    """The worker's two tables: sealed states and sealed ledgers, by pseudonym."""
 
     states: dict[bytes, bytes] = field(default_factory=dict)
     keys: dict[bytes, bytes] = field(default_factory=dict)
 
-    def plain(self, user: str) -> UserState:
+    def ledger(self, user: str, master: bytes = MASTER) -> UserLedger:
+        """A user's ledger, opened with the master key."""
+        pseudonym = Pseudonymizer(KEY).one(user).encode()
+        return LedgerSealer(master).open(pseudonym, self.keys[pseudonym])
+
+    def plain(self, user: str, master: bytes = MASTER) -> UserState:
         """A user's state, opened with the master key."""
         pseudonym = Pseudonymizer(KEY).one(user).encode()
-        sealed, wrapped = self.states[pseudonym], self.keys[pseudonym]
-        return UserState.from_bytes(StateCipher(MASTER).open(pseudonym, wrapped, sealed))
+        wrapped = self.ledger(user, master).wrapped_key
+        assert wrapped is not None
+        opened = StateCipher(master).open(pseudonym, wrapped, self.states[pseudonym])
+        return UserState.from_bytes(opened)
 
 
 def _pipeline(master: bytes = MASTER, settings: Settings = EXACT) -> EventPipeline:
@@ -56,14 +64,21 @@ def _pipeline(master: bytes = MASTER, settings: Settings = EXACT) -> EventPipeli
     )
 
 
-def _record(value: bytes | None, offset: int, *, partition: int = 0) -> InputRecord:
+def _record(
+    value: bytes | None, offset: int, *, partition: int = 0, timestamp: float = 99.5
+) -> InputRecord:
+    """An event record keyed by its user_id (b"k" when the value names none)."""
+    try:
+        key = orjson.loads(value or b"")["user_id"].encode()
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+        key = b"k"
     return InputRecord(
-        key=b"k",
+        key=key,
         value=value,
         topic="shop.events",
         partition=partition,
         offset=offset,
-        timestamp=99.5,
+        timestamp=timestamp,
     )
 
 
@@ -210,7 +225,12 @@ def _known(store: Tables, user: str) -> bool:
 
 
 def _erase(
-    user: str | None, request_id: str, offset: int, body: bytes | None = None
+    user: str | None,
+    request_id: str,
+    offset: int,
+    body: bytes | None = None,
+    *,
+    timestamp: float = 99.6,
 ) -> InputRecord:
     return InputRecord(
         key=user.encode() if user is not None else None,
@@ -218,7 +238,7 @@ def _erase(
         topic=SETTINGS.privacy_requests_topic,
         partition=0,
         offset=offset,
-        timestamp=99.0,
+        timestamp=timestamp,
     )
 
 
@@ -228,25 +248,30 @@ def test_erasure_deletes_state_and_key_and_the_next_event_starts_empty() -> None
     old_sealed = dict(store.states)
     result = _run(pipeline, [_erase("u", "r1", 0)], store)
     user = Pseudonymizer(KEY).one("u").encode()
-    assert result.changes.states == {user: (0, None)} and result.changes.keys == {user: (0, None)}
-    assert user not in store.states and user not in store.keys
+    assert result.changes.states == {user: (0, None)} and user not in store.states
+    ledger = store.ledger("u")  # no key: every sealed copy is shredded; the erasure's time kept
+    assert ledger.wrapped_key is None and ledger.erased_before_ms == 99_600
     [audit] = result.audit
     assert audit.topic == SETTINGS.privacy_audit_topic and audit.key == b"r1"
     outcome = orjson.loads(audit.value or b"")
-    assert outcome["outcome"] == "erased" and outcome["latency_ms"] == 1000.0
+    assert outcome["outcome"] == "erased" and outcome["latency_ms"] == 400.0
     assert set(outcome) == {"request_id", "action", "outcome", "ts", "latency_ms"}  # no user id
 
-    _run(pipeline, [_record(_view("u", "c"), 2)], store)
+    _run(pipeline, [_record(_view("u", "c"), 2, timestamp=99.7)], store)
     assert store.plain("u").items == ["c"]  # starts from empty state, under a new key
     cipher = StateCipher(MASTER)
     with pytest.raises(StateDecryptionError):  # the old record does not open with the new key
-        cipher.open(user, store.keys[user], old_sealed[user])
+        cipher.open(user, store.ledger("u").wrapped_key or b"", old_sealed[user])
     assert store.plain("v").items == ["b"]  # other users untouched
 
 
 def test_erasure_in_the_middle_of_a_batch_applies_in_order() -> None:
     pipeline, store = _pipeline(), Tables()
-    records = [_record(_view("u", "a"), 0), _erase("u", "r1", 0), _record(_view("u", "b"), 1)]
+    records = [
+        _record(_view("u", "a"), 0),
+        _erase("u", "r1", 0),
+        _record(_view("u", "b"), 1, timestamp=99.7),
+    ]
     result = _run(pipeline, records, store)
     assert orjson.loads(result.audit[0].value or b"")["outcome"] == "erased"
     assert store.plain("u").items == ["b"]
@@ -266,7 +291,7 @@ def test_bad_privacy_requests_go_to_the_dead_letter_topic() -> None:
     )
     assert result.audit == [] and result.changes.states == {}
     reasons = [dict(letter.headers)["reason"] for letter in result.dead_letters]
-    assert reasons == [b"missing_field", b"invalid_value", b"missing_field"]
+    assert reasons == [b"key_mismatch", b"invalid_value", b"missing_field"]
 
 
 def test_state_sealed_under_another_master_key_reads_as_a_new_user() -> None:
@@ -274,9 +299,7 @@ def test_state_sealed_under_another_master_key_reads_as_a_new_user() -> None:
     _run(_pipeline(), [_record(_view("u", "a"), 0)], store)
     other = _pipeline(master=bytes(32))
     _run(other, [_record(_view("u", "b"), 1)], store)
-    user = Pseudonymizer(KEY).one("u").encode()
-    opened = StateCipher(bytes(32)).open(user, store.keys[user], store.states[user])
-    assert UserState.from_bytes(opened).items == ["b"]
+    assert store.plain("u", master=bytes(32)).items == ["b"]
 
 
 def test_a_rare_item_is_never_released_to_other_users() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import stat
 from pathlib import Path
 
@@ -216,13 +215,10 @@ def test_key_file_with_whitespace_is_accepted(tmp_path: Path) -> None:
     assert load_master_key(Settings(master_key_file=path)) == b"\x0f" * 32
 
 
-def test_a_key_file_others_can_read_is_warned_about(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_a_key_file_others_can_read_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "master.key"
     path.write_text("0f" * 32)
     path.chmod(0o644)
-    with caplog.at_level(logging.WARNING, logger="streams.pipeline.keys"):
+    with pytest.raises(ConfigurationError, match="chmod 600") as refused:
         load_master_key(Settings(master_key_file=path))
-    assert "readable by other users" in caplog.text
-    assert "0f" * 32 not in caplog.text
+    assert "0f" * 32 not in str(refused.value)

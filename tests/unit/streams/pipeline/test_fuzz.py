@@ -32,8 +32,8 @@ def test_every_fuzzed_record_is_answered_or_dead_lettered_once() -> None:
     )
     made = list(fuzzed_records(N_RECORDS, seed=7))
     records = [
-        InputRecord(b"k", value, "shop.events", 0, offset, time.time())
-        for offset, (value, _) in enumerate(made)
+        InputRecord(key, value, "shop.events", 0, offset, time.time())
+        for offset, (key, value, _) in enumerate(made)
     ]
     states: dict[bytes, bytes] = {}
     keys: dict[bytes, bytes] = {}
@@ -57,11 +57,11 @@ def test_every_fuzzed_record_is_answered_or_dead_lettered_once() -> None:
     assert set(reasons) <= {reason.value for reason in Reason}
     accepted = Counter(
         orjson.loads(value or b"")["event_id"]
-        for offset, (value, _) in enumerate(made)
+        for offset, (_, value, _) in enumerate(made)
         if offset not in dead
     )
     assert answered == accepted  # every accepted record answered once, nothing else
-    unmutated = {offset for offset, (_, seed) in enumerate(made) if seed}
+    unmutated = {offset for offset, (_, _, seed) in enumerate(made) if seed}
     assert not unmutated & set(dead)
     assert sum(answered.values()) + len(dead) == N_RECORDS
     assert 0.3 < len(dead) / N_RECORDS < 0.6  # the mix really holds both kinds

@@ -40,3 +40,19 @@ def test_missing_key_is_an_error_unless_asked_to_create(tmp_path: Path) -> None:
     assert len(key) == 64
     assert stat.S_IMODE(settings.pseudonym_key_file.stat().st_mode) == 0o600
     assert load_pseudonym_key(settings) == key
+
+
+def test_a_key_file_open_to_other_users_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "pseudonym.key"
+    path.write_text("k" * 64)
+    path.chmod(0o644)
+    with pytest.raises(ConfigurationError, match="chmod 600"):
+        load_pseudonym_key(Settings(pseudonym_key_file=path))
+    path.chmod(0o600)
+    assert load_pseudonym_key(Settings(pseudonym_key_file=path)) == b"k" * 64
+
+
+def test_user_and_session_pseudonyms_live_in_separate_domains() -> None:
+    pseudonyms = Pseudonymizer(b"0123456789abcdef")
+    assert pseudonyms.sessions(["same-id"]) != pseudonyms.many(["same-id"])
+    assert pseudonyms.sessions(["a", "b"]) == pseudonyms.sessions(["a", "b"])
