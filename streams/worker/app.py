@@ -40,13 +40,20 @@ log = logging.getLogger(__name__)
 
 
 def faust_options(settings: Settings) -> dict[str, Any]:
-    """Faust settings derived from ours (documented in docs/configuration.md)."""
+    """Faust settings derived from ours (documented in docs/configuration.md).
+
+    Creates the folder Faust keeps its per-app data in (under ``home``, not the
+    working directory), since Faust does not create its parent.
+    """
     tansu = settings.broker_kind == "tansu"
+    (settings.home / "faust").mkdir(parents=True, exist_ok=True)
     return {
         "broker": f"{'tansu' if tansu else 'kafka-batches'}://{settings.bootstrap}",
         "broker_max_poll_records": settings.batch_max,
         "broker_credentials": faust_credentials(settings),
         "store": "memory://",
+        # Faust keeps a small folder per app; under home, not the working directory.
+        "datadir": str(settings.home / "faust" / "{conf.name}-data"),
         "topic_partitions": settings.partitions,
         "topic_replication_factor": settings.replication_factor,
         "topic_disable_leader": True,
