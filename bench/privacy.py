@@ -38,6 +38,7 @@ from streams.pipeline.batch import EventPipeline
 from streams.pipeline.build import build_pipeline
 from streams.pipeline.crypto import WRAPPED_KEY_BYTES, StateCipher
 from streams.pipeline.dp import PrivacyBudget, ThresholdCounts
+from streams.pipeline.ledger import LedgerSealer, UserLedger
 from streams.pipeline.pseudonyms import Pseudonymizer
 from streams.pipeline.records import InputRecord
 from streams.pipeline.state import UserState
@@ -251,12 +252,17 @@ def components() -> dict[str, float]:
     wrapped = cipher.new_wrapped_key(user)
     sealed = cipher.seal(user, wrapped, state)
     budget = PrivacyBudget(limit_epsilon=1e9, window_seconds=3600.0)
+    ledgers = LedgerSealer(MASTER)
+    ledger = UserLedger(wrapped, -1, 3600.0, 1_000_000, 1_700_000_000)
+    sealed_ledger = ledgers.seal(user, ledger)
     calls: dict[str, Callable[[], object]] = {
         "HMAC pseudonym of one id": lambda: pseudonyms.one("user-12345"),
         "seal a 300-byte state (key cached)": lambda: cipher.seal(user, wrapped, state),
         "open a 300-byte state (key cached)": lambda: cipher.open(user, wrapped, sealed),
         "new wrapped data key": lambda: cipher.new_wrapped_key(b"1" * 32),
         "budget check and spend": lambda: budget.try_spend(0.001, now=1.0),
+        "seal a ledger (a user's first event of a window)": lambda: ledgers.seal(user, ledger),
+        "open a ledger (once per user and batch)": lambda: ledgers.open(user, sealed_ledger),
     }
     micros = {
         name: 1e6 * min(timeit.repeat(call, number=2_000, repeat=5)) / 2_000
