@@ -150,7 +150,8 @@ class Settings(BaseSettings):
     require_dp_models: bool = Field(
         default=False,
         description="Workers refuse announced model versions that are not DP-trained (privacy "
-        "null) and keep serving what they have.",
+        "null) and keep serving what they have, and refuse to start with a model_path "
+        "checkpoint that is not DP-trained.",
     )
     model_store_keep: int = Field(
         default=20,

@@ -18,6 +18,7 @@ from model.serving.catalogue import TextCatalogue
 from model.serving.ranker import CheckpointScorer
 from model.serving.text import TextEncoder
 from online_learning.registry import ModelStore
+from streams.errors import ConfigurationError
 from streams.kafka.catalogue_feed import CatalogueFeed
 from streams.kafka.model_feed import ModelFeed
 from streams.kafka.produce import kafka_producer, send_all
@@ -150,11 +151,20 @@ def create_app(
 
 
 def load_scorer(settings: Settings) -> CheckpointScorer | None:
-    """The checkpoint named by ``model_path`` on the GPU when present, else None (baseline)."""
+    """The checkpoint named by ``model_path`` on the GPU when present, else None (baseline).
+
+    Raises:
+        ConfigurationError: ``require_dp_models`` is set and the checkpoint is not DP-trained.
+    """
     if settings.model_path is None:
         return None
     torch.set_num_threads(settings.scoring_threads)
     checkpoint = load_checkpoint(settings.model_path)
+    if settings.require_dp_models and checkpoint.meta.get("privacy") is None:
+        raise ConfigurationError(
+            f"{checkpoint.path} is not DP-trained and INTENTSTREAM_REQUIRE_DP_MODELS is set: "
+            "train it with --dp-epsilon, or unset the requirement"
+        )
     log.info("scoring with %s (%s)", checkpoint.meta["version"], checkpoint.path)
     return CheckpointScorer.on_best_device(checkpoint)
 

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from streams.errors import ConfigurationError
 from streams.kafka.admin import topic_specs
 from streams.kafka.transport import (
     FETCH_MAX_WAIT_MS,
@@ -11,7 +17,7 @@ from streams.kafka.transport import (
     Transport,
 )
 from streams.settings import Settings
-from streams.worker.app import create_app
+from streams.worker.app import create_app, load_scorer
 
 KEY = b"k" * 32
 
@@ -66,3 +72,16 @@ def test_the_changelog_topics_created_up_front_are_the_ones_faust_recovers_from(
         assert spec.topic_configs["cleanup.policy"] == "compact"
     keys = specs[app.tables["user_keys"].changelog_topic.get_topic_name()]
     assert keys.topic_configs["delete.retention.ms"] == "10000"
+
+
+def test_a_worker_requiring_dp_models_refuses_a_non_private_checkpoint(
+    tmp_path: Path, tiny_checkpoint: Callable[..., Path]
+) -> None:
+    plain = tiny_checkpoint(tmp_path / "plain")
+    private = tiny_checkpoint(
+        tmp_path / "private", meta={"privacy": {"epsilon": 8.0, "delta": 1e-5}}
+    )
+    with pytest.raises(ConfigurationError, match="REQUIRE_DP_MODELS"):
+        load_scorer(Settings(model_path=plain, require_dp_models=True))
+    assert load_scorer(Settings(model_path=private, require_dp_models=True)) is not None
+    assert load_scorer(Settings(model_path=plain)) is not None
