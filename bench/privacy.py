@@ -29,6 +29,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from model.threshold import ThresholdCounts
 from streams.brokers import local_broker
 from streams.kafka.admin import ensure_topics
 from streams.kafka.produce import produce_records
@@ -37,7 +38,7 @@ from streams.ops.event_log import read_events
 from streams.pipeline.batch import EventPipeline
 from streams.pipeline.build import build_pipeline
 from streams.pipeline.crypto import WRAPPED_KEY_BYTES, StateCipher
-from streams.pipeline.dp import PrivacyBudget, ThresholdCounts
+from streams.pipeline.dp import PrivacyBudget
 from streams.pipeline.ledger import LedgerSealer, UserLedger
 from streams.pipeline.pseudonyms import Pseudonymizer
 from streams.pipeline.records import InputRecord

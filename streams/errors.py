@@ -29,11 +29,3 @@ class StateDecryptionError(IntentstreamError):
     an unknown format version: AES-GCM does not say which. After crypto-shredding
     this is the expected outcome for the erased user's old records.
     """
-
-
-class PrivacyError(IntentstreamError):
-    """A release would break the differential-privacy guarantee (``streams.pipeline.dp``).
-
-    For example, releasing one window's popularity counts a second time, which
-    would cost every contributor more epsilon than they were charged.
-    """

@@ -8,6 +8,7 @@ into prefixes), never on the test cases; the test cases are scored once, by
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Sequence
@@ -26,6 +27,8 @@ from model.sessions import prefix_cases
 from model.training.dp_sgd import trained_parameters
 from model.training.private import train_private
 from model.training.train import EpochReport, TrainConfig, train
+from model.training.vocabulary import private_vocabulary
+from model.vocab import ItemVocab
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,15 @@ class ValidationSplit:
     train: list[list[int]]
     prefixes: list[list[int]]
     targets: torch.Tensor
+
+    def recoded(self, old: ItemVocab, new: ItemVocab) -> ValidationSplit:
+        """The same split in ``new``'s indices; items ``new`` lacks are dropped (targets: 0)."""
+        table = [new.index.get(item, 0) for item in old.ids]
+        return ValidationSplit(
+            train=[[table[i] for i in s if table[i]] for s in self.train],
+            prefixes=[[table[i] for i in p if table[i]] for p in self.prefixes],
+            targets=torch.tensor([table[int(t)] for t in self.targets], dtype=torch.int64),
+        )
 
 
 def validation_split(sequences: Sequence[list[int]], *, seed: int) -> ValidationSplit:
@@ -79,12 +91,16 @@ def fit(
     torch.manual_seed(train_config.seed)
     protocol = load_protocol(data)
     split = validation_split(protocol.train, seed=train_config.seed)
+    private = train_config.dp_epsilon is not None
+    vocab, vocab_spend = protocol.vocab, None
+    if private:
+        vocab, vocab_spend = _private_vocabulary(run_dir, protocol.vocab, split, train_config)
+        split = split.recoded(protocol.vocab, vocab)
     sequences = [s for s in split.train if len(s) >= 2]
     val_prefixes, val_targets = split.prefixes, split.targets
     device = device or pick_device()
-    config = ScorerConfig(n_items=len(protocol.vocab), **(scorer_options or {}))
+    config = ScorerConfig(n_items=len(vocab), **(scorer_options or {}))
     model = SequenceScorer(config).to(device)
-    private = train_config.dp_epsilon is not None
     parameters = trained_parameters(model) if private else list(model.parameters())
     optimizer = torch.optim.Adam(parameters, lr=train_config.learning_rate)
     start_epoch, resumed_privacy = _maybe_resume(run_dir, model, optimizer, config, private)
@@ -105,6 +121,7 @@ def fit(
         return metrics.result()
 
     def checkpoint(report: EpochReport, opt: torch.optim.Optimizer) -> None:
+        report = with_vocabulary(report, vocab_spend)
         history = meta.setdefault("history", [])
         history.append(
             {
@@ -120,13 +137,13 @@ def fit(
             epoch=report.epoch,
             model=model,
             optimizer=opt,
-            vocab=protocol.vocab,
+            vocab=vocab,
             meta={**meta, "metrics": report.metrics, "privacy": report.privacy},
         )
         log.info("checkpoint %s", path)
 
     if private:
-        return train_private(
+        reports = train_private(
             model,
             sequences,
             train_config,
@@ -137,6 +154,7 @@ def fit(
             on_epoch=checkpoint,
             progress=progress,
         )
+        return [with_vocabulary(report, vocab_spend) for report in reports]
     return train(
         model,
         sequences,
@@ -161,14 +179,62 @@ def _maybe_resume(
     if latest is None:
         return 0, None
     meta = json.loads((latest / "meta.json").read_text())
-    if meta["config"] != config.to_dict():
-        raise ValueError(f"{run_dir} holds a run with another model config; use a new --out")
     privacy = meta.get("privacy")
     if (privacy is not None) != private:
         # Mixing private and non-private epochs would leave no valid guarantee.
         kind = "a differentially private" if privacy is not None else "a non-private"
         raise ValueError(f"{run_dir} holds {kind} run; resume it as such or use a new --out")
+    if meta["config"] != config.to_dict():
+        raise ValueError(f"{run_dir} holds a run with another model config; use a new --out")
+    if privacy is not None and "sgd_delta" in privacy:
+        privacy = {**privacy, "delta": privacy["sgd_delta"]}  # the plan DP-SGD resumes with
     model.load_state_dict(torch.load(latest / "weights.pt", weights_only=True))
     optimizer.load_state_dict(torch.load(latest / "optimizer.pt", weights_only=True))
     log.info("resuming %s after epoch %d", run_dir, meta["epoch"])
     return int(meta["epoch"]), privacy
+
+
+def _private_vocabulary(
+    run_dir: Path, full: ItemVocab, split: ValidationSplit, config: TrainConfig
+) -> tuple[ItemVocab, dict[str, Any] | None]:
+    """The DP vocabulary of a private run: drawn once, then the resumed checkpoint's.
+
+    Drawing it again on resume would spend its epsilon again and change the rows.
+    """
+    latest = latest_checkpoint(run_dir)
+    if latest is not None:
+        checkpoint_privacy = json.loads((latest / "meta.json").read_text()).get("privacy") or {}
+        ids = json.loads((latest / "vocab.json").read_text())
+        return ItemVocab.build([ids]), checkpoint_privacy.get("vocabulary")
+    assert config.dp_epsilon is not None
+    sessions = [[full.ids[i] for i in session] for session in split.train]
+    vocab, spend = private_vocabulary(
+        sessions,
+        epsilon=config.dp_vocab_epsilon,
+        delta=config.dp_delta,
+        max_items=config.dp_vocab_items,
+    )
+    log.info("DP vocabulary: %d of %d items (%s)", len(vocab) - 1, len(full) - 1, spend)
+    if len(vocab) < 2:
+        raise ValueError(
+            "the DP vocabulary release kept no item: no item is in enough sessions for its "
+            "threshold; raise dp_vocab_epsilon (--dp-vocab-epsilon) or train on more data"
+        )
+    return vocab, spend
+
+
+def with_vocabulary(report: EpochReport, spend: dict[str, Any] | None) -> EpochReport:
+    """``report`` with the vocabulary's spend added to DP-SGD's (basic composition)."""
+    if report.privacy is None or spend is None or "vocabulary" in report.privacy:
+        return report
+    sgd = report.privacy
+    privacy = {
+        **sgd,
+        "epsilon": float(sgd["epsilon"]) + float(spend["epsilon"]),
+        "delta": float(sgd["delta"]) + float(spend["delta"]),
+        "sgd_epsilon": float(sgd["epsilon"]),
+        "sgd_delta": float(sgd["delta"]),
+        "vocabulary": spend,
+        "composition": "basic (DP-SGD + vocabulary)",
+    }
+    return dataclasses.replace(report, privacy=privacy)

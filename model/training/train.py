@@ -40,6 +40,10 @@ class TrainConfig:
         dp_max_grad_norm: per-session gradient clipping norm C.
         dp_accountant: Opacus accountant that calibrates the noise and tracks the
             spend: "prv" (tighter) or "rdp".
+        dp_vocab_epsilon: with ``dp_epsilon``, the epsilon of the DP release of the
+            vocabulary (``model/training/vocabulary.py``); it adds to the reported spend,
+            and so does ``dp_delta`` a second time.
+        dp_vocab_items: distinct items one session adds to that release.
 
     With ``dp_epsilon`` set, ``batch_size`` is the expected size of the Poisson-sampled
     batches and ``bf16`` is ignored (DP steps run in float32).
@@ -56,6 +60,8 @@ class TrainConfig:
     dp_delta: float = 1e-5
     dp_max_grad_norm: float = 1.0
     dp_accountant: Accountant = "prv"
+    dp_vocab_epsilon: float = 1.0
+    dp_vocab_items: int = 5
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.negatives < 0:
@@ -71,6 +77,8 @@ class TrainConfig:
             raise ValueError(
                 f"dp_max_grad_norm must be finite and > 0, got {self.dp_max_grad_norm}"
             )
+        if not 0 < self.dp_vocab_epsilon < math.inf or self.dp_vocab_items < 1:
+            raise ValueError("dp_vocab_epsilon must be finite and > 0, dp_vocab_items >= 1")
         if self.dp_accountant not in get_args(Accountant):
             raise ValueError(f"dp_accountant must be one of {get_args(Accountant)}")
 

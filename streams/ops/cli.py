@@ -125,6 +125,8 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
         "dp_delta": args.dp_delta,
         "dp_max_grad_norm": args.dp_max_grad_norm,
         "dp_accountant": args.dp_accountant,
+        "dp_vocab_epsilon": args.dp_vocab_epsilon,
+        "dp_vocab_items": args.dp_vocab_items,
     }
     try:
         config = TrainConfig(**{k: v for k, v in train_options.items() if v is not None})
@@ -152,6 +154,12 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
             f"(target {privacy['target_epsilon']}), delta {privacy['delta']:g}, "
             f"clip {privacy['max_grad_norm']:g}, noise multiplier {privacy['noise_multiplier']:.3f}"
         )
+        if "vocabulary" in privacy:
+            vocabulary = privacy["vocabulary"]
+            console.print(
+                f"of which the vocabulary ({vocabulary['items']} items): epsilon "
+                f"{vocabulary['epsilon']:g}, delta {vocabulary['delta']:g}"
+            )
     console.print(f"checkpoints in {args.out}")
     return 0
 

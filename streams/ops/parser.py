@@ -92,6 +92,15 @@ def _train(sub: Subcommands, common: argparse.ArgumentParser) -> None:
         "--dp-max-grad-norm", type=float, help="per-session clipping norm (default 1.0)"
     )
     train.add_argument("--dp-accountant", choices=["prv", "rdp"], help="default prv")
+    train.add_argument(
+        "--dp-vocab-epsilon",
+        type=float,
+        help="with --dp-epsilon: epsilon of the DP vocabulary release, added to the spend "
+        "(default 1.0)",
+    )
+    train.add_argument(
+        "--dp-vocab-items", type=int, help="distinct items a session adds to it (default 5)"
+    )
 
 
 def _evaluate(sub: Subcommands, common: argparse.ArgumentParser) -> None:

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from model.serving.ranker import ContextRanker, ItemScorer, RankRequest
+from model.threshold import MICRO
 from online_learning.intent import intent_cell
 from streams.metrics.stats import BatchStats
 from streams.pipeline.answers import Answers, UserSeal
 from streams.pipeline.crypto import StateCipher, pack_record
-from streams.pipeline.dp import MICRO
 from streams.pipeline.intent import IntentPredictor
 from streams.pipeline.ledger import LedgerSealer
 from streams.pipeline.monitor import OnlineMonitor, ProbationFailure

@@ -7,14 +7,8 @@ each user adds at most ``max_items`` distinct items per window
 with Laplace noise of scale ``max_keys / epsilon`` and a threshold for the keys' own
 privacy (delta). docs/privacy.md states what this covers.
 
-Noise comes from OpenDP's vetted samplers only, never from numpy. OpenDP draws
-from the operating system's CSPRNG, which cannot be seeded: releases are not
-reproducible, on purpose.
-
-Accounting is exact. Epsilons are charged in integer micro-epsilons
-(:data:`MICRO`), rounded up, and each mechanism's scale is chosen so that
-OpenDP's own privacy map certifies a loss no larger than the charge, so rounding
-can never push a user past the budget.
+The release itself, its noise and its exact accounting are :mod:`model.threshold`'s
+(OpenDP), shared with the DP selection of a trained model's vocabulary.
 
 Windows are tumbling and aligned to multiples of ``window_seconds`` of event
 time, so budgets, contribution bounds and popularity-count windows share their
@@ -24,47 +18,18 @@ budget at the end of one window and again at the start of the next.
 
 from __future__ import annotations
 
-import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
-from fractions import Fraction
 
-import opendp.prelude as dp
-
-from streams.errors import PrivacyError
-
-MICRO = 1_000_000
-"""Accounting unit: budgets and spends are integers of 1e-6 epsilon."""
-
-
-def epsilon_units(epsilon: float) -> int:
-    """Micro-epsilons charged for a release at ``epsilon``, rounded up.
-
-    The float's shortest decimal form is used, so ``0.1`` costs exactly 100,000.
-
-    Args:
-        epsilon: privacy loss of the release, > 0.
-
-    Returns:
-        The charge in units of :data:`MICRO`, at least 1.
-
-    Raises:
-        ValueError: ``epsilon`` is not a finite number > 0.
-
-    Examples:
-        >>> epsilon_units(0.1), epsilon_units(2.5), epsilon_units(1e-9)
-        (100000, 2500000, 1)
-    """
-    _check_positive("epsilon", epsilon)
-    return _micro_units(float(epsilon), math.ceil)
-
-
-@functools.lru_cache(maxsize=256)
-def _micro_units(epsilon: float, rounding: Callable[[Decimal], int]) -> int:
-    """``epsilon`` in micro-epsilons, rounded by ``rounding``; cached: every event charges one."""
-    return rounding(Decimal(repr(epsilon)) * MICRO)
+from model.threshold import (
+    MICRO,
+    check_count,
+    check_finite,
+    check_positive,
+    epsilon_units,
+    micro_units,
+)
 
 
 @dataclass(slots=True)
@@ -95,13 +60,13 @@ class PrivacyBudget:
     limit_units: int = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        _check_positive("window_seconds", self.window_seconds)
-        _check_positive("limit_epsilon", self.limit_epsilon)
-        self.limit_units = _micro_units(float(self.limit_epsilon), math.floor)
+        check_positive("window_seconds", self.window_seconds)
+        check_positive("limit_epsilon", self.limit_epsilon)
+        self.limit_units = micro_units(float(self.limit_epsilon), math.floor)
         if self.limit_units < 1:
             raise ValueError(f"limit_epsilon must be >= {1 / MICRO}, got {self.limit_epsilon}")
-        _check_finite("window_start", self.window_start)
-        _check_count("spent_units", self.spent_units, minimum=0)
+        check_finite("window_start", self.window_start)
+        check_count("spent_units", self.spent_units, minimum=0)
 
     def try_spend(self, epsilon: float, *, now: float) -> bool:
         """Spend ``epsilon`` at event time ``now`` if the window's budget allows it.
@@ -180,9 +145,9 @@ class ContributionBound:
     items: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        _check_count("max_items", self.max_items)
-        _check_positive("window_seconds", self.window_seconds)
-        _check_finite("window_start", self.window_start)
+        check_count("max_items", self.max_items)
+        check_positive("window_seconds", self.window_seconds)
+        check_finite("window_start", self.window_start)
 
     def admit(self, item: str, *, now: float, budget: PrivacyBudget, epsilon: float) -> bool:
         """Whether ``item`` may be added (+1) to the counts of window ``window_start``.
@@ -230,114 +195,7 @@ class ContributionBound:
         return cls(max_items, window_seconds, float(start), [str(item) for item in items])
 
 
-class ThresholdCounts:
-    """One window's counts over keys nobody lists in advance, released once, (epsilon, delta)-DP.
-
-    OpenDP's Laplace threshold mechanism (Rogers 2023): every count gets discrete
-    Laplace noise of scale ``max_keys / epsilon`` and keys whose noisy count is
-    below a threshold are dropped, so a key only one user holds comes out with
-    probability at most ``delta``. Each contributor adds +1 to at most
-    ``max_keys`` distinct keys per window (:class:`ContributionBound`).
-
-    Args:
-        max_keys: the most keys one contributor adds to (its L0 sensitivity).
-
-    Examples:
-        >>> counts = ThresholdCounts(max_keys=1)
-        >>> for key in ["a"] * 40 + ["rare"]:
-        ...     counts.add(key)
-        >>> released = counts.release(epsilon=1.0, delta=1e-6)
-        >>> "rare" in released, 20 < released["a"] < 60
-        (False, True)
-    """
-
-    __slots__ = ("_counts", "_released", "max_keys")
-
-    def __init__(self, *, max_keys: int) -> None:
-        _check_count("max_keys", max_keys)
-        self.max_keys = max_keys
-        self._counts: dict[str, int] = {}
-        self._released = False
-
-    def __len__(self) -> int:
-        return len(self._counts)
-
-    def add(self, key: str) -> None:
-        """Count one admitted contribution to ``key``."""
-        self._counts[key] = self._counts.get(key, 0) + 1
-
-    def release(self, *, epsilon: float, delta: float) -> dict[str, int]:
-        """Noisy counts of the keys that pass the threshold.
-
-        Raises:
-            PrivacyError: the counts were already released.
-            ValueError: ``epsilon`` or ``delta`` out of range.
-        """
-        if self._released:
-            raise PrivacyError("a window's counts may be released only once")
-        _check_positive("epsilon", epsilon)
-        if not 0.0 < delta < 1.0:
-            raise ValueError(f"delta must be in (0, 1), got {delta!r}")
-        self._released = True
-        if not self._counts:
-            return {}
-        measurement = _threshold_mechanism(self.max_keys, epsilon, delta)
-        return {key: int(count) for key, count in measurement(self._counts).items()}
-
-
-@functools.lru_cache(maxsize=64)
-def _threshold_mechanism(max_keys: int, epsilon: float, delta: float) -> dp.Measurement:
-    """The cheapest threshold certifying (epsilon, delta) at scale ``max_keys / epsilon``."""
-    dp.enable_features("contrib")
-    space = (
-        dp.map_domain(dp.atom_domain(T=str), dp.atom_domain(T="i64")),
-        dp.l01inf_distance(dp.absolute_distance(T="i64")),
-    )
-    target, d_in = _loss_target(epsilon), (max_keys, max_keys, 1)
-    scale = max_keys / epsilon
-    for attempt in range(64):
-        # The smallest threshold whose delta fits, by OpenDP's own binary search.
-        threshold = dp.binary_search(
-            lambda t, scale=scale: (
-                dp.m.make_laplace_threshold(*space, scale=scale, threshold=t).map(d_in)[1] <= delta
-            ),
-            bounds=(1, 1 << 30),
-            T=int,
-        )
-        measurement = dp.m.make_laplace_threshold(*space, scale=scale, threshold=threshold)
-        if measurement.map(d_in)[0] <= target:
-            return measurement
-        scale += scale * 2.0 ** (attempt - 52)
-    raise ValueError(f"no threshold mechanism certifies epsilon={epsilon}, delta={delta}")
-
-
-def _loss_target(epsilon: float) -> float:
-    """The largest float <= both ``epsilon`` and its charge (exact arithmetic)."""
-    charge = Fraction(epsilon_units(epsilon), MICRO)  # validates epsilon first
-    exact = min(Fraction(epsilon), charge)
-    target = float(exact)
-    return math.nextafter(target, 0.0) if Fraction(target) > exact else target
-
-
 def _window_of(now: float, window_seconds: float) -> float:
     """Start of the aligned window holding event time ``now``."""
-    _check_finite("now", now)
+    check_finite("now", now)
     return math.floor(now / window_seconds) * window_seconds
-
-
-def _check_finite(name: str, value: float) -> None:
-    if type(value) is float and math.isfinite(value):
-        return  # the common case, checked first: several checks run per event
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-
-
-def _check_positive(name: str, value: float) -> None:
-    _check_finite(name, value)
-    if value <= 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
-
-
-def _check_count(name: str, value: int, *, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")

@@ -10,7 +10,7 @@ it, from their previous item) and counts once towards the purchase counts, and i
 charged ``epsilon`` from their per-window budget for it
 (:class:`~streams.pipeline.dp.ContributionBound`). When the stream's event time
 passes the end of a window, that window's counts are released once with
-OpenDP's threshold mechanism (:class:`~streams.pipeline.dp.ThresholdCounts`,
+OpenDP's threshold mechanism (:class:`~model.threshold.ThresholdCounts`,
 (epsilon, delta)-DP per user and window) and only then learned by the baseline.
 A user whose budget is spent contributes nothing more until the next window.
 
@@ -31,8 +31,9 @@ import logging
 from dataclasses import dataclass
 
 from model.serving.baseline import CooccurrenceRecommender, NextPurchaseRate
+from model.threshold import ThresholdCounts
 from online_learning.intent import CellIntent
-from streams.pipeline.dp import ContributionBound, PrivacyBudget, ThresholdCounts
+from streams.pipeline.dp import ContributionBound, PrivacyBudget
 from streams.pipeline.ledger import UserLedger
 from streams.pipeline.state import UserState
 

@@ -160,11 +160,19 @@ def _events_file(path: Path, sessions: list[list[int]]) -> Path:
 
 
 def test_dp_fit_records_privacy_resumes_its_accounting_and_loads(tmp_path: Path) -> None:
-    data = _events_file(tmp_path / "events.csv", walks(300, random.Random(0), n_items=N_ITEMS))
+    sessions = walks(300, random.Random(0), n_items=N_ITEMS)
+    sessions[5] = [N_ITEMS + 7, *sessions[5]]  # an item of one (training) session only
+    data = _events_file(tmp_path / "events.csv", sessions)
     out = tmp_path / "run"
     options = {"d_model": 16, "n_heads": 2, "max_len": 8}
     config = TrainConfig(
-        epochs=2, batch_size=32, negatives=8, dp_epsilon=3.0, dp_delta=1e-3, dp_accountant="rdp"
+        epochs=2,
+        batch_size=32,
+        negatives=8,
+        dp_epsilon=3.0,
+        dp_delta=1e-3,
+        dp_accountant="rdp",
+        dp_vocab_epsilon=20.0,
     )
     # A run cut short after epoch 1 (its time budget is gone), then resumed.
     first = fit(
@@ -190,10 +198,15 @@ def test_dp_fit_records_privacy_resumes_its_accounting_and_loads(tmp_path: Path)
 
     loaded = load_checkpoint(out)
     privacy = loaded.meta["privacy"]
-    assert privacy["unit"] == "session" and privacy["delta"] == 1e-3
+    assert privacy["unit"] == "session" and privacy["sgd_delta"] == 1e-3
     assert privacy["max_grad_norm"] == 1.0 and privacy["noise_multiplier"] > 0
     assert privacy["steps"] == privacy["planned_steps"] == 2 * round(1 / privacy["sample_rate"])
-    assert first[0].privacy["epsilon"] < privacy["epsilon"] <= 3.0
+    assert first[0].privacy["sgd_epsilon"] < privacy["sgd_epsilon"] <= 3.0
+    # The vocabulary is a DP release too, and its spend is in the total.
+    assert privacy["vocabulary"]["epsilon"] == 20.0 and privacy["delta"] == 2e-3
+    assert privacy["epsilon"] == pytest.approx(privacy["sgd_epsilon"] + 20.0)
+    assert f"i{N_ITEMS + 7}" not in loaded.vocab.index  # one session's item is not released
+    assert len(loaded.vocab) - 1 == privacy["vocabulary"]["items"] >= N_ITEMS - 5
     assert json.loads((out / "epoch-0001" / "meta.json").read_text())["privacy"]["epsilon"] > 0
     with torch.inference_mode():
         scores, _ = loaded.model.score_many(pad_histories([[1, 2, 3]], max_len=8))

@@ -19,15 +19,9 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from streams.errors import PrivacyError
-from streams.pipeline import dp as privacy
-from streams.pipeline.dp import (
-    MICRO,
-    ContributionBound,
-    PrivacyBudget,
-    ThresholdCounts,
-    epsilon_units,
-)
+from model import threshold as privacy
+from model.threshold import MICRO, ReleasedTwice, ThresholdCounts, epsilon_units
+from streams.pipeline.dp import ContributionBound, PrivacyBudget
 
 N = 20_000
 SIGMAS = 6.0
@@ -179,7 +173,7 @@ def test_opendp_certifies_no_more_than_the_charge(epsilon: float, max_keys: int)
     # OpenDP's own privacy map is the authority on what a measurement costs.
     charge = Fraction(epsilon_units(epsilon), MICRO)
     loss = Fraction(
-        privacy._threshold_mechanism(max_keys, epsilon, 1e-6).map((max_keys, max_keys, 1))[0]
+        privacy.threshold_mechanism(max_keys, epsilon, 1e-6).map((max_keys, max_keys, 1))[0]
     )
     assert loss <= charge
     assert loss <= Fraction(epsilon)
@@ -250,7 +244,7 @@ def test_threshold_counts_hide_rare_keys_and_release_once() -> None:
     released = counts.release(epsilon=1.0, delta=1e-6)
     assert set(released) == {"common"}  # a key of one contributor passes w.p. <= delta
     assert abs(released["common"] - 500) < 100
-    with pytest.raises(PrivacyError):
+    with pytest.raises(ReleasedTwice):
         counts.release(epsilon=1.0, delta=1e-6)
     assert ThresholdCounts(max_keys=1).release(epsilon=1.0, delta=1e-6) == {}
     with pytest.raises(ValueError):
@@ -258,13 +252,13 @@ def test_threshold_counts_hide_rare_keys_and_release_once() -> None:
 
 
 def test_threshold_mechanism_is_certified_within_the_charge() -> None:
-    measurement = privacy._threshold_mechanism(3, 0.7, 1e-7)
+    measurement = privacy.threshold_mechanism(3, 0.7, 1e-7)
     epsilon, delta = measurement.map((3, 3, 1))
     assert epsilon <= 0.7 and delta <= 1e-7
 
 
 def test_measurements_are_built_once_per_setting() -> None:
-    privacy._threshold_mechanism(2, 0.37, 1e-6)
-    hits = privacy._threshold_mechanism.cache_info().hits
-    privacy._threshold_mechanism(2, 0.37, 1e-6)
-    assert privacy._threshold_mechanism.cache_info().hits == hits + 1
+    privacy.threshold_mechanism(2, 0.37, 1e-6)
+    hits = privacy.threshold_mechanism.cache_info().hits
+    privacy.threshold_mechanism(2, 0.37, 1e-6)
+    assert privacy.threshold_mechanism.cache_info().hits == hits + 1

@@ -8,9 +8,9 @@ import orjson
 import pytest
 
 from model.serving.ranker import Ranked, RankRequest
+from model.threshold import epsilon_units
 from streams.errors import StateDecryptionError
 from streams.pipeline.crypto import StateCipher, unpack_record
-from streams.pipeline.dp import epsilon_units
 from streams.pipeline.pseudonyms import Pseudonymizer
 from streams.pipeline.working_set import USER_SEALED_DEAD_LETTER
 from tests.unit.streams.pipeline.test_batch import (
