@@ -151,7 +151,7 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     if privacy:
         console.print(
             f"differential privacy per {privacy['unit']}: epsilon {privacy['epsilon']:.3f} spent "
-            f"(target {privacy['target_epsilon']}), delta {privacy['delta']:g}, "
+            f"(DP-SGD target {privacy['target_epsilon']}), delta {privacy['delta']:g}, "
             f"clip {privacy['max_grad_norm']:g}, noise multiplier {privacy['noise_multiplier']:.3f}"
         )
         if "vocabulary" in privacy:
