@@ -1,7 +1,9 @@
 """Versioned checkpoints: weights, configs, item vocabulary, metrics, data fingerprint.
 
 Layout: ``<run>/epoch-0003/{weights.pt,optimizer.pt,meta.json,vocab.json}`` plus
-``<run>/LATEST`` naming the newest one. A run resumes from ``LATEST``.
+``<run>/LATEST`` naming the newest one and ``<run>/BEST`` the one chosen on
+validation. A run resumes from ``LATEST``; loading a run folder for scoring takes
+``BEST``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from model.scorer import SequenceScorer
 from model.vocab import ItemVocab
 
 LATEST = "LATEST"
+BEST = "BEST"
 
 
 @dataclass(frozen=True)
@@ -53,8 +56,9 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer,
     vocab: ItemVocab,
     meta: dict[str, Any],
+    best: bool = True,
 ) -> Path:
-    """Write epoch ``epoch`` of a run atomically and point ``LATEST`` at it."""
+    """Write epoch ``epoch`` of a run atomically and point ``LATEST`` (``BEST`` if best) at it."""
     name = f"epoch-{epoch:04d}"
     final = run_dir / name
     staging = run_dir / f".{name}.tmp"
@@ -72,6 +76,8 @@ def save_checkpoint(
     (staging / "meta.json").write_text(json.dumps(full_meta, indent=2, sort_keys=True))
     os.replace(staging, final)
     (run_dir / LATEST).write_text(name)
+    if best:
+        (run_dir / BEST).write_text(name)
     return final
 
 
@@ -81,11 +87,19 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return run_dir / pointer.read_text().strip() if pointer.is_file() else None
 
 
+def best_checkpoint(run_dir: Path) -> Path | None:
+    """The run's epoch chosen on validation (its newest, for runs without ``BEST``), or None."""
+    pointer = run_dir / BEST
+    return (
+        run_dir / pointer.read_text().strip() if pointer.is_file() else latest_checkpoint(run_dir)
+    )
+
+
 def load_checkpoint(path: Path) -> Checkpoint:
-    """Load a checkpoint folder (or a run folder's latest) for scoring."""
-    latest = latest_checkpoint(path)
-    if latest is not None:
-        path = latest
+    """Load a checkpoint folder, or a run folder's epoch chosen on validation, for scoring."""
+    chosen = best_checkpoint(path)
+    if chosen is not None:
+        path = chosen
     meta = json.loads((path / "meta.json").read_text())
     vocab = ItemVocab.build([json.loads((path / "vocab.json").read_text())])
     model = SequenceScorer(ScorerConfig(**meta["config"]))

@@ -46,7 +46,7 @@ from typing import Any, Literal
 
 import torch
 
-from model.checkpoint import Checkpoint, latest_checkpoint
+from model.checkpoint import Checkpoint, best_checkpoint
 from online_learning.announcement import (
     Announcement,
     PrivacySpend,
@@ -400,7 +400,7 @@ def _source_files(source: Path | Checkpoint) -> tuple[bytes, bytes, dict[str, An
         torch.save(source.model.state_dict(), buffer)
         meta = {**source.meta, "config": source.model.config.to_dict()}
         return buffer.getvalue(), json.dumps(source.vocab.ids[1:]).encode(), meta
-    folder = latest_checkpoint(source) or source
+    folder = best_checkpoint(source) or source
     meta = checkpoint_meta(folder)
     try:
         return (folder / "weights.pt").read_bytes(), (folder / "vocab.json").read_bytes(), meta
@@ -409,14 +409,14 @@ def _source_files(source: Path | Checkpoint) -> tuple[bytes, bytes, dict[str, An
 
 
 def checkpoint_meta(checkpoint: Path) -> dict[str, Any]:
-    """``meta.json`` of a training checkpoint folder, or of a run folder's ``LATEST``.
+    """``meta.json`` of a training checkpoint folder, or of a run folder's chosen epoch.
 
     Its ``metrics`` and ``privacy`` are what :meth:`ModelStore.publish` takes.
 
     Raises:
         RegistryError: it is missing, unreadable or not a JSON object.
     """
-    path = (latest_checkpoint(checkpoint) or checkpoint) / "meta.json"
+    path = (best_checkpoint(checkpoint) or checkpoint) / "meta.json"
     try:
         meta = json.loads(path.read_bytes())
     except (OSError, ValueError) as exc:

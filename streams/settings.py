@@ -184,7 +184,7 @@ class Settings(BaseSettings):
     history_len: int = Field(default=50, ge=1, description="Recent items kept per user.")
     model_path: Path | None = Field(
         default=None,
-        description="Checkpoint the worker scores with (a run folder, whose LATEST is used, or "
+        description="Checkpoint the worker scores with (a run folder, whose BEST epoch is used, or "
         "one epoch folder); unset = the co-occurrence baseline learned from the stream.",
     )
     model_store: Path = Field(

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from model.checkpoint import fingerprint, latest_checkpoint, save_checkpoint
+from model.checkpoint import best_checkpoint, fingerprint, latest_checkpoint, save_checkpoint
 from model.config import ScorerConfig
 from model.evaluation.evaluate import load_protocol
 from model.evaluation.metrics import RankingMetrics
@@ -26,7 +26,7 @@ from model.scorer import PrefixRanker, SequenceScorer
 from model.sessions import prefix_cases
 from model.training.dp_sgd import trained_parameters
 from model.training.private import train_private
-from model.training.train import EpochReport, TrainConfig, train
+from model.training.train import EpochReport, TrainConfig, ValidationCurve, train
 from model.training.vocabulary import private_vocabulary
 from model.vocab import ItemVocab
 
@@ -139,6 +139,7 @@ def fit(
             optimizer=opt,
             vocab=vocab,
             meta={**meta, "metrics": report.metrics, "privacy": report.privacy},
+            best=report.best,
         )
         log.info("checkpoint %s", path)
 
@@ -164,6 +165,7 @@ def fit(
         validate=validate,
         on_epoch=checkpoint,
         progress=progress,
+        curve=_resumed_curve(run_dir, train_config),
     )
 
 
@@ -238,3 +240,13 @@ def with_vocabulary(report: EpochReport, spend: dict[str, Any] | None) -> EpochR
         "composition": "basic (DP-SGD + vocabulary)",
     }
     return dataclasses.replace(report, privacy=privacy)
+
+
+def _resumed_curve(run_dir: Path, config: TrainConfig) -> ValidationCurve:
+    """The validation curve of the run so far: its chosen epoch and that epoch's metrics."""
+    curve = ValidationCurve(config.patience)
+    chosen = best_checkpoint(run_dir)
+    if chosen is not None:
+        meta = json.loads((chosen / "meta.json").read_text())
+        curve.record(int(meta["epoch"]), meta.get("metrics") or {})
+    return curve

@@ -49,7 +49,8 @@ class TrainConfig:
     batches and ``bf16`` is ignored (DP steps run in float32).
     """
 
-    epochs: int = 6
+    epochs: int = 30
+    patience: int = 2
     batch_size: int = 256
     learning_rate: float = 3e-3
     negatives: int = 4096
@@ -77,6 +78,8 @@ class TrainConfig:
             raise ValueError(
                 f"dp_max_grad_norm must be finite and > 0, got {self.dp_max_grad_norm}"
             )
+        if self.patience < 1:
+            raise ValueError(f"patience must be >= 1, got {self.patience}")
         if not 0 < self.dp_vocab_epsilon < math.inf or self.dp_vocab_items < 1:
             raise ValueError("dp_vocab_epsilon must be finite and > 0, dp_vocab_items >= 1")
         if self.dp_accountant not in get_args(Accountant):
@@ -89,6 +92,7 @@ class EpochReport:
 
     ``privacy`` is None for non-private training, else what
     :func:`model.training.private.train_private` spent (epsilon, delta, clipping norm, ...).
+    ``best``: this epoch is the best on validation so far (:class:`ValidationCurve`).
     """
 
     epoch: int
@@ -96,6 +100,40 @@ class EpochReport:
     seconds: float
     metrics: dict[str, float]
     privacy: dict[str, Any] | None = None
+    best: bool = True
+
+
+@dataclass
+class ValidationCurve:
+    """Which epoch is best on validation (P@20, then MRR@20), and when to stop (patience).
+
+    A run's last epoch is not its best once the model overfits, and a fixed epoch
+    count stops too early or too late: training stops after ``patience`` epochs
+    without a better one, and the run serves its best epoch.
+
+    Examples:
+        >>> curve = ValidationCurve(patience=2)
+        >>> [curve.record(e, {"P@20": p, "MRR@20": 1.0}) for e, p in enumerate([3, 5, 4, 4], 1)]
+        [True, True, False, False]
+        >>> curve.best_epoch, curve.exhausted(4)
+        (2, True)
+    """
+
+    patience: int
+    best_epoch: int = 0
+    best: tuple[float, float] = (-math.inf, -math.inf)
+
+    def record(self, epoch: int, metrics: dict[str, float]) -> bool:
+        """Note epoch ``epoch``'s validation ``metrics``; True when it is the best so far."""
+        score = (metrics.get("P@20", -math.inf), metrics.get("MRR@20", -math.inf))
+        if score > self.best or not metrics:
+            self.best, self.best_epoch = score, epoch
+            return True
+        return False
+
+    def exhausted(self, epoch: int) -> bool:
+        """Whether ``patience`` epochs up to ``epoch`` brought nothing better."""
+        return epoch - self.best_epoch >= self.patience
 
 
 Validate = Callable[[SequenceScorer], dict[str, float]]
@@ -145,8 +183,9 @@ def train(
     validate: Validate | None = None,
     on_epoch: OnEpoch | None = None,
     progress: bool = True,
+    curve: ValidationCurve | None = None,
 ) -> list[EpochReport]:
-    """Train for ``config.epochs`` (from ``start_epoch``) or until ``max_minutes``.
+    """Train for ``config.epochs`` (from ``start_epoch``), until ``max_minutes`` or patience.
 
     Args:
         model: the scorer; trained in place.
@@ -157,6 +196,7 @@ def train(
         validate: metrics of the model after each epoch.
         on_epoch: called after each epoch, e.g. to write a checkpoint.
         progress: show a progress bar.
+        curve: the run's validation curve so far (resuming); a new one by default.
 
     Raises:
         ValueError: ``config`` asks for differential privacy (see model/training/private.py).
@@ -168,6 +208,7 @@ def train(
     generator = torch.Generator().manual_seed(config.seed)
     log.info("training config: %s", asdict(config))
     deadline = time.monotonic() + 60 * config.max_minutes if config.max_minutes else None
+    curve = curve if curve is not None else ValidationCurve(config.patience)
     reports = []
     device = next(model.parameters()).device
     with Progress(disable=not progress, transient=True) as bar:
@@ -193,13 +234,22 @@ def train(
             bar.remove_task(task)
             metrics = validate(model) if validate else {}
             mean_loss = float(total) / len(batches)
-            report = EpochReport(epoch, mean_loss, time.monotonic() - started, metrics)
+            best = curve.record(epoch, metrics)
+            report = EpochReport(epoch, mean_loss, time.monotonic() - started, metrics, best=best)
             log.info(
                 "epoch %d: loss %.4f in %.0f s, %s", epoch, report.loss, report.seconds, metrics
             )
             reports.append(report)
             if on_epoch:
                 on_epoch(report, optimizer)
+            if curve.exhausted(epoch):
+                log.info(
+                    "stopping after epoch %d: no better validation for %d epochs (best: %d)",
+                    epoch,
+                    config.patience,
+                    curve.best_epoch,
+                )
+                break
             if deadline is not None and time.monotonic() > deadline:
                 log.info(
                     "stopping after epoch %d: time budget of %s min spent",

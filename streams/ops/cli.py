@@ -116,6 +116,7 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
 
     train_options = {
         "epochs": args.epochs,
+        "patience": args.patience,
         "batch_size": args.batch_size,
         "learning_rate": args.lr,
         "negatives": args.negatives,

@@ -74,7 +74,10 @@ def _train(sub: Subcommands, common: argparse.ArgumentParser) -> None:
         "data", type=Path, help="data folder (e.g. ../shared/data/diginetica) or file"
     )
     train.add_argument("--out", type=Path, required=True, help="run folder for checkpoints")
-    train.add_argument("--epochs", type=int)
+    train.add_argument("--epochs", type=int, help="most epochs (default 30)")
+    train.add_argument(
+        "--patience", type=int, help="stop after this many epochs without a better validation"
+    )
     train.add_argument("--minutes", type=float, help="stop after the epoch that passes this")
     train.add_argument("--batch-size", type=int)
     train.add_argument("--lr", type=float)

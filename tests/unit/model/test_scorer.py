@@ -114,3 +114,35 @@ def test_small_training_run_beats_popularity_and_is_deterministic() -> None:
     assert learned["MRR@20"] > 3 * popularity.result()["MRR@20"]
     assert learned["HR@10"] > 80.0
     assert run() == learned  # same seed, same result
+
+
+def test_a_run_folder_loads_the_epoch_chosen_on_validation(tmp_path: Path) -> None:
+    scorer, vocab = _scorer(seed=3), ItemVocab.build([[f"i{n}" for n in range(1, N_ITEMS)]])
+    optimizer = torch.optim.Adam(scorer.parameters())
+    for epoch, best in ((1, True), (2, True), (3, False)):  # epoch 3 overfit
+        save_checkpoint(
+            tmp_path,
+            epoch=epoch,
+            model=scorer,
+            optimizer=optimizer,
+            vocab=vocab,
+            meta={},
+            best=best,
+        )
+    assert latest_checkpoint(tmp_path) == tmp_path / "epoch-0003"  # resumes from here
+    assert load_checkpoint(tmp_path).meta["epoch"] == 2  # serves this one
+
+
+def test_training_stops_once_validation_stops_improving_for_patience_epochs() -> None:
+    sessions = walks(100, random.Random(0), n_items=N_ITEMS)
+    curve = iter([10.0, 20.0, 19.0, 19.5, 30.0])  # best at epoch 2, then two worse ones
+    scorer = _scorer(seed=1)
+    reports = train(
+        scorer,
+        sessions,
+        TrainConfig(epochs=5, patience=2, batch_size=32, negatives=8, bf16=False),
+        optimizer=torch.optim.Adam(scorer.parameters(), 3e-3),
+        validate=lambda _: {"P@20": next(curve), "MRR@20": 1.0},
+        progress=False,
+    )
+    assert [(r.epoch, r.best) for r in reports] == [(1, True), (2, True), (3, False), (4, False)]
