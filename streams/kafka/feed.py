@@ -5,12 +5,13 @@ all of them, not the partitions its consumer group gave it. Without a group,
 aiokafka assigns the consumer every partition of the subscribed topic, and with
 no committed offsets it starts at the beginning. ``loaded`` is set once the
 consumer has read up to the end offsets it found at start, so a worker can
-wait for it before it reports ready.
+wait for it before it reports ready; :func:`read_to_end` stops there.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -55,6 +56,28 @@ async def follow(settings: Settings, topic: str, *, apply: Apply, loaded: asynci
                 loaded.set()
     finally:
         await consumer.stop()
+
+
+def read_to_end(settings: Settings, topic: str) -> list[InputRecord]:
+    """Every record of ``topic`` up to the end offsets found at start, in offset order."""
+    return asyncio.run(_read_to_end(settings, topic))
+
+
+async def _read_to_end(settings: Settings, topic: str) -> list[InputRecord]:
+    records: list[InputRecord] = []
+    loaded = asyncio.Event()
+
+    async def keep(batch: list[InputRecord]) -> None:
+        records.extend(batch)
+
+    reading = asyncio.create_task(follow(settings, topic, apply=keep, loaded=loaded))
+    waiting = asyncio.create_task(loaded.wait())
+    await asyncio.wait({reading, waiting}, return_when=asyncio.FIRST_COMPLETED)
+    waiting.cancel()
+    reading.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await reading  # re-raises what stopped the reader before the end, if anything
+    return records
 
 
 async def _reached(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> bool:

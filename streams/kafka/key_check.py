@@ -16,9 +16,9 @@ import hmac
 import logging
 
 import orjson
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from streams.errors import ConfigurationError
+from streams.kafka.feed import read_to_end
 from streams.kafka.produce import produce_records
 from streams.kafka.security import client_security
 from streams.settings import Settings
@@ -50,36 +50,10 @@ def check_values(*, master: bytes, pseudonym: bytes) -> dict[str, str]:
     return {name: hmac.digest(key, CHECK_LABEL, "sha256")[:8].hex() for name, key in keys.items()}
 
 
-def read_to_end(settings: Settings, topic: str, *, partitions: int) -> list[ConsumerRecord]:
-    """Every record now in ``partitions`` partitions of ``topic``, partition by partition."""
-    return asyncio.run(_read_to_end(settings, topic, partitions))
-
-
-async def _read_to_end(settings: Settings, topic: str, partitions: int) -> list[ConsumerRecord]:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap, enable_auto_commit=False, **client_security(settings)
-    )
-    await consumer.start()
-    records: list[ConsumerRecord] = []
-    try:
-        assigned = [TopicPartition(topic, p) for p in range(partitions)]
-        consumer.assign(assigned)
-        await consumer.seek_to_beginning(*assigned)
-        ends = await consumer.end_offsets(assigned)
-        left = {tp for tp, end in ends.items() if end > 0}
-        while left:
-            for batch in (await consumer.getmany(*left, timeout_ms=1_000)).values():
-                records.extend(batch)
-            left = {tp for tp in left if await consumer.position(tp) < ends[tp]}
-    finally:
-        await consumer.stop()
-    return records
-
-
 def read_check(settings: Settings) -> dict[str, str] | None:
     """The stored check values, or None when the deployment has none yet."""
     stored = None
-    for record in read_to_end(settings, key_check_topic(settings), partitions=1):
+    for record in read_to_end(settings, key_check_topic(settings)):
         if record.key == CHECK_KEY and record.value:
             stored = orjson.loads(record.value)
     return stored

@@ -19,13 +19,8 @@ from aiokafka import AIOKafkaProducer
 
 from streams.errors import ConfigurationError, StateDecryptionError
 from streams.kafka.admin import admin_client, changelog_topic
-from streams.kafka.key_check import (
-    check_values,
-    read_check,
-    read_to_end,
-    verify_keys,
-    write_check,
-)
+from streams.kafka.feed import read_to_end
+from streams.kafka.key_check import check_values, read_check, verify_keys, write_check
 from streams.kafka.security import client_security
 from streams.kafka.tables import KEY_TABLE
 from streams.pipeline.crypto import StateCipher
@@ -56,7 +51,7 @@ def rewrap(settings: Settings, *, old: bytes, new: bytes, pseudonym: bytes) -> R
     if read_check(settings) != new_values:  # else a run interrupted after its last step
         verify_keys(settings, master=old, pseudonym=pseudonym)
     topic = changelog_topic(settings, KEY_TABLE)
-    changelog = read_to_end(settings, topic, partitions=settings.partitions)
+    changelog = read_to_end(settings, topic)
     latest = {(r.partition, r.key): r.value for r in changelog}
     from_ledgers, to_ledgers = LedgerSealer(old), LedgerSealer(new)
     from_cipher, to_cipher = StateCipher(old), StateCipher(new)
