@@ -3,7 +3,8 @@
 Layout: ``<run>/epoch-0003/{weights.pt,optimizer.pt,meta.json,vocab.json}`` plus
 ``<run>/LATEST`` naming the newest one and ``<run>/BEST`` the one chosen on
 validation. A run resumes from ``LATEST``; loading a run folder for scoring takes
-``BEST``.
+``BEST``. The chosen epoch also holds ``ranker.npz`` once training has chosen the
+served ranker's mix (:mod:`model.ranking.parts`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import torch
 
 from model.config import ScorerConfig
+from model.ranking.parts import RANKER_FILE, RankerParts
 from model.scorer import SequenceScorer
 from model.vocab import ItemVocab
 
@@ -28,12 +30,13 @@ BEST = "BEST"
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """A loaded checkpoint: the model in eval mode and what describes it."""
+    """A loaded checkpoint: the model in eval mode, what describes it, its ranker parts."""
 
     model: SequenceScorer
     vocab: ItemVocab
     meta: dict[str, Any]
     path: Path
+    ranking: RankerParts | None = None
 
 
 def fingerprint(path: Path) -> str:
@@ -81,6 +84,15 @@ def save_checkpoint(
     return final
 
 
+def save_ranker(checkpoint: Path, parts: RankerParts) -> Path:
+    """Write a checkpoint folder's ``ranker.npz`` atomically."""
+    path = checkpoint / RANKER_FILE
+    staging = checkpoint / f".{RANKER_FILE}.tmp"
+    staging.write_bytes(parts.to_bytes())
+    os.replace(staging, path)
+    return path
+
+
 def latest_checkpoint(run_dir: Path) -> Path | None:
     """The newest checkpoint of a run, or None when it has none."""
     pointer = run_dir / LATEST
@@ -102,6 +114,12 @@ def load_checkpoint(path: Path) -> Checkpoint:
         path = chosen
     meta = json.loads((path / "meta.json").read_text())
     vocab = ItemVocab.build([json.loads((path / "vocab.json").read_text())])
-    model = SequenceScorer(ScorerConfig(**meta["config"]))
+    model = SequenceScorer(ScorerConfig.from_dict(meta["config"]))
     model.load_state_dict(torch.load(path / "weights.pt", weights_only=True))
-    return Checkpoint(model=model.eval(), vocab=vocab, meta=meta, path=path)
+    ranker = path / RANKER_FILE
+    parts = (
+        RankerParts.from_bytes(ranker.read_bytes(), n_items=model.config.n_items)
+        if ranker.is_file()
+        else None
+    )
+    return Checkpoint(model=model.eval(), vocab=vocab, meta=meta, path=path, ranking=parts)

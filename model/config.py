@@ -22,6 +22,8 @@ class ScorerConfig:
         n_gap_buckets: log-spaced buckets of the time gap to the previous event.
         logit_scale: items are scored by scale * cosine(h, item embedding)
             (normalised scores, as in NISER, curb the popularity bias).
+        repeat: a repeat (copy) head: a learned gate mixes the next-item softmax with
+            attention over the history's own items (a fifth of next items are repeats).
     """
 
     n_items: int
@@ -34,6 +36,7 @@ class ScorerConfig:
     n_event_types: int = 6
     n_gap_buckets: int = 16
     logit_scale: float = 14.0
+    repeat: bool = True
 
     def __post_init__(self) -> None:
         if self.n_items < 2:
@@ -45,6 +48,11 @@ class ScorerConfig:
                 raise ValueError(f"{name} must be in [0, 1)")
         if self.logit_scale <= 0:
             raise ValueError("logit_scale must be > 0")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ScorerConfig:
+        """The config a checkpoint recorded (one older than the repeat head has none)."""
+        return cls(**{"repeat": False, **values})
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for checkpoints."""

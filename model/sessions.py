@@ -105,3 +105,27 @@ def leave_last_out(sessions: Sequence[Session]) -> tuple[list[list[str]], list[C
         elif session.items:
             train.append(session.items)
     return train, cases
+
+
+def sessions_from_cases(cases: Sequence[Case]) -> tuple[list[list[str]], list[tuple[int, int]]]:
+    """Sessions to replay event by event, and where each case is answered in them.
+
+    A case is answered by the recommendation after event ``position`` of session
+    ``session`` (its prefix's last item). Consecutive cases whose prefix and target
+    begin the current session join it (the SR-GNN split lists each test session's
+    prefixes longest first); any other case starts a new session.
+
+    Examples:
+        >>> sessions_from_cases([(["a", "b"], "c"), (["a"], "b"), (["x"], "y")])
+        ([['a', 'b', 'c'], ['x', 'y']], [(0, 1), (0, 0), (1, 0)])
+    """
+    sessions: list[list[str]] = []
+    where: list[tuple[int, int]] = []
+    for prefix, target in cases:
+        if not prefix:
+            raise ValueError("a test case needs a prefix of at least one item")
+        full = [*prefix, target]
+        if not sessions or sessions[-1][: len(full)] != full:
+            sessions.append(full)
+        where.append((len(sessions) - 1, len(prefix) - 1))
+    return sessions, where

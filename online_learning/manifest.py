@@ -1,6 +1,7 @@
 """The files of a stored model version: SHA-256 manifest, verified reads, atomic writes.
 
-A version folder holds :data:`FILES` and ``MANIFEST.json``::
+A version folder holds :data:`FILES`, the served ranker's parts when it has
+them (:data:`OPTIONAL_FILES`), and ``MANIFEST.json``::
 
     {"algorithm": "sha256",
      "files": {"meta.json": {"bytes": 1843, "sha256": "9f86d0..."},
@@ -27,12 +28,15 @@ import torch
 
 from model.checkpoint import Checkpoint
 from model.config import ScorerConfig
+from model.ranking.parts import RANKER_FILE, RankerParts
 from model.scorer import SequenceScorer
 from model.vocab import ItemVocab
 from online_learning.errors import ModelRejected
 
-#: The files of a version, exactly those listed in its manifest.
+#: The files every version has, listed in its manifest.
 FILES = ("weights.pt", "vocab.json", "meta.json")
+#: Files a version may have: the served ranker's mix and kNN index.
+OPTIONAL_FILES = (RANKER_FILE,)
 MANIFEST = "MANIFEST.json"
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -79,7 +83,7 @@ def read_verified(version: str, folder: Path, *, pinned: str | None = None) -> d
 
 
 def _read_manifest(version: str, folder: Path, pinned: str | None) -> dict[str, tuple[str, int]]:
-    """``{file: (sha256, bytes)}`` for exactly :data:`FILES`."""
+    """``{file: (sha256, bytes)}`` for :data:`FILES` and any of :data:`OPTIONAL_FILES`."""
     try:
         data = (folder / MANIFEST).read_bytes()
         body = json.loads(data)
@@ -94,8 +98,9 @@ def _read_manifest(version: str, folder: Path, pinned: str | None) -> dict[str, 
     entries = body.get("files")
     if body.get("algorithm") != "sha256" or not isinstance(entries, dict):
         raise ModelRejected(version, f"{MANIFEST} is not a sha256 manifest")
-    if sorted(entries) != sorted(FILES):
-        raise ModelRejected(version, f"{MANIFEST} must list exactly {', '.join(FILES)}")
+    if not set(FILES) <= set(entries) <= set(FILES + OPTIONAL_FILES):
+        listed = ", ".join(FILES)
+        raise ModelRejected(version, f"{MANIFEST} must list {listed} and nothing but {RANKER_FILE}")
     out = {}
     for name, entry in entries.items():
         digest = entry.get("sha256") if isinstance(entry, dict) else None
@@ -135,7 +140,7 @@ def decode(version: str, files: Mapping[str, bytes], folder: Path) -> Checkpoint
         raise ModelRejected(version, f"meta.json names version {meta.get('version')!r}")
     config = meta.get("config")
     try:
-        model = SequenceScorer(ScorerConfig(**config if isinstance(config, dict) else {}))
+        model = SequenceScorer(ScorerConfig.from_dict(config if isinstance(config, dict) else {}))
     except (TypeError, ValueError) as exc:
         raise ModelRejected(version, f"meta.json has no valid scorer config: {exc}") from None
     ids = _json(version, files["vocab.json"], "vocab.json", list)
@@ -151,7 +156,13 @@ def decode(version: str, files: Mapping[str, bytes], folder: Path) -> Checkpoint
     # UnpicklingError and more; whichever it is, a bad version must not crash a worker.
     except Exception as exc:
         raise ModelRejected(version, f"weights do not load: {type(exc).__name__}: {exc}") from None
-    return Checkpoint(model=model.eval(), vocab=vocab, meta=meta, path=folder)
+    parts = None
+    if RANKER_FILE in files:
+        try:
+            parts = RankerParts.from_bytes(files[RANKER_FILE], n_items=model.config.n_items)
+        except ValueError as exc:
+            raise ModelRejected(version, f"{RANKER_FILE}: {exc}") from None
+    return Checkpoint(model=model.eval(), vocab=vocab, meta=meta, path=folder, ranking=parts)
 
 
 def _json(version: str, data: bytes, name: str, kind: type[Any]) -> Any:

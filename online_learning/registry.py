@@ -18,7 +18,8 @@ Layout of a store (``Settings.model_store``, ``~/.cache/intentstream/models`` by
         vocab.json               item ids from index 1 on (0 is padding)
         meta.json                config, version, parent, created_at, metrics, privacy,
                                  model_name, source (+ the training checkpoint's meta)
-        MANIFEST.json            size and SHA-256 of the three files above
+        ranker.npz               the served ranker's mix and kNN index, when trained with one
+        MANIFEST.json            size and SHA-256 of the files above
         REJECTED                 only once rejected: {"reason", "rejected_at"}
       .staging-<hex>/            a publish in progress, renamed into place when complete
       .deleted-<hex>/            a pruned version on its way out (:meth:`ModelStore.prune`)
@@ -47,6 +48,7 @@ from typing import Any, Literal
 import torch
 
 from model.checkpoint import Checkpoint, best_checkpoint
+from model.ranking.parts import RANKER_FILE
 from online_learning.announcement import (
     Announcement,
     PrivacySpend,
@@ -162,9 +164,9 @@ class ModelStore:
             self.path(parent)
         metrics = parse_metrics(metrics)
         spend = PrivacySpend.from_json(privacy)
-        weights, vocab, source_meta = _source_files(source)
+        files, source_meta = _source_files(source)
         now = self.clock()
-        version = _version_id(now, weights, vocab)
+        version = _version_id(now, files["weights.pt"], files["vocab.json"])
         meta = {
             **source_meta,
             "version": version,
@@ -176,7 +178,7 @@ class ModelStore:
             "source": _provenance(source, source_meta),
         }
         meta_bytes = json.dumps(meta, indent=2, sort_keys=True, default=str).encode()
-        files = {"weights.pt": weights, "vocab.json": vocab, "meta.json": meta_bytes}
+        files["meta.json"] = meta_bytes
         listing = manifest(files)
         final = self._write_version(version, files, listing)
         digest = manifest_digest(listing)
@@ -393,17 +395,28 @@ class ModelStore:
         return str(reason) if reason else "no reason given"
 
 
-def _source_files(source: Path | Checkpoint) -> tuple[bytes, bytes, dict[str, Any]]:
-    """``weights.pt`` and ``vocab.json`` bytes and the meta of a checkpoint to publish."""
+def _source_files(source: Path | Checkpoint) -> tuple[dict[str, bytes], dict[str, Any]]:
+    """The files of a checkpoint to publish (all but ``meta.json``) and its meta."""
     if isinstance(source, Checkpoint):
         buffer = io.BytesIO()
         torch.save(source.model.state_dict(), buffer)
         meta = {**source.meta, "config": source.model.config.to_dict()}
-        return buffer.getvalue(), json.dumps(source.vocab.ids[1:]).encode(), meta
+        files = {
+            "weights.pt": buffer.getvalue(),
+            "vocab.json": json.dumps(source.vocab.ids[1:]).encode(),
+        }
+        if source.ranking is not None:
+            files[RANKER_FILE] = source.ranking.to_bytes()
+        return files, meta
     folder = best_checkpoint(source) or source
     meta = checkpoint_meta(folder)
+    names = [
+        "weights.pt",
+        "vocab.json",
+        *([RANKER_FILE] if (folder / RANKER_FILE).is_file() else []),
+    ]
     try:
-        return (folder / "weights.pt").read_bytes(), (folder / "vocab.json").read_bytes(), meta
+        return {name: (folder / name).read_bytes() for name in names}, meta
     except OSError as exc:
         raise RegistryError(f"{source} is not a readable checkpoint: {exc}") from exc
 

@@ -22,10 +22,9 @@ from rich.console import Console
 from rich.progress import track
 
 from model.checkpoint import Checkpoint, load_checkpoint
-from model.evaluation.fusion import FusedRanker, Kind, Ranker, RecentItems
-from model.evaluation.knn import Popularity, SessionKNN
 from model.evaluation.metrics import METRIC_NAMES, RankingMetrics, Ties
-from model.scorer import PrefixRanker
+from model.ranking.knn import Popularity, SessionKNN
+from model.ranking.ranker import served_ranker
 from model.sessions import Case, leave_last_out, load_sessions, load_test_cases
 from model.vocab import ItemVocab
 
@@ -246,6 +245,7 @@ def run_evaluation(
     batch_size: int = 512,
     published: Mapping[str, Mapping[str, float]] | None = None,
     device: torch.device | str = "cpu",
+    measured: Sequence[tuple[str, Mapping[str, float]]] = (),
 ) -> str:
     """Build each model on ``data``'s training side, evaluate it, and tabulate.
 
@@ -259,13 +259,15 @@ def run_evaluation(
         published: Published numbers to show; default :data:`PUBLISHED` for the
             data set's name (none for unknown data sets).
         device: Where every model's scores live (see :func:`evaluate`).
+        measured: Rows measured elsewhere on the same cases (e.g. from served lists),
+            shown after the models.
 
     Returns:
         The markdown table of :func:`evaluation_table`, with fit and eval seconds.
     """
     protocol = load_protocol(data)
     factories = baseline_factories() if models is None else models
-    rows: list[tuple[str, dict[str, float]]] = []
+    rows: list[tuple[str, Mapping[str, float]]] = []
     for name, factory in factories.items():
         started = time.perf_counter()
         scorer = factory(protocol)
@@ -283,14 +285,19 @@ def run_evaluation(
         logger.info("%s on %s: %s", name, protocol.name, result)
         rows.append((name, result))
     shown = PUBLISHED.get(protocol.name, {}) if published is None else published
-    return evaluation_table(rows, shown)
+    return evaluation_table([*rows, *measured], shown)
 
 
 class CheckpointRanker:
-    """A trained checkpoint scoring in another vocabulary's indices (e.g. the protocol's)."""
+    """A checkpoint's served ranker scoring in another vocabulary's indices (the protocol's).
 
-    def __init__(self, checkpoint: Checkpoint, vocab: ItemVocab) -> None:
-        self._ranker = PrefixRanker(checkpoint.model)
+    ``transformer_only`` scores its transformer without the other parts.
+    """
+
+    def __init__(
+        self, checkpoint: Checkpoint, vocab: ItemVocab, *, transformer_only: bool = False
+    ) -> None:
+        self._ranker = served_ranker(checkpoint, transformer_only=transformer_only)
         self._to_model = [checkpoint.vocab.index.get(item, 0) for item in vocab.ids]
         self._columns = torch.tensor(self._to_model)
 
@@ -304,37 +311,11 @@ class CheckpointRanker:
         return scores
 
 
-def checkpoint_factory(path: Path) -> ScorerFactory:
+def checkpoint_factory(path: Path, *, transformer_only: bool = False) -> ScorerFactory:
     """Factory of :class:`CheckpointRanker` for :func:`run_evaluation`'s ``models``."""
     checkpoint = load_checkpoint(path)
 
     def build(data: EvalData) -> Scorer:
-        return CheckpointRanker(checkpoint, data.vocab)
-
-    return build
-
-
-def fused_ranker(
-    transformer: Scorer, knn: Scorer, *, weight: float, repeat: float, n_items: int
-) -> FusedRanker:
-    """``(1 - repeat) * (weight * transformer + (1 - weight) * kNN) + repeat * recent items``."""
-    parts: list[tuple[Ranker, Kind, float]] = [
-        (transformer, "logits", weight * (1.0 - repeat)),
-        (knn, "counts", (1.0 - weight) * (1.0 - repeat)),
-    ]
-    if repeat > 0:
-        parts.append((RecentItems(n_items=n_items), "counts", repeat))
-    return FusedRanker([part for part in parts if part[2] > 0])
-
-
-def fused_factory(path: Path, weight: float, *, repeat: float = 0.0, k: int = 100) -> ScorerFactory:
-    """Factory of :func:`fused_ranker` with V-SKNN built on the data's training side."""
-    transformer = checkpoint_factory(path)
-
-    def build(data: EvalData) -> Scorer:
-        knn = SessionKNN(data.train, n_items=len(data.vocab), k=k, weighting="linear")
-        return fused_ranker(
-            transformer(data), knn, weight=weight, repeat=repeat, n_items=len(data.vocab)
-        )
+        return CheckpointRanker(checkpoint, data.vocab, transformer_only=transformer_only)
 
     return build

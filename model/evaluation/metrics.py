@@ -34,6 +34,7 @@ Examples:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
@@ -81,6 +82,23 @@ def target_ranks(
     # NaN compares false with everything, which would rank it first (or 0th).
     invalid = target_scores.squeeze(1).isnan() | (targets == 0)
     return torch.where(invalid, torch.full_like(ranks, MISS_RANK), ranks)
+
+
+def list_ranks(lists: Sequence[Sequence[str]], targets: Sequence[str]) -> torch.Tensor:
+    """``(B,)`` 1-based rank of each target in its served list; :data:`MISS_RANK` if absent.
+
+    What a shop sees is a list, not scores: a target outside it is a miss at every K
+    the list is not longer than.
+
+    Examples:
+        >>> list_ranks([["a", "b"], ["a"]], ["b", "c"]).tolist() == [2, MISS_RANK]
+        True
+    """
+    ranks = [
+        items.index(target) + 1 if target in items else MISS_RANK
+        for items, target in zip(lists, targets, strict=True)
+    ]
+    return torch.tensor(ranks, dtype=torch.int64)
 
 
 def hit_at(ranks: torch.Tensor, k: int) -> torch.Tensor:
@@ -137,7 +155,10 @@ class RankingMetrics:
 
     def update(self, scores: torch.Tensor, targets: torch.Tensor) -> None:
         """Add a batch: ``scores`` ``(B, N)`` float, ``targets`` ``(B,)`` int64."""
-        ranks = target_ranks(scores, targets, ties=self.ties)
+        self.update_ranks(target_ranks(scores, targets, ties=self.ties))
+
+    def update_ranks(self, ranks: torch.Tensor) -> None:
+        """Add a batch of 1-based target ranks ``(B,)`` (e.g. :func:`list_ranks`)."""
         per_case = torch.stack(
             [
                 hit_at(ranks, 20),
@@ -148,7 +169,7 @@ class RankingMetrics:
         )
         sums = per_case.sum(dim=1)
         self._sums = sums if self._sums is None else self._sums + sums
-        self.count += int(targets.shape[0])
+        self.count += int(ranks.shape[0])
 
     def result(self) -> dict[str, float]:
         """Mean of each metric in percent, keyed by :data:`METRIC_NAMES`.

@@ -23,6 +23,7 @@ import torch
 
 from model.batches import pad_histories
 from model.checkpoint import Checkpoint
+from model.ranking.ranker import served_ranker
 from model.scorer import SequenceScorer
 from model.serving.catalogue import FloatArray, TextCatalogue
 from model.vocab import ItemVocab
@@ -51,28 +52,24 @@ class ItemScorer(Protocol):
 
 
 class CheckpointScorer:
-    """An :class:`ItemScorer` over a trained checkpoint.
+    """An :class:`ItemScorer` over a trained checkpoint's served ranker.
 
-    Scores are the cosine similarity of the user's state to each item (the
-    model's logits over its ``logit_scale``), in [-1, 1]. Histories pass as
-    item ids only, as in training (``intentstream train`` reads sessions'
-    items); ids outside the checkpoint's vocabulary are skipped, and a history
-    with no known item is left to the fallback. With ``bf16`` the forward pass
-    and the catalogue product run in bfloat16 (about 3x faster on a CPU; near
-    ties may swap order).
+    The ranker is :func:`model.ranking.ranker.served_ranker`, exactly what
+    ``intentstream evaluate`` scores: the transformer mixed with session-kNN and the
+    user's recent items as the checkpoint says. Scores are next-item probabilities.
+    Histories pass as item ids only, as in training; ids outside the checkpoint's
+    vocabulary are skipped, and a history with no known item is left to the
+    fallback. With ``bf16`` the transformer runs in bfloat16 (about 3x faster on a
+    CPU; near ties may swap order).
     """
 
     def __init__(self, checkpoint: Checkpoint, *, chunk_size: int = 256, bf16: bool = True) -> None:
         if chunk_size < 1:
             raise ValueError("chunk_size must be >= 1")
-        self._model = checkpoint.model.eval()
+        self._ranker = served_ranker(checkpoint, bf16=bf16)
         self._vocab = checkpoint.vocab
         self._version = str(checkpoint.meta["version"])
         self._chunk = chunk_size
-        self._device = next(self._model.parameters()).device
-        self._dtype = torch.bfloat16 if bf16 else torch.float32
-        with torch.inference_mode():
-            self._items = self._model.item_table().to(self._dtype)
 
     @classmethod
     def on_best_device(cls, checkpoint: Checkpoint) -> CheckpointScorer:
@@ -90,29 +87,19 @@ class CheckpointScorer:
         return item_id in self._vocab.index
 
     def score_many(self, histories: Sequence[Sequence[str]], /, *, k: int) -> list[ScoredItems]:
-        """Top-``k`` next items per history, in chunks of ``chunk_size`` users per forward pass."""
+        """Top-``k`` next items per history, in chunks of ``chunk_size`` users per call."""
         encoded = [[i for i in self._vocab.encode(history) if i] for history in histories]
         scorable = [row for row, items in enumerate(encoded) if items]
         out: list[ScoredItems] = [[] for _ in histories]
         k = min(k, len(self._vocab) - 1)
-        scale = self._model.config.logit_scale
+        ids = self._vocab.ids
         for start in range(0, len(scorable), self._chunk):
             rows = scorable[start : start + self._chunk]
-            batch = pad_histories(
-                [encoded[row] for row in rows], max_len=self._model.config.max_len
-            )
-            with (
-                torch.inference_mode(),
-                torch.autocast(
-                    self._device.type, dtype=self._dtype, enabled=self._dtype != torch.float32
-                ),
-            ):
-                logits, _ = self._model.score_many(batch.to(self._device), items=self._items)
-                top = logits.topk(k, dim=-1)
-            ids = self._vocab.ids
-            values = (top.values.float() / scale).cpu().tolist()
-            for row, scores, indices in zip(rows, values, top.indices.cpu().tolist(), strict=True):
-                out[row] = [(ids[i], round(s, 6)) for i, s in zip(indices, scores, strict=True)]
+            with torch.inference_mode():
+                top = self._ranker.score_many([encoded[row] for row in rows]).topk(k, dim=-1)
+            values, indices = top.values.tolist(), top.indices.tolist()
+            for row, scores, items in zip(rows, values, indices, strict=True):
+                out[row] = [(ids[i], round(s, 6)) for i, s in zip(items, scores, strict=True)]
         return out
 
 

@@ -86,11 +86,13 @@ def session_losses(
 
 
 def trained_parameters(model: SequenceScorer) -> list[nn.Parameter]:
-    """Parameters the next-item loss reaches (all but the intent head).
+    """Parameters the per-session loss reaches (all but the intent and repeat heads).
 
-    Opacus needs a per-sample gradient for every parameter its optimizer updates.
+    Opacus needs a per-sample gradient for every parameter its optimizer updates;
+    :func:`session_losses` trains no repeat head, so DP runs are built without one.
     """
-    head = {id(p) for p in model.intent_head.parameters()}
+    heads = [model.intent_head, *([model.repeat_head] if model.repeat_head else [])]
+    head = {id(p) for module in heads for p in module.parameters()}
     return [p for p in model.parameters() if id(p) not in head]
 
 

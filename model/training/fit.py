@@ -18,10 +18,20 @@ from typing import Any
 
 import torch
 
-from model.checkpoint import best_checkpoint, fingerprint, latest_checkpoint, save_checkpoint
+from model.checkpoint import (
+    best_checkpoint,
+    fingerprint,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+    save_ranker,
+)
 from model.config import ScorerConfig
 from model.evaluation.evaluate import load_protocol
 from model.evaluation.metrics import RankingMetrics
+from model.evaluation.tuning import choose_weights
+from model.ranking.knn import SessionKNN, item_matrix
+from model.ranking.parts import RankerParts
 from model.scorer import PrefixRanker, SequenceScorer
 from model.sessions import prefix_cases
 from model.training.dp_sgd import trained_parameters
@@ -99,7 +109,8 @@ def fit(
     sequences = [s for s in split.train if len(s) >= 2]
     val_prefixes, val_targets = split.prefixes, split.targets
     device = device or pick_device()
-    config = ScorerConfig(n_items=len(vocab), **(scorer_options or {}))
+    options = {**(scorer_options or {}), **({"repeat": False} if private else {})}
+    config = ScorerConfig(n_items=len(vocab), **options)
     model = SequenceScorer(config).to(device)
     parameters = trained_parameters(model) if private else list(model.parameters())
     optimizer = torch.optim.Adam(parameters, lr=train_config.learning_rate)
@@ -156,7 +167,7 @@ def fit(
             progress=progress,
         )
         return [with_vocabulary(report, vocab_spend) for report in reports]
-    return train(
+    reports = train(
         model,
         sequences,
         train_config,
@@ -167,6 +178,31 @@ def fit(
         progress=progress,
         curve=_resumed_curve(run_dir, train_config),
     )
+    choose_ranker(run_dir, split, protocol.train)
+    return reports
+
+
+def choose_ranker(
+    run_dir: Path, split: ValidationSplit, sessions: Sequence[list[int]]
+) -> RankerParts | None:
+    """Choose the served ranker's mix for the run's chosen epoch and store it there.
+
+    The mix is chosen with kNN over the training part only (the validation sessions
+    are what it is judged on); the stored index then holds every training session.
+    A non-private run only: the index holds sessions, and the choice looks at them.
+    """
+    chosen = best_checkpoint(run_dir)
+    if chosen is None:
+        return None
+    checkpoint = load_checkpoint(chosen)
+    n_items = len(checkpoint.vocab)
+    knn = SessionKNN(split.train, n_items=n_items, weighting="linear")
+    weights, result, _ = choose_weights(checkpoint.model, knn, split.prefixes, split.targets)
+    index = item_matrix(sessions, n_items=n_items) if weights.neighbours > 0 else None
+    parts = RankerParts(weights=weights, sessions=index, validation=result)
+    log.info("served ranker of %s: %s, validation %s", chosen, weights, result)
+    save_ranker(chosen, parts)
+    return parts
 
 
 def _maybe_resume(

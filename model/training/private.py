@@ -225,8 +225,11 @@ def train_private(
         generator: for tests only: seeds sampling and noise (default: OS entropy).
 
     Raises:
-        ValueError: no ``dp_epsilon``, or ``resumed`` was made with other settings.
+        ValueError: no ``dp_epsilon``, ``resumed`` was made with other settings, or the
+            model has a repeat head (the per-session loss does not train one).
     """
+    if model.repeat_head is not None:
+        raise ValueError("DP-SGD trains no repeat head: build the scorer with repeat=False")
     log.info("training config (DP-SGD): %s", asdict(config))
     if config.dp_delta * len(sequences) >= 1:
         log.warning("dp_delta %g >= 1 / %d sessions: weak", config.dp_delta, len(sequences))

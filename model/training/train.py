@@ -153,13 +153,44 @@ def length_batches(
 def next_item_loss(
     model: SequenceScorer, batch: HistoryBatch, *, negatives: int, generator: torch.Generator
 ) -> torch.Tensor:
-    """Cross-entropy of each position's next item, full or sampled softmax."""
+    """Cross-entropy of each position's next item, full or sampled softmax.
+
+    With a repeat head, the probability of the next item is the gated mixture of the
+    softmax and the pointer's mass on the history's copies of that item.
+    """
     h, _ = model(batch)
     targets = batch.items[:, 1:]
     mask = targets != 0
     hidden, positives = h[:, :-1][mask], targets[mask]
     if negatives == 0:
-        return F.cross_entropy(model.item_logits(hidden).float(), positives)
+        log_softmax = torch.log_softmax(model.item_logits(hidden).float(), dim=-1)
+        target_log_softmax = log_softmax.gather(1, positives[:, None])[:, 0]
+    else:
+        target_log_softmax = _sampled_log_softmax(
+            model, hidden, positives, negatives=negatives, generator=generator
+        )
+    if model.repeat_head is None:
+        return -target_log_softmax.mean()
+    t = targets.shape[1]
+    seen = torch.ones(t, t + 1, dtype=torch.bool, device=h.device).tril()
+    allowed = seen[None] & (batch.items != 0)[:, None, :]  # position t points at events <= t
+    pointer, log_gate, log_keep = model.repeat_head(h[:, :-1], h, allowed)
+    copies = (pointer * (batch.items[:, None, :] == targets[..., None])).sum(-1)[mask]
+    log_p = torch.logaddexp(
+        log_keep[mask] + target_log_softmax, log_gate[mask] + torch.log(copies.clamp_min(1e-9))
+    )
+    return -log_p.mean()
+
+
+def _sampled_log_softmax(
+    model: SequenceScorer,
+    hidden: torch.Tensor,
+    positives: torch.Tensor,
+    *,
+    negatives: int,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """Log-softmax of each positive among the batch's positives and uniform samples."""
     sampled = torch.randint(1, model.config.n_items, (negatives,), generator=generator).to(
         positives.device
     )
@@ -170,7 +201,8 @@ def next_item_loss(
     rows = torch.arange(len(positives), device=positives.device)
     clash = positives[:, None] == candidates[None, :]
     clash[rows, rows] = False
-    return F.cross_entropy(logits.float().masked_fill(clash, float("-inf")), rows)
+    log_softmax = torch.log_softmax(logits.float().masked_fill(clash, float("-inf")), dim=-1)
+    return log_softmax[rows, rows]
 
 
 def train(

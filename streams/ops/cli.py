@@ -139,6 +139,7 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
         "n_layers": args.layers,
         "dropout": args.dropout,
         "embedding_dropout": args.embedding_dropout,
+        "repeat": args.repeat,
     }
     scorer = {k: v for k, v in scorer_options.items() if v is not None}
     reports = fit(args.data, args.out, train_config=config, scorer_options=scorer)
@@ -166,20 +167,23 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
-    from model.evaluation.evaluate import (
-        baseline_factories,
-        checkpoint_factory,
-        fused_factory,
-        run_evaluation,
-    )
+    from model.evaluation.evaluate import baseline_factories, checkpoint_factory, run_evaluation
+    from streams.ops.session_replay import replay_in_process, replay_plan, without_dp
 
     models = baseline_factories() if args.baselines else {}
     for path in args.checkpoint:
-        models[f"transformer ({path.name})"] = checkpoint_factory(path)
-        if args.fuse_knn is not None:
-            name = f"transformer ({path.name}) + V-SKNN, w={args.fuse_knn}, r={args.fuse_repeat}"
-            models[name] = fused_factory(path, args.fuse_knn, repeat=args.fuse_repeat)
-    console.print(run_evaluation(args.data, models=models, progress=True))
+        models[f"{path.name}: transformer alone"] = checkpoint_factory(path, transformer_only=True)
+        models[f"{path.name}: served ranker"] = checkpoint_factory(path)
+    measured = []
+    if args.stream_baseline:
+        plan = replay_plan(args.data, warmup=True)
+        for name, replayed in (
+            ("DP releases on", settings),
+            ("DP releases off", without_dp(settings)),
+        ):
+            served = replay_in_process(replayed, plan.warmup + plan.events, progress=True)
+            measured.append((f"stream baseline, {name}", plan.quality(served)))
+    console.print(run_evaluation(args.data, models=models, progress=True, measured=measured))
     return 0
 
 

@@ -86,6 +86,13 @@ def _train(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     train.add_argument("--layers", type=int)
     train.add_argument("--dropout", type=float, help="inside the blocks")
     train.add_argument("--embedding-dropout", type=float)
+    train.add_argument(
+        "--no-repeat",
+        dest="repeat",
+        action="store_false",
+        default=None,
+        help="no repeat head (DP runs never have one)",
+    )
     train.add_argument("--seed", type=int)
     train.add_argument(
         "--dp-epsilon", type=float, help="train with DP-SGD (Opacus) to this epsilon per session"
@@ -118,17 +125,9 @@ def _evaluate(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     )
     evaluate.add_argument("--no-baselines", dest="baselines", action="store_false")
     evaluate.add_argument(
-        "--fuse-knn",
-        type=float,
-        metavar="W",
-        help="also score W * transformer + (1 - W) * V-SKNN (pick W with bench/quality.py)",
-    )
-    evaluate.add_argument(
-        "--fuse-repeat",
-        type=float,
-        default=0.0,
-        metavar="R",
-        help="with --fuse-knn: weight of the recent-items part (default 0)",
+        "--stream-baseline",
+        action="store_true",
+        help="also score the stream baseline as a worker runs it, DP releases on and off",
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -12,10 +13,10 @@ from hypothesis import strategies as st
 from model.batches import pad_histories
 from model.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from model.config import ScorerConfig
-from model.evaluation.knn import Popularity
 from model.evaluation.metrics import RankingMetrics
+from model.ranking.knn import Popularity
 from model.scorer import PrefixRanker, SequenceScorer
-from model.training.train import TrainConfig, train
+from model.training.train import TrainConfig, next_item_loss, train
 from model.vocab import ItemVocab
 from tests.unit.walks import walks
 
@@ -146,3 +147,68 @@ def test_training_stops_once_validation_stops_improving_for_patience_epochs() ->
         progress=False,
     )
     assert [(r.epoch, r.best) for r in reports] == [(1, True), (2, True), (3, False), (4, False)]
+
+
+def test_the_repeat_head_points_only_at_items_already_seen() -> None:
+    """Gate forced open: the next item must come from the history, never the future."""
+    scorer = _scorer()
+    assert scorer.repeat_head is not None
+    with torch.no_grad():
+        scorer.repeat_head.gate.bias.fill_(30.0)  # g ~ 1: all mass on the pointer
+    scores, _ = scorer.score_many(pad_histories([[4, 7, 4]], max_len=8))
+    probabilities = torch.softmax(scores, dim=-1)[0]
+    assert probabilities[[4, 7]].sum() > 0.999
+    generator = torch.Generator().manual_seed(0)
+    repeats = next_item_loss(
+        scorer.train(), pad_histories([[4, 4, 4, 4]], max_len=8), negatives=0, generator=generator
+    )
+    fresh = next_item_loss(
+        scorer, pad_histories([[4, 7, 9, 11]], max_len=8), negatives=0, generator=generator
+    )
+    # A fresh next item is out of the pointer's reach (it would be cheap if the pointer saw
+    # the target's own position); every target of the repeating session is within it.
+    assert fresh > 15.0 > 1.0 > repeats
+
+
+def test_the_repeat_head_learns_when_shoppers_come_back_to_an_item() -> None:
+    """Sessions that alternate two items: with the repeat head they are easy."""
+    rng = random.Random(0)
+    sessions = []
+    for _ in range(300):
+        a, b = rng.sample(range(1, N_ITEMS), 2)
+        sessions.append([a, b, a, b, a, b][: rng.randint(3, 6)])
+    prefixes, targets = (
+        [s[:-1] for s in sessions[-60:]],
+        torch.tensor([s[-1] for s in sessions[-60:]]),
+    )
+    config = TrainConfig(epochs=4, batch_size=32, negatives=8, bf16=False)
+    results = {}
+    for repeat in (True, False):
+        torch.manual_seed(0)
+        scorer = SequenceScorer(
+            ScorerConfig(n_items=N_ITEMS, d_model=16, n_heads=2, max_len=8, repeat=repeat)
+        )
+        optimizer = torch.optim.Adam(scorer.parameters(), 3e-3)
+        train(scorer, sessions[:-60], config, optimizer=optimizer, progress=False)
+        metrics = RankingMetrics()
+        metrics.update(PrefixRanker(scorer).score_many(prefixes), targets)
+        results[repeat] = metrics.result()["MRR@20"]
+    assert results[True] > 90.0 > results[False]
+
+
+def test_checkpoints_from_before_the_repeat_head_still_load(tmp_path: Path) -> None:
+    config = ScorerConfig(n_items=N_ITEMS, d_model=16, n_heads=2, max_len=8, repeat=False)
+    scorer = SequenceScorer(config)
+    save_checkpoint(
+        tmp_path,
+        epoch=1,
+        model=scorer,
+        optimizer=torch.optim.Adam(scorer.parameters()),
+        vocab=ItemVocab.build([[f"i{n}" for n in range(1, N_ITEMS)]]),
+        meta={},
+    )
+    meta_file = tmp_path / "epoch-0001" / "meta.json"
+    meta = json.loads(meta_file.read_text())
+    del meta["config"]["repeat"]  # as written before the setting existed
+    meta_file.write_text(json.dumps(meta))
+    assert load_checkpoint(tmp_path).model.repeat_head is None

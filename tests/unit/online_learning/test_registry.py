@@ -18,7 +18,9 @@ from hypothesis import strategies as st
 from rich.console import Console
 
 import streams.ops.cli
-from model.checkpoint import Checkpoint, load_checkpoint
+from model.checkpoint import Checkpoint, load_checkpoint, save_ranker
+from model.ranking.knn import item_matrix
+from model.ranking.parts import RANKER_FILE, FusionWeights, RankerParts
 from model.scorer import SequenceScorer
 from model.serving.ranker import CheckpointScorer
 from online_learning.announcement import Announcement, PrivacySpend
@@ -536,3 +538,42 @@ def test_a_checkpoint_object_keeps_its_meta(
     meta = store.load(announced.version).meta
     assert meta["epoch"] == 1 and meta["config"] == original.model.config.to_dict()
     assert meta["source"]["path"] == "unused"
+
+
+def test_the_served_ranker_travels_with_its_version_and_is_verified(
+    store: ModelStore, tmp_path: Path, train_run: TrainRun
+) -> None:
+    run = train_run(tmp_path / "run")
+    chosen = load_checkpoint(run)
+    n_items = chosen.model.config.n_items
+    parts = RankerParts(
+        weights=FusionWeights.mix(transformer=0.6, recent=0.2),
+        sessions=item_matrix([[1, 2], [2, 3]], n_items=n_items),
+        validation={"P@20": 12.5},
+    )
+    save_ranker(chosen.path, parts)
+    version = store.publish(run, parent=None, metrics=METRICS, privacy=None).version
+    loaded = store.load(version)
+    assert loaded.ranking is not None and loaded.ranking.weights == parts.weights
+    # The learner's update of it keeps the ranker's parts.
+    child = store.publish(loaded, parent=version, metrics=METRICS, privacy=None).version
+    kept = store.load(child).ranking
+    assert kept is not None and kept.weights == parts.weights
+    assert kept.sessions is not None and (kept.sessions != parts.sessions).nnz == 0
+    ranker_file = store.root / version / RANKER_FILE
+    ranker_file.write_bytes(RankerParts(FusionWeights(0.0, 0.0, 1.0)).to_bytes())
+    with pytest.raises(ModelRejected, match=RANKER_FILE):
+        store.load(version)  # a swapped mix is not the published one
+
+
+def test_a_manifest_listing_a_file_of_its_own_is_refused(
+    store: ModelStore, publish: Callable[..., str]
+) -> None:
+    version = publish()
+    folder = store.root / version
+    files = {p.name: p.read_bytes() for p in folder.iterdir() if p.name != MANIFEST}
+    (folder / "extra.py").write_bytes(b"print('hi')")
+    files["extra.py"] = b"print('hi')"
+    (folder / MANIFEST).write_bytes(manifest(files))
+    with pytest.raises(ModelRejected, match="nothing but"):
+        store.load(version)

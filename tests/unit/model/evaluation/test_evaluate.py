@@ -18,7 +18,7 @@ from model.evaluation.evaluate import (
     load_protocol,
     run_evaluation,
 )
-from model.evaluation.knn import Popularity, SessionKNN
+from model.ranking.knn import Popularity, SessionKNN
 from model.vocab import ItemVocab
 
 HEADER = "ts,user_id,session_id,type,item_id,category,price,query\n"

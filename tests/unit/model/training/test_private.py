@@ -18,8 +18,8 @@ from opacus.optimizers import DPOptimizer
 from model.batches import pad_histories
 from model.checkpoint import load_checkpoint
 from model.config import ScorerConfig
-from model.evaluation.knn import Popularity
 from model.evaluation.metrics import RankingMetrics
+from model.ranking.knn import Popularity
 from model.scorer import PrefixRanker, SequenceScorer
 from model.training.attention import AttentionSwap
 from model.training.dp_sgd import (
@@ -41,6 +41,7 @@ NEGATIVES = torch.tensor([3, 15, 16, 17, 20, 25])
 
 def _scorer(seed: int = 0, **options: Any) -> SequenceScorer:
     torch.manual_seed(seed)
+    options = {"repeat": False, **options}  # DP-SGD trains no repeat head
     config = ScorerConfig(n_items=N_ITEMS, d_model=16, n_heads=2, max_len=8, **options)
     return SequenceScorer(config)
 

@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from model.evaluation.knn import Popularity, SessionKNN, Weighting, item_matrix
+from model.ranking.knn import Popularity, SessionKNN, Weighting, item_matrix
 
 A, B, C, D, E = 1, 2, 3, 4, 5
 

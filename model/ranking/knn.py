@@ -157,7 +157,24 @@ class SessionKNN:
         self.sample_size = sample_size
         self.n_items = n_items
         self.weighting: Weighting = weighting
-        self.sessions = item_matrix(train, n_items=n_items)
+        self._index(item_matrix(train, n_items=n_items))
+
+    @classmethod
+    def from_sessions(
+        cls,
+        sessions: sp.csr_matrix,
+        *,
+        k: int = 100,
+        sample_size: int | None = None,
+        weighting: Weighting = "binary",
+    ) -> SessionKNN:
+        """The same index from a stored :func:`item_matrix` of the training sessions."""
+        knn = cls([], n_items=sessions.shape[1], k=k, sample_size=sample_size, weighting=weighting)
+        knn._index(sessions.tocsr())
+        return knn
+
+    def _index(self, sessions: sp.csr_matrix) -> None:
+        self.sessions = sessions
         lengths = np.asarray(self.sessions.getnnz(axis=1), dtype=np.float32)
         # Cosine on sets: |P & S| / sqrt(|P| |S|); fold 1/sqrt(|S|) into the matrix once.
         inv_norm = np.divide(1.0, np.sqrt(lengths), out=np.zeros_like(lengths), where=lengths > 0)

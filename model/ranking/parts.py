@@ -1,0 +1,132 @@
+"""What a checkpoint adds to its transformer to rank: mixing weights and a neighbour index.
+
+Stored beside the weights as ``ranker.npz`` (numpy arrays only, read without
+pickle): the training sessions' item sets as a CSR matrix in the checkpoint's item
+indices (the session-kNN index) and a JSON document of the settings. Both the
+worker and ``intentstream evaluate`` build their ranker from it
+(:func:`model.ranking.ranker.served_ranker`).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import zipfile
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+#: File name of the parts inside a checkpoint or model version folder.
+RANKER_FILE = "ranker.npz"
+
+
+@dataclass(frozen=True)
+class FusionWeights:
+    """Weights of the transformer, session-kNN and recent-items distributions (sum 1).
+
+    Examples:
+        >>> FusionWeights.mix(transformer=0.5, recent=0.2)
+        FusionWeights(transformer=0.4, neighbours=0.4, recent=0.2)
+    """
+
+    transformer: float = 1.0
+    neighbours: float = 0.0
+    recent: float = 0.0
+
+    def __post_init__(self) -> None:
+        values = (self.transformer, self.neighbours, self.recent)
+        if not all(math.isfinite(v) and v >= 0 for v in values) or not sum(values) > 0:
+            raise ValueError(f"fusion weights must be finite, >= 0 and not all 0: {values}")
+
+    @classmethod
+    def mix(cls, *, transformer: float, recent: float) -> FusionWeights:
+        """``transformer`` against kNN, then ``recent`` for the recent items (rounded)."""
+        return cls(
+            transformer=round(transformer * (1 - recent), 6),
+            neighbours=round((1 - transformer) * (1 - recent), 6),
+            recent=round(recent, 6),
+        )
+
+
+@dataclass(frozen=True)
+class RankerParts:
+    """The non-transformer parts of the served ranker and how much each weighs.
+
+    Attributes:
+        weights: the mix, chosen on the validation split.
+        sessions: ``(S, N)`` binary CSR item sets of the training sessions (the
+            kNN index, N = the checkpoint's vocabulary); None without a kNN part.
+        k: neighbours per prefix (V-SKNN).
+        recent_decay: weight ``decay ** distance`` of an item seen in the history.
+        validation: the validation metrics of the chosen mix (for reports).
+    """
+
+    weights: FusionWeights
+    sessions: sp.csr_matrix | None = None
+    k: int = 100
+    recent_decay: float = 0.5
+    validation: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.k < 1 or not 0 < self.recent_decay <= 1:
+            raise ValueError("k must be >= 1 and recent_decay in (0, 1]")
+        if self.weights.neighbours > 0 and self.sessions is None:
+            raise ValueError("a kNN weight needs the sessions' index")
+
+    def to_bytes(self) -> bytes:
+        """The ``ranker.npz`` bytes."""
+        settings = {
+            "weights": asdict(self.weights),
+            "k": self.k,
+            "recent_decay": self.recent_decay,
+            "validation": self.validation,
+        }
+        arrays: dict[str, Any] = {
+            "settings": np.frombuffer(json.dumps(settings, sort_keys=True).encode(), np.uint8)
+        }
+        if self.sessions is not None:
+            matrix = self.sessions.tocsr()
+            arrays |= {
+                "indptr": matrix.indptr.astype(np.int64),
+                "indices": matrix.indices.astype(np.int32),
+                "shape": np.asarray(matrix.shape, dtype=np.int64),
+            }
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **arrays)
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, n_items: int) -> RankerParts:
+        """Parse ``ranker.npz`` for a model of ``n_items`` indices (its index may have fewer).
+
+        Raises:
+            ValueError: not a ranker file, or its index does not fit the model.
+        """
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+                settings = json.loads(arrays["settings"].tobytes())
+                sessions = None
+                if "indptr" in arrays:
+                    indptr, indices = arrays["indptr"], arrays["indices"]
+                    rows, columns = (int(v) for v in arrays["shape"])
+                    if columns > n_items or indptr.size != rows + 1:
+                        raise ValueError(f"its index has {columns} items, the model {n_items}")
+                    if indices.size and (indices.min() < 1 or indices.max() >= columns):
+                        raise ValueError("its index names items outside the model")
+                    # A model whose table grew since keeps the index; new items have no sessions.
+                    ones = np.ones(indices.size, dtype=np.float32)
+                    sessions = sp.csr_matrix((ones, indices, indptr), shape=(rows, n_items))
+            return cls(
+                weights=FusionWeights(**settings["weights"]),
+                sessions=sessions,
+                k=int(settings["k"]),
+                recent_decay=float(settings["recent_decay"]),
+                validation={str(k): float(v) for k, v in settings["validation"].items()},
+            )
+        except (OSError, zipfile.BadZipFile, KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"not a ranker file: {exc!r}") from None
+        except ValueError as exc:  # numpy refuses pickles; bad JSON, shapes or weights
+            raise ValueError(f"not a ranker file: {exc}") from None
