@@ -154,12 +154,7 @@ def throughput(records: list[InputRecord], *, private: bool) -> float:
         result = pipeline.process(
             records[start : start + BATCH], read_state=states.get, read_key=keys.get
         )
-        for table, changes in ((states, result.changes.states), (keys, result.changes.keys)):
-            for user, (_, value) in changes.items():
-                if value is None:
-                    table.pop(user, None)
-                else:
-                    table[user] = value
+        result.changes.apply(states, keys)
     return len(records) / (time.perf_counter() - started)
 
 

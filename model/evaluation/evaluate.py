@@ -25,7 +25,7 @@ from model.checkpoint import Checkpoint, load_checkpoint
 from model.evaluation.metrics import METRIC_NAMES, RankingMetrics, Ties
 from model.ranking.knn import Popularity, SessionKNN
 from model.ranking.ranker import served_ranker
-from model.sessions import Case, leave_last_out, load_sessions, load_test_cases
+from model.sessions import Case, leave_last_out, load_sessions, load_test_cases, prefix_cases
 from model.vocab import ItemVocab
 
 logger = logging.getLogger(__name__)
@@ -80,6 +80,8 @@ def load_protocol(data: Path) -> EvalData:
 
     * A folder with ``test_cases.tsv.gz`` (the SR-GNN split, e.g. ``diginetica/``):
       the sessions of ``train.csv.gz`` and those test cases.
+    * A folder with ``test.csv.gz`` (a split in time, e.g. ``yoochoose-100k/``): every
+      prefix of every test session, its items unknown to training dropped first.
     * Any other folder holding ``train.csv.gz``, or a canonical events file:
       leave-last-out, each session's last item is its test target
       (:func:`model.sessions.leave_last_out`).
@@ -96,6 +98,12 @@ def load_protocol(data: Path) -> EvalData:
     if data.is_dir() and (data / "test_cases.tsv.gz").is_file():
         train = [session.items for session in load_sessions(data / "train.csv.gz")]
         cases = load_test_cases(data / "test_cases.tsv.gz")
+        name = data.name
+    elif data.is_dir() and (data / "test.csv.gz").is_file():
+        train = [session.items for session in load_sessions(data / "train.csv.gz")]
+        known = {item for session in train for item in session}
+        test = [[i for i in s.items if i in known] for s in load_sessions(data / "test.csv.gz")]
+        cases = list(prefix_cases(test))
         name = data.name
     elif data.is_file() or (data / "train.csv.gz").is_file():
         path = data if data.is_file() else data / "train.csv.gz"

@@ -148,12 +148,7 @@ def replay_in_process(
             for n, event in enumerate(events[start : start + batch_size])
         ]
         result = pipeline.process(records, read_state=states.get, read_key=keys.get)
-        for table, changes in ((states, result.changes.states), (keys, result.changes.keys)):
-            for user, (_, value) in changes.items():
-                if value is None:
-                    table.pop(user, None)
-                else:
-                    table[user] = value
+        result.changes.apply(states, keys)
         for record in result.recommendations:
             body = orjson.loads(record.value or b"{}")
             served[body["event_id"]] = [item["item_id"] for item in body["items"]]

@@ -3,7 +3,8 @@
 Checks the serving path end to end: the checkpoint answers users whose items it
 knows and names its version, the baseline answers the rest, a Chinese search
 finds the English-titled item, a new item with only a title reaches a related
-user, and a bad catalogue record lands in the DLQ with its reason.
+user, a bad catalogue record lands in the DLQ with its reason, and the worker
+ranks with the mix its checkpoint carries.
 """
 
 from __future__ import annotations
@@ -17,7 +18,11 @@ import orjson
 import pytest
 from aiokafka.structs import ConsumerRecord
 
+from model.checkpoint import load_checkpoint, save_ranker
+from model.ranking.knn import item_matrix
+from model.ranking.parts import FusionWeights, RankerParts
 from model.serving.baseline import BASELINE_VERSION
+from model.serving.ranker import CheckpointScorer
 from online_learning.registry import checkpoint_meta
 from streams.pipeline.crypto import DLQ_PURPOSE, RecordSealer
 from streams.settings import Settings
@@ -80,3 +85,34 @@ def test_worker_serves_the_checkpoint_search_and_cold_start(
     assert RecordSealer(master_key, purpose=DLQ_PURPOSE).open(letter.value) == bad_item
     assert dict(letter.headers)["reason"] == b"missing_field"
     assert dict(letter.headers)["source_topic"].decode() == settings.items_topic
+
+
+def test_the_worker_serves_the_lists_of_the_checkpoints_ranker(
+    kafka_bootstrap: str,
+    make_settings: Callable[..., Settings],
+    start_worker: Callable[[Settings], subprocess.Popen[bytes]],
+    tiny_checkpoint: Callable[..., Path],
+    read_topics: Callable[..., dict[str, list[ConsumerRecord[bytes, bytes]]]],
+    tmp_path: Path,
+) -> None:
+    """The mix in ``ranker.npz`` is what the worker ranks with: kNN alone here."""
+    run = tiny_checkpoint(tmp_path / "run")
+    checkpoint = load_checkpoint(run)
+    index = checkpoint.vocab.index
+    sessions = [["a", "c"], ["a", "c"], ["a", "c", "e"], ["b", "d"]]
+    parts = RankerParts(
+        weights=FusionWeights(transformer=0.0, neighbours=1.0, recent=0.0),
+        sessions=item_matrix(
+            [[index[i] for i in s] for s in sessions], n_items=checkpoint.model.config.n_items
+        ),
+    )
+    save_ranker(checkpoint.path, parts)
+    settings = make_settings(kafka_bootstrap, "kafka", partitions=1, top_k=3, model_path=run)
+    start_worker(settings)
+    asyncio.run(produce(settings.bootstrap, settings.events_topic, [_event(0, "u1", item_id="a")]))
+    out = read_topics(settings.bootstrap, [settings.recommendations_topic], count=1)
+    [served] = [orjson.loads(m.value) for m in out[settings.recommendations_topic]]
+    expected = CheckpointScorer(load_checkpoint(run)).score_many([["a"]], k=3)[0]
+    assert [(i["item_id"], i["score"]) for i in served["items"]] == expected
+    ids = [i["item_id"] for i in served["items"]]
+    assert ids.index("c") < ids.index("e") and "b" not in ids  # what the sessions say

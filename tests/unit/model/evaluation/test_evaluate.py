@@ -69,6 +69,17 @@ def test_events_file_uses_leave_last_out(tmp_path: Path) -> None:
     assert data.train == [[1, 2], [3], [2]]
 
 
+def test_a_split_in_time_tests_every_prefix_of_its_test_sessions(tmp_path: Path) -> None:
+    folder = tmp_path / "yoochoose"
+    folder.mkdir()
+    _write_events(folder / "train.csv.gz", [["a", "b"], ["b", "c"]])
+    _write_events(folder / "test.csv.gz", [["a", "new", "b", "c"], ["new", "c"]])
+    data = load_protocol(folder)
+    # Items unknown to training are dropped before the prefixes are cut.
+    assert data.cases == [(["a", "b"], "c"), (["a"], "b")]
+    assert len(data.train) == 2
+
+
 def test_missing_data_raises(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         load_protocol(tmp_path)

@@ -39,8 +39,7 @@ def _exported_after_two_batches() -> str:
     keys: dict[bytes, bytes] = {}
     for records in batches:
         result = pipeline.process(records, read_state=states.get, read_key=keys.get)
-        for table, changes in ((states, result.changes.states), (keys, result.changes.keys)):
-            table.update({user: value for user, (_, value) in changes.items() if value})
+        result.changes.apply(states, keys)
         metrics.record_batch(result.stats, seconds=0.02)
         metrics.set_lag({("shop.events", 0): 7, ("shop.events", 1): 3})
     metrics.set_lag({("shop.events", 0): 7})  # partition 1 was given away

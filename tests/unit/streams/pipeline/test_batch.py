@@ -97,15 +97,7 @@ def _view(user: str, item: str, event_id: str = "e", ts: float = 1.0) -> bytes:
 
 def _run(pipeline: EventPipeline, records: list[InputRecord], store: Tables) -> BatchResult:
     result = pipeline.process(records, read_state=store.states.get, read_key=store.keys.get)
-    for table, changes in (
-        (store.states, result.changes.states),
-        (store.keys, result.changes.keys),
-    ):
-        for user, (_, value) in changes.items():
-            if value is None:
-                table.pop(user, None)
-            else:
-                table[user] = value
+    result.changes.apply(store.states, store.keys)
     return result
 
 
