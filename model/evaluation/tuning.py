@@ -84,8 +84,7 @@ class _Parts:
         for start in range(0, len(prefixes), CHUNK):
             chunk = list(prefixes[start : start + CHUNK])
             parts = [
-                as_distribution(ranker.score_many(chunk), kind)
-                for ranker, kind in self._rankers
+                as_distribution(ranker.score_many(chunk), kind) for ranker, kind in self._rankers
             ]
             for weights, metric in zip(grid, metrics, strict=True):
                 mixed = (
