@@ -100,6 +100,13 @@ class Settings(BaseSettings):
         default=3, ge=1, description="Distinct items one user adds to the shared counts per window."
     )
     # Erasure, expiry and timestamps
+    watermark_idle_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="Privacy windows close when every input partition a worker reads has "
+        "passed their end in event time; a partition with no event for this many wall-clock "
+        "seconds stops holding them open.",
+    )
     ts_future_tolerance_seconds: float = Field(
         default=300.0,
         gt=0,

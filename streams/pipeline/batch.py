@@ -28,6 +28,7 @@ from streams.pipeline.records import InputRecord, OutputRecord
 from streams.pipeline.shared_counts import SharedCounts
 from streams.pipeline.state import EMITTED_KEPT, TYPE_INDEX, UserState, apply_event
 from streams.pipeline.validation import InputValidation, Reason, Rejection
+from streams.pipeline.watermark import Watermark
 from streams.pipeline.working_set import StateChanges, TableReader, WorkingSet
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,7 @@ class EventPipeline:
         ledgers: LedgerSealer,
         seen_every: float,
         shared: SharedCounts,
+        watermark: Watermark,
         ranker: ContextRanker,
         intent: IntentPredictor,
         monitor: OnlineMonitor,
@@ -108,6 +110,7 @@ class EventPipeline:
         self._ledgers = ledgers
         self._seen_every = seen_every
         self.shared = shared
+        self._watermark = watermark
         self.ranker = ranker
         self.intent = intent
         self.monitor = monitor
@@ -153,6 +156,7 @@ class EventPipeline:
             seen_every=self._seen_every,
         )
         pending: list[_Pending] = []
+        wall = self._hold_watermark(records, checked)
         for record, outcome, user, session in zip(records, checked, users, sessions, strict=True):
             try:
                 if isinstance(outcome, Rejection):
@@ -160,7 +164,7 @@ class EventPipeline:
                 elif record.topic == self._requests_topic:
                     self._erase(record, outcome, user, states, result)
                 else:
-                    self._apply(record, outcome, user, session, states, result, pending)
+                    self._apply(record, outcome, user, session, states, result, pending, wall)
             except Exception as exc:  # a bug on odd input must not stop the worker
                 log.exception("failed on %s[%d]@%d", record.topic, record.partition, record.offset)
                 self._reject(record, _processing_error(exc), b"", states, result)
@@ -169,6 +173,21 @@ class EventPipeline:
         result.release_marks, self.shared.new_marks = self.shared.new_marks, {}
         self._finish_stats(result.stats, records=len(records), unreadable=states.unreadable)
         return result
+
+    def _hold_watermark(self, records: Sequence[InputRecord], checked: Sequence[Checked]) -> float:
+        """Enter each partition's first event time of the batch into the watermark.
+
+        So a partition that is behind holds the windows open before another partition's
+        later events in the same batch can close them. Returns the batch's wall time.
+        """
+        wall = self.answers.clock()
+        first: dict[int, float] = {}
+        for record, outcome in zip(records, checked, strict=True):
+            if not isinstance(outcome, Rejection) and record.topic != self._requests_topic:
+                first.setdefault(record.partition, float(outcome["ts"]))
+        for partition, event_time in first.items():
+            self._watermark.observe(partition, event_time, wall=wall)
+        return wall
 
     def _pseudonymise(
         self, records: Sequence[InputRecord], checked: Sequence[Checked]
@@ -243,8 +262,11 @@ class EventPipeline:
         states: WorkingSet,
         result: BatchResult,
         pending: list[_Pending],
+        wall: float,
     ) -> None:
         """Update the user's state, check and contribute, and queue the event for scoring.
+
+        ``wall`` is the batch's wall-clock time, for the watermark (``watermark.py``).
 
         The agent sends a batch's recommendations before its changelog records, so a
         state that already holds this event's offset means its recommendation reached
@@ -288,12 +310,13 @@ class EventPipeline:
             partition=record.partition,
         )
         states.changed(user, record.partition, seen=record.timestamp)
-        if self.shared.due(now):
+        watermark = self._watermark.observe(record.partition, now, wall=wall)
+        if self.shared.due(watermark):
             # The baseline and the purchase rate are about to learn a DP release: the
             # events before this one are answered by what they would have met.
             self._score(pending, states, result)
             pending.clear()
-            self.shared.advance(now)
+            self.shared.advance(watermark)
         query = event.get("query") if kind == "search" else None
         pending.append(
             _Pending(

@@ -22,6 +22,7 @@ from streams.pipeline.monitor import OnlineMonitor
 from streams.pipeline.pseudonyms import Pseudonymizer
 from streams.pipeline.shared_counts import SharedCounts, SharingConfig
 from streams.pipeline.validation import InputValidation
+from streams.pipeline.watermark import Watermark
 from streams.settings import Settings
 
 #: A user's last activity is rewritten once per this fraction of the state TTL, so
@@ -91,6 +92,7 @@ def build_pipeline(
         ledgers=LedgerSealer(master_key),
         seen_every=settings.state_ttl_seconds / LAST_SEEN_STEPS,
         shared=shared,
+        watermark=Watermark(idle_seconds=settings.watermark_idle_seconds),
         ranker=ranker,
         intent=intent,
         monitor=OnlineMonitor(

@@ -444,3 +444,38 @@ def test_a_budget_smaller_than_the_charge_refuses_every_contribution() -> None:
     assert pipeline.shared.refused == 3
     assert pipeline.shared.charged_units == 0
     assert store.plain("u1").contributions[1] == []
+
+
+def test_a_window_stays_open_until_every_partition_has_passed_it() -> None:
+    """One partition's events run ahead of another's: the slower one's still count.
+
+    Windows are 10 s here. Partition 0 reaches ts 15 (window 10) while partition 1 is
+    still at ts 2 to 8 (window 0); closing window 0 at partition 0's ts 15 would drop
+    partition 1's contributions to it.
+    """
+    pipeline, store = _pipeline(), Tables()
+    ahead = [_record(_view(f"a{n}", "x", f"a{n}", ts=1.0 + 7 * n), n) for n in range(3)]
+    behind = [
+        _record(_view(f"b{n}", "y", f"b{n}", ts=2.0 + 3 * n), n, partition=1) for n in range(3)
+    ]
+    _run(pipeline, [*ahead, *behind], store)
+    assert pipeline.shared.dropped == 0 and pipeline.shared.released_windows == 0
+    _run(pipeline, [_record(_view("b9", "y", "b9", ts=12.0), 3, partition=1)], store)
+    assert pipeline.shared.released_windows == 1 and pipeline.shared.dropped == 0
+    popular = [item for item, _ in pipeline.ranker.fallback.score_many([[]], k=2)[0]]
+    assert popular == ["y", "x"]  # partition 1's three views of y made the release
+
+
+def test_an_idle_partition_stops_holding_the_windows_open() -> None:
+    wall = [100.0]
+    pipeline = build_pipeline(
+        EXACT, pseudonymizer=Pseudonymizer(KEY), master_key=MASTER, clock=lambda: wall[0]
+    )
+    store = Tables()
+    _run(pipeline, [_record(_view("b", "y", "b", ts=2.0), 0, partition=1)], store)
+    wall[0] += 10.0
+    _run(pipeline, [_record(_view("a", "x", "a", ts=15.0), 0)], store)
+    assert pipeline.shared.released_windows == 0  # partition 1 may still send window 0
+    wall[0] += 100.0  # partition 1 has said nothing more: partition 0 alone moves time
+    _run(pipeline, [_record(_view("a", "x", "a2", ts=16.0), 1)], store)
+    assert pipeline.shared.released_windows == 1
