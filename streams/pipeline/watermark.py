@@ -30,11 +30,24 @@ class Watermark:
         self._idle = idle_seconds
         self._times: dict[int, float] = {}
         self._seen: dict[int, float] = {}
+        self._wall = float("nan")
+        self._mark = float("-inf")
 
     def observe(self, partition: int, event_time: float, *, wall: float) -> float:
-        """Note an event of ``partition`` at ``event_time``; the watermark after it."""
-        if event_time > self._times.get(partition, float("-inf")):
+        """Note an event of ``partition`` at ``event_time``; the watermark after it.
+
+        The minimum is recomputed only when it can have changed: a new wall time (a
+        new batch: partitions may have gone idle), a partition (re)joining, or the
+        partition that held the watermark moving on.
+        """
+        previous = self._times.get(partition)
+        was_active = previous is not None and wall - self._seen[partition] <= self._idle
+        if previous is None or event_time > previous:
             self._times[partition] = event_time
         self._seen[partition] = wall
-        active = [t for p, t in self._times.items() if wall - self._seen[p] <= self._idle]
-        return min(active)
+        if wall != self._wall or not was_active or previous == self._mark:
+            self._wall = wall
+            self._mark = min(
+                t for p, t in self._times.items() if wall - self._seen[p] <= self._idle
+            )
+        return self._mark
