@@ -33,8 +33,6 @@ the store: what one worker concludes about a version stays with that worker.
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import os
 import shutil
@@ -45,10 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
-
-from model.checkpoint import Checkpoint, best_checkpoint
-from model.ranking.parts import RANKER_FILE
+from model.checkpoint import Checkpoint
 from online_learning.announcement import (
     Announcement,
     PrivacySpend,
@@ -68,6 +63,7 @@ from online_learning.manifest import (
     write_atomic,
     write_synced,
 )
+from online_learning.sources import provenance, source_files, version_id
 
 __all__ = [
     "CURRENT",
@@ -77,7 +73,6 @@ __all__ = [
     "ModelStore",
     "PrivacySpend",
     "VersionInfo",
-    "checkpoint_meta",
 ]
 
 #: Model name announced when none is configured (``Settings.model_name``).
@@ -164,9 +159,9 @@ class ModelStore:
             self.path(parent)
         metrics = parse_metrics(metrics)
         spend = PrivacySpend.from_json(privacy)
-        files, source_meta = _source_files(source)
+        files, source_meta = source_files(source)
         now = self.clock()
-        version = _version_id(now, files["weights.pt"], files["vocab.json"])
+        version = version_id(now, files["weights.pt"], files["vocab.json"])
         meta = {
             **source_meta,
             "version": version,
@@ -175,7 +170,7 @@ class ModelStore:
             "metrics": metrics,
             "privacy": None if privacy is None else dict(privacy),
             "model_name": self.name,
-            "source": _provenance(source, source_meta),
+            "source": provenance(source, source_meta),
         }
         meta_bytes = json.dumps(meta, indent=2, sort_keys=True, default=str).encode()
         files["meta.json"] = meta_bytes
@@ -393,60 +388,3 @@ class ModelStore:
             return "unreadable REJECTED marker"
         reason = body.get("reason") if isinstance(body, dict) else None
         return str(reason) if reason else "no reason given"
-
-
-def _source_files(source: Path | Checkpoint) -> tuple[dict[str, bytes], dict[str, Any]]:
-    """The files of a checkpoint to publish (all but ``meta.json``) and its meta."""
-    if isinstance(source, Checkpoint):
-        buffer = io.BytesIO()
-        torch.save(source.model.state_dict(), buffer)
-        meta = {**source.meta, "config": source.model.config.to_dict()}
-        files = {
-            "weights.pt": buffer.getvalue(),
-            "vocab.json": json.dumps(source.vocab.ids[1:]).encode(),
-        }
-        if source.ranking is not None:
-            files[RANKER_FILE] = source.ranking.to_bytes()
-        return files, meta
-    folder = best_checkpoint(source) or source
-    meta = checkpoint_meta(folder)
-    names = [
-        "weights.pt",
-        "vocab.json",
-        *([RANKER_FILE] if (folder / RANKER_FILE).is_file() else []),
-    ]
-    try:
-        return {name: (folder / name).read_bytes() for name in names}, meta
-    except OSError as exc:
-        raise RegistryError(f"{source} is not a readable checkpoint: {exc}") from exc
-
-
-def checkpoint_meta(checkpoint: Path) -> dict[str, Any]:
-    """``meta.json`` of a training checkpoint folder, or of a run folder's chosen epoch.
-
-    Its ``metrics`` and ``privacy`` are what :meth:`ModelStore.publish` takes.
-
-    Raises:
-        RegistryError: it is missing, unreadable or not a JSON object.
-    """
-    path = (best_checkpoint(checkpoint) or checkpoint) / "meta.json"
-    try:
-        meta = json.loads(path.read_bytes())
-    except (OSError, ValueError) as exc:
-        raise RegistryError(f"{checkpoint} is not a readable checkpoint: {exc}") from exc
-    if not isinstance(meta, dict):
-        raise RegistryError(f"{path} is not a JSON object")
-    return meta
-
-
-def _provenance(source: Path | Checkpoint, meta: Mapping[str, Any]) -> dict[str, Any]:
-    """Where a version came from: the training checkpoint's path, version and time."""
-    path = source.path if isinstance(source, Checkpoint) else source
-    return {"path": str(path), "version": meta.get("version"), "created_at": meta.get("created_at")}
-
-
-def _version_id(now: float, weights: bytes, vocab: bytes) -> str:
-    """``seq-<UTC time to the second>-<first 8 hex digits of the content's SHA-256>``."""
-    digest = hashlib.sha256(weights)
-    digest.update(vocab)
-    return f"seq-{time.strftime('%Y-%m-%dT%H%M%SZ', time.gmtime(now))}-{digest.hexdigest()[:8]}"

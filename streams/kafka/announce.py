@@ -18,8 +18,9 @@ import aiokafka.errors
 import kafka.errors
 
 from model.checkpoint import Checkpoint
-from online_learning.registry import Announcement, ModelStore, checkpoint_meta
+from online_learning.registry import Announcement, ModelStore
 from online_learning.signing import AnnouncementSigner
+from online_learning.sources import checkpoint_meta
 from streams.errors import BrokerError, ConfigurationError
 from streams.kafka.admin import ensure_topics
 from streams.kafka.produce import produce_records

@@ -23,7 +23,7 @@ from model.ranking.knn import item_matrix
 from model.ranking.parts import FusionWeights, RankerParts
 from model.serving.baseline import BASELINE_VERSION
 from model.serving.ranker import CheckpointScorer
-from online_learning.registry import checkpoint_meta
+from online_learning.sources import checkpoint_meta
 from streams.pipeline.crypto import DLQ_PURPOSE, RecordSealer
 from streams.settings import Settings
 from tests.integration.kafka_io import produce
