@@ -120,10 +120,10 @@ class SequenceScorer(nn.Module):
             return logits
         allowed = (batch.items != 0)[:, None]
         pointer, log_gate, log_keep = self.repeat_head(last[:, None], h, allowed)
-        repeats = torch.zeros_like(logits).scatter_add_(1, batch.items, pointer[:, 0])
-        mixed = torch.logaddexp(
-            log_keep + torch.log_softmax(logits, dim=-1), log_gate + torch.log(repeats)
-        )
+        # The pointer's mass lands on the history's own items only: add it there.
+        mixture = torch.softmax(logits, dim=-1) * log_keep.exp()
+        mixture.scatter_add_(1, batch.items, pointer[:, 0] * log_gate.exp())
+        mixed: torch.Tensor = mixture.log()
         mixed[:, 0] = float("-inf")
         return mixed
 
