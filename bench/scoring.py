@@ -45,15 +45,14 @@ def measure(
     with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=bf16):
         items = model.item_table().to(torch.bfloat16 if bf16 else torch.float32)
         for _ in range(3):
-            model.score_many(batch, items=items)[0].topk(20)
+            model.score_many(batch, items=items).topk(20)
         started = time.perf_counter()
         while time.perf_counter() - started < seconds or len(times) < 5:
             t0 = time.perf_counter()
-            scores, intent = model.score_many(batch, items=items)
-            top = scores.topk(20).indices
+            top = model.score_many(batch, items=items).topk(20).indices
             if device.type == "cuda":
                 torch.cuda.synchronize()
-            del top, intent
+            del top
             times.append(time.perf_counter() - t0)
     median = statistics.median(times)
     return batch_size / median, 1000 * median

@@ -24,6 +24,9 @@ class ScorerConfig:
             (normalised scores, as in NISER, curb the popularity bias).
         repeat: a repeat (copy) head: a learned gate mixes the next-item softmax with
             attention over the history's own items (a fifth of next items are repeats).
+        item_readout: score items against a learned weighted mean of the history's own
+            item embeddings instead of the last hidden state (CORE, Hou et al. 2022):
+            the session and the catalogue then live in one space.
     """
 
     n_items: int
@@ -37,6 +40,7 @@ class ScorerConfig:
     n_gap_buckets: int = 16
     logit_scale: float = 14.0
     repeat: bool = True
+    item_readout: bool = True
 
     def __post_init__(self) -> None:
         if self.n_items < 2:
@@ -51,8 +55,8 @@ class ScorerConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ScorerConfig:
-        """The config a checkpoint recorded (one older than the repeat head has none)."""
-        return cls(**{"repeat": False, **values})
+        """The config a checkpoint recorded (older ones lack the later heads: off)."""
+        return cls(**{"repeat": False, "item_readout": False, **values})
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for checkpoints."""

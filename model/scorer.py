@@ -1,10 +1,12 @@
 """The sequence scorer: a causal transformer over a user's recent events.
 
-Heads read the hidden state after each event: next-item scores over the whole
-catalogue (cosine against the tied item embeddings, scaled), optionally mixed by a
-learned gate with a repeat head that points at the history's own items (as in
-RepeatNet, Ren et al. 2019), and the probability that the session will contain a
-purchase.
+After each event the model scores the whole catalogue: the cosine, scaled, of a
+query (a learned mix of the history's own item embeddings, or the hidden state)
+against the tied item embeddings, mixed by a learned gate with a repeat head that
+points at the history's own items (as in RepeatNet, Ren et al. 2019). Purchase
+intent is not the transformer's job: jointly trained, its head did no better than
+the same head on the stream's counters alone (docs/quality.md), and the worker
+serves the online model (``online_learning/intent.py``).
 """
 
 from __future__ import annotations
@@ -47,15 +49,45 @@ class RepeatHead(nn.Module):
         return torch.nan_to_num(pointer), F.logsigmoid(gate), F.logsigmoid(-gate)
 
 
+class ItemReadout(nn.Module):
+    """Each prefix's query: a learned weighted mean of its own items' embeddings.
+
+    The last hidden state lives in a space of its own, and the cosine against the
+    item table has to bridge the two; a mix of the history's item embeddings is in
+    the table's space already (CORE's representation-consistent encoder). The price:
+    the history's own items always rank near the top (a history of one item queries
+    with exactly that item), so a strict k -> k + 1 chain is beyond it; adding a
+    learned map of the state to the mix, tried to lift that, lost 7.5 validation
+    P@20 points on Diginetica after an epoch.
+    """
+
+    def __init__(self, d_model: int) -> None:
+        super().__init__()
+        self.weight = nn.Linear(d_model, 1)
+
+    def forward(self, h: torch.Tensor, embedded: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """(B, T, D) states and item embeddings, (B, T) real events -> (B, T, D) queries.
+
+        Query t mixes the items of events <= t, weighted by a softmax over their states.
+        """
+        t = h.shape[1]
+        seen = torch.ones(t, t, dtype=torch.bool, device=h.device).tril()
+        allowed = seen[None] & valid[:, None, :]
+        weights = self.weight(h).squeeze(-1).float()[:, None, :].expand(-1, t, -1)
+        alpha = torch.nan_to_num(torch.softmax(weights.masked_fill(~allowed, float("-inf")), -1))
+        mixed: torch.Tensor = alpha.to(embedded.dtype) @ embedded
+        return mixed
+
+
 class SequenceScorer(nn.Module):
-    """Causal transformer with a next-item head and a purchase-intent head.
+    """Causal transformer that scores every item as a shopper's next one.
 
     Examples:
         >>> from model.batches import pad_histories
         >>> scorer = SequenceScorer(ScorerConfig(n_items=20, d_model=16, n_heads=2)).eval()
-        >>> scores, intent = scorer.score_many(pad_histories([[3, 4], [5]], max_len=8))
-        >>> scores.shape, intent.shape
-        (torch.Size([2, 20]), torch.Size([2]))
+        >>> scores = scorer.score_many(pad_histories([[3, 4], [5]], max_len=8))
+        >>> scores.shape
+        torch.Size([2, 20])
         >>> bool(torch.isinf(scores[:, 0]).all())  # padding is never recommended
         True
     """
@@ -77,10 +109,9 @@ class SequenceScorer(nn.Module):
             block, num_layers=config.n_layers, enable_nested_tensor=False
         )
         self.final_norm = nn.LayerNorm(config.d_model)
-        self.intent_head = nn.Sequential(
-            nn.Linear(config.d_model, config.d_model), nn.GELU(), nn.Linear(config.d_model, 1)
-        )
         self.repeat_head = RepeatHead(config.d_model) if config.repeat else None
+        self.item_readout = ItemReadout(config.d_model) if config.item_readout else None
+        self.register_load_state_dict_pre_hook(_drop_retired_weights)  # type: ignore[no-untyped-call]
 
     def hidden(self, batch: HistoryBatch) -> torch.Tensor:
         """(B, T) histories -> (B, T, D) hidden states; position t sees events <= t."""
@@ -89,6 +120,16 @@ class SequenceScorer(nn.Module):
         padding = batch.items == 0
         h = self.blocks(x, mask=causal_mask(t, x.device), src_key_padding_mask=padding)
         out: torch.Tensor = self.final_norm(h)
+        return out
+
+    def queries(self, h: torch.Tensor, batch: HistoryBatch) -> torch.Tensor:
+        """(B, T, D) states -> the (B, T, D) vectors that score the catalogue after each event."""
+        if self.item_readout is None:
+            return h
+        embedded = F.dropout(
+            self.embed.items(batch.items), self.config.embedding_dropout, self.training
+        )
+        out: torch.Tensor = self.item_readout(h, embedded, batch.items != 0)
         return out
 
     def item_table(self) -> torch.Tensor:
@@ -111,44 +152,43 @@ class SequenceScorer(nn.Module):
         """(B, T, D) hidden states of ``batch`` -> (B, N) float32 log-scores after each history.
 
         Without a repeat head these are the logits; with one, the log of the gated
-        mixture. Either way their softmax is the model's next-item distribution.
+        mixture of the explore softmax (over items the history does not hold) and the
+        pointer (over those it does). Either way their softmax is the model's
+        next-item distribution.
         """
         rows = torch.arange(h.shape[0], device=h.device)
         last = h[rows, batch.lengths - 1]
-        logits = self.item_logits(last, items).float()
+        logits = self.item_logits(self.queries(h, batch)[rows, batch.lengths - 1], items).float()
         if self.repeat_head is None:
             return logits
         allowed = (batch.items != 0)[:, None]
         pointer, log_gate, log_keep = self.repeat_head(last[:, None], h, allowed)
-        # The pointer's mass lands on the history's own items only: add it there.
-        mixture = torch.softmax(logits, dim=-1) * log_keep.exp()
+        # Explore over the items the history does not hold; the pointer takes those.
+        explore = torch.softmax(logits.scatter(1, batch.items, float("-inf")), dim=-1)
+        mixture = explore * log_keep.exp()
         mixture.scatter_add_(1, batch.items, pointer[:, 0] * log_gate.exp())
         mixed: torch.Tensor = mixture.log()
         mixed[:, 0] = float("-inf")
         return mixed
 
-    def forward(self, batch: HistoryBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        """Training pass: hidden states (B, T, D) and intent logits (B, T)."""
-        h = self.hidden(batch)
-        return h, self.intent_head(h).squeeze(-1)
+    def forward(self, batch: HistoryBatch) -> torch.Tensor:
+        """Training pass: the (B, T, D) hidden states (:meth:`hidden`)."""
+        return self.hidden(batch)
 
-    def score_many(
-        self, batch: HistoryBatch, *, items: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Score B users from their histories, in one call.
+    def score_many(self, batch: HistoryBatch, *, items: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, N) next-item log-scores (:meth:`next_log_scores`) of B users, in one call.
 
-        Args:
-            batch: the users' histories.
-            items: a cached :meth:`item_table` (any dtype), else computed here.
-
-        Returns:
-            (B, N) next-item log-scores (:meth:`next_log_scores`) and (B,) purchase
-            probabilities, both read at each history's last event.
+        ``items`` is a cached :meth:`item_table` (any dtype), else computed here.
         """
-        h = self.hidden(batch)
-        last = h[torch.arange(h.shape[0], device=h.device), batch.lengths - 1]
-        intent = torch.sigmoid(self.intent_head(last).squeeze(-1))
-        return self.next_log_scores(h, batch, items), intent
+        return self.next_log_scores(self.hidden(batch), batch, items)
+
+
+def _drop_retired_weights(
+    module: nn.Module, state_dict: dict[str, torch.Tensor], prefix: str, *_: object
+) -> None:
+    """Older checkpoints carry an intent head (never trained, now gone): skip its weights."""
+    for key in [k for k in state_dict if k.startswith(f"{prefix}intent_head.")]:
+        del state_dict[key]
 
 
 class PrefixRanker:
@@ -174,5 +214,5 @@ class PrefixRanker:
             torch.inference_mode(),
             torch.autocast(self._device.type, dtype=self._dtype, enabled=bf16),
         ):
-            scores, _ = self._model.score_many(batch, items=self._items)
+            scores = self._model.score_many(batch, items=self._items)
         return scores.float().cpu()

@@ -121,7 +121,7 @@ def top_items(
     batch = pad_histories([encoded[row] for row in rows], max_len=model.config.max_len)
     device = next(model.parameters()).device
     with torch.inference_mode():
-        scores, _ = model.score_many(batch.to(device))
+        scores = model.score_many(batch.to(device))
         top = scores.topk(min(k, len(vocab) - 1), dim=-1).indices.cpu().tolist()
     for row, indices in zip(rows, top, strict=True):
         out[row] = [vocab.ids[i] for i in indices]

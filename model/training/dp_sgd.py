@@ -13,7 +13,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -68,7 +68,7 @@ def session_losses(
         >>> session_losses(scorer, batch, torch.tensor([6, 7, 8])).shape
         torch.Size([2])
     """
-    queries = F.normalize(model.hidden(batch)[:, :-1], dim=-1)
+    queries = F.normalize(model.queries(model.hidden(batch), batch)[:, :-1], dim=-1)
     targets = batch.items[:, 1:]
     b, t = targets.shape
     # One (B, T - 1 + K) lookup of the tied item table: Opacus sees the output side
@@ -86,13 +86,12 @@ def session_losses(
 
 
 def trained_parameters(model: SequenceScorer) -> list[nn.Parameter]:
-    """Parameters the per-session loss reaches (all but the intent and repeat heads).
+    """Parameters the per-session loss reaches (all but a repeat head).
 
     Opacus needs a per-sample gradient for every parameter its optimizer updates;
     :func:`session_losses` trains no repeat head, so DP runs are built without one.
     """
-    heads = [model.intent_head, *([model.repeat_head] if model.repeat_head else [])]
-    head = {id(p) for module in heads for p in module.parameters()}
+    head = {id(p) for p in model.repeat_head.parameters()} if model.repeat_head else set()
     return [p for p in model.parameters() if id(p) not in head]
 
 
@@ -125,13 +124,6 @@ def _embedding_grad_sample(
     if layer.padding_idx is not None:
         grad_sample[:, layer.padding_idx] = 0
     return {cast(nn.Parameter, layer.weight): grad_sample}
-
-
-class Negatives(Protocol):
-    """The setting a DP step reads: ``TrainConfig`` or ``model.training.update.OnlinePrivacy``."""
-
-    @property
-    def negatives(self) -> int: ...
 
 
 def attach_opacus(
@@ -177,16 +169,19 @@ def private_step(
     model: SequenceScorer,
     optimizer: DPOptimizer,
     rows: list[Sequence[int]],
-    config: Negatives,
+    n_negatives: int,
     rng: torch.Generator,
 ) -> torch.Tensor:
-    """One DP-SGD step on one sample of sessions (at most one row each); the sum of their losses."""
+    """One DP-SGD step on one sample of sessions (at most one row each); the sum of their losses.
+
+    ``n_negatives`` uniform items are drawn for the step (0: the full softmax).
+    """
     total = torch.zeros(())
     device = next(model.parameters()).device
     n_items = model.config.n_items
     negatives = (
-        torch.randint(1, n_items, (config.negatives,), generator=rng)
-        if config.negatives
+        torch.randint(1, n_items, (n_negatives,), generator=rng)
+        if n_negatives
         else torch.arange(1, n_items)  # full softmax
     ).to(device)
     pieces = chunks(rows, _physical_rows(optimizer, device), model.config.max_len)

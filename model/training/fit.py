@@ -109,7 +109,10 @@ def fit(
     sequences = [s for s in split.train if len(s) >= 2]
     val_prefixes, val_targets = split.prefixes, split.targets
     device = device or pick_device()
-    options = {**(scorer_options or {}), **({"repeat": False} if private else {})}
+    # DP runs keep the architecture their quality was measured with (no repeat head:
+    # the per-session loss does not train one).
+    dp_off = {"repeat": False, "item_readout": False} if private else {}
+    options = {**(scorer_options or {}), **dp_off}
     config = ScorerConfig(n_items=len(vocab), **options)
     model = SequenceScorer(config).to(device)
     parameters = trained_parameters(model) if private else list(model.parameters())

@@ -54,7 +54,6 @@ Other details
       noisy step per Poisson batch.
     - Cost: on one H200, full Diginetica catalogue, d = 128, a DP step took 100 ms
       for 256 sessions and 167 ms for 1,024 (the plain float32 step: 13 and 17 ms).
-    - The intent head is not trained (neither does the plain loop).
     - The padding rows (index 0) of the item, type and gap tables are zeroed after
       each step: noise lands on every coordinate, and zeroing is post-processing.
     - Randomness: sampling and noise come from a generator seeded from the OS's
@@ -279,7 +278,7 @@ def _private_epoch(
         task = bar.add_task("DP-SGD epoch", total=len(run.loader))
         for (indices,) in run.loader:
             rows = [sequences[i] for i in indices.tolist()]
-            total += private_step(model, run.optimizer, rows, config, rng)
+            total += private_step(model, run.optimizer, rows, config.dp_negatives, rng)
             seen += len(rows)
             bar.advance(task)
     return float(total) / max(seen, 1)

@@ -34,6 +34,10 @@ class TrainConfig:
     """Optimisation settings (hyperparameters of the model are in ScorerConfig).
 
     Attributes:
+        negatives: uniform items sampled per batch for the softmax, beside the batch's
+            true next items (0 = the full softmax over the catalogue).
+        dp_negatives: the same for DP-SGD, whose per-session loss looks each one up
+            for every session of a step (so it costs far more per negative).
         dp_epsilon: train with DP-SGD (``model/training/private.py``) to this target epsilon
             over ``epochs``; None trains without differential privacy.
         dp_delta: the delta of the guarantee; keep it below 1 / (training sessions).
@@ -53,7 +57,8 @@ class TrainConfig:
     patience: int = 2
     batch_size: int = 256
     learning_rate: float = 3e-3
-    negatives: int = 4096
+    negatives: int = 16_384
+    dp_negatives: int = 4096
     bf16: bool = True
     seed: int = 0
     max_minutes: float | None = None
@@ -65,7 +70,7 @@ class TrainConfig:
     dp_vocab_items: int = 5
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1 or self.negatives < 0:
+        if self.epochs < 1 or self.batch_size < 1 or min(self.negatives, self.dp_negatives) < 0:
             raise ValueError("epochs and batch_size must be >= 1, negatives >= 0")
         if self.learning_rate <= 0:
             raise ValueError("learning_rate must be > 0")
@@ -155,54 +160,60 @@ def next_item_loss(
 ) -> torch.Tensor:
     """Cross-entropy of each position's next item, full or sampled softmax.
 
-    With a repeat head, the probability of the next item is the gated mixture of the
-    softmax and the pointer's mass on the history's copies of that item.
+    With a repeat head, the probability of the next item is the gated mixture of an
+    explore softmax over the items the history does not hold and the pointer's mass
+    on the history's copies of that item (RepeatNet's two modes).
     """
-    h, _ = model(batch)
+    h = model(batch)
     targets = batch.items[:, 1:]
     mask = targets != 0
-    hidden, positives = h[:, :-1][mask], targets[mask]
+    hidden, positives = model.queries(h, batch)[:, :-1][mask], targets[mask]
+    rows = torch.arange(len(positives), device=h.device)
     if negatives == 0:
-        log_softmax = torch.log_softmax(model.item_logits(hidden).float(), dim=-1)
-        target_log_softmax = log_softmax.gather(1, positives[:, None])[:, 0]
+        candidates, columns = torch.arange(model.config.n_items, device=h.device), positives
+        excluded = candidates[None, :].expand(len(rows), -1) == 0  # padding
     else:
-        target_log_softmax = _sampled_log_softmax(
-            model, hidden, positives, negatives=negatives, generator=generator
-        )
-    if model.repeat_head is None:
-        return -target_log_softmax.mean()
+        sampled = torch.randint(1, model.config.n_items, (negatives,), generator=generator)
+        candidates, columns = torch.cat([positives, sampled.to(h.device)]), rows
+        # Another row's positive (or a sample) equal to this row's target is not a negative.
+        excluded = positives[:, None] == candidates[None, :]
+        excluded[rows, rows] = False
     t = targets.shape[1]
     seen = torch.ones(t, t + 1, dtype=torch.bool, device=h.device).tril()
-    allowed = seen[None] & (batch.items != 0)[:, None, :]  # position t points at events <= t
+    allowed = seen[None] & (batch.items != 0)[:, None, :]  # position t saw events <= t
+    if model.repeat_head is not None:
+        # The history's items are the pointer's (the target's explore term is -inf then).
+        excluded = excluded | held(
+            torch.where(allowed, batch.items[:, None, :], 0)[mask], candidates
+        )
+    items = F.normalize(model.embed.items.weight[candidates], dim=-1)
+    logits = model.config.logit_scale * (F.normalize(hidden, dim=-1) @ items.T)
+    explore = torch.log_softmax(logits.float().masked_fill(excluded, float("-inf")), dim=-1)
+    explore = explore[rows, columns]
+    if model.repeat_head is None:
+        return -explore.mean()
     pointer, log_gate, log_keep = model.repeat_head(h[:, :-1], h, allowed)
     copies = (pointer * (batch.items[:, None, :] == targets[..., None])).sum(-1)[mask]
     log_p = torch.logaddexp(
-        log_keep[mask] + target_log_softmax, log_gate[mask] + torch.log(copies.clamp_min(1e-9))
+        log_keep[mask] + explore, log_gate[mask] + torch.log(copies.clamp_min(1e-9))
     )
     return -log_p.mean()
 
 
-def _sampled_log_softmax(
-    model: SequenceScorer,
-    hidden: torch.Tensor,
-    positives: torch.Tensor,
-    *,
-    negatives: int,
-    generator: torch.Generator,
-) -> torch.Tensor:
-    """Log-softmax of each positive among the batch's positives and uniform samples."""
-    sampled = torch.randint(1, model.config.n_items, (negatives,), generator=generator).to(
-        positives.device
-    )
-    candidates = torch.cat([positives, sampled])
-    items = F.normalize(model.embed.items.weight[candidates], dim=-1)
-    logits = model.config.logit_scale * (F.normalize(hidden, dim=-1) @ items.T)
-    # Another row's positive (or a sample) equal to this row's target is not a negative.
-    rows = torch.arange(len(positives), device=positives.device)
-    clash = positives[:, None] == candidates[None, :]
-    clash[rows, rows] = False
-    log_softmax = torch.log_softmax(logits.float().masked_fill(clash, float("-inf")), dim=-1)
-    return log_softmax[rows, rows]
+def held(history: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+    """(P, C) bool: whether candidate c is among row p's ``history`` items (0 = none).
+
+    Examples:
+        >>> held(torch.tensor([[3, 1, 0], [2, 0, 0]]), torch.tensor([1, 2, 3, 3])).tolist()
+        [[True, False, True, True], [False, True, False, False]]
+    """
+    distinct, inverse = torch.unique(candidates, return_inverse=True)
+    column = torch.searchsorted(distinct, history).clamp_max(len(distinct) - 1)
+    hit = (distinct[column] == history) & (history != 0)
+    rows = torch.arange(len(history), device=history.device)[:, None].expand_as(history)
+    out = torch.zeros(len(history), len(distinct), dtype=torch.bool, device=history.device)
+    out[rows[hit], column[hit]] = True
+    return out[:, inverse]
 
 
 def train(

@@ -196,7 +196,9 @@ class OnlineDPSGD:
             self._exhausted = True
             return None
         with self._hooked():
-            total = private_step(self._model, self._optimizer, list(rows), self._privacy, self._rng)
+            total = private_step(
+                self._model, self._optimizer, list(rows), self._privacy.negatives, self._rng
+            )
         return float(total) / len(rows)
 
     def spent(self) -> dict[str, Any]:

@@ -120,6 +120,7 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
         "batch_size": args.batch_size,
         "learning_rate": args.lr,
         "negatives": args.negatives,
+        "dp_negatives": args.dp_negatives,
         "seed": args.seed,
         "max_minutes": args.minutes,
         "dp_epsilon": args.dp_epsilon,
@@ -140,6 +141,7 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
         "dropout": args.dropout,
         "embedding_dropout": args.embedding_dropout,
         "repeat": args.repeat,
+        "item_readout": args.item_readout,
     }
     scorer = {k: v for k, v in scorer_options.items() if v is not None}
     reports = fit(args.data, args.out, train_config=config, scorer_options=scorer)

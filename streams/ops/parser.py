@@ -81,7 +81,9 @@ def _train(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     train.add_argument("--minutes", type=float, help="stop after the epoch that passes this")
     train.add_argument("--batch-size", type=int)
     train.add_argument("--lr", type=float)
-    train.add_argument("--negatives", type=int, help="0 = full softmax")
+    train.add_argument(
+        "--negatives", type=int, help="sampled per batch (default 16384; 0 = full softmax)"
+    )
     train.add_argument("--d-model", type=int)
     train.add_argument("--layers", type=int)
     train.add_argument("--dropout", type=float, help="inside the blocks")
@@ -93,9 +95,18 @@ def _train(sub: Subcommands, common: argparse.ArgumentParser) -> None:
         default=None,
         help="no repeat head (DP runs never have one)",
     )
+    train.add_argument(
+        "--item-readout",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="score items against a weighted mean of the history's item embeddings",
+    )
     train.add_argument("--seed", type=int)
     train.add_argument(
         "--dp-epsilon", type=float, help="train with DP-SGD (Opacus) to this epsilon per session"
+    )
+    train.add_argument(
+        "--dp-negatives", type=int, help="with --dp-epsilon: sampled per step (default 4096)"
     )
     train.add_argument("--dp-delta", type=float, help="with --dp-epsilon (default 1e-5)")
     train.add_argument(

@@ -52,7 +52,7 @@ def test_growing_keeps_old_rows_indices_and_adam_state() -> None:
     assert math.isfinite(loss) and not new[0].any()
     assert optimizer.state[new]["exp_avg_sq"][6:].all()  # the full softmax reaches every row
     with torch.inference_mode():
-        scores, _ = model.score_many(pad_histories([[7, 8]], max_len=8))
+        scores = model.score_many(pad_histories([[7, 8]], max_len=8))
     assert scores.shape == (1, 9)
 
 

@@ -41,7 +41,7 @@ NEGATIVES = torch.tensor([3, 15, 16, 17, 20, 25])
 
 def _scorer(seed: int = 0, **options: Any) -> SequenceScorer:
     torch.manual_seed(seed)
-    options = {"repeat": False, **options}  # DP-SGD trains no repeat head
+    options = {"repeat": False, "item_readout": False, **options}  # what DP runs build
     config = ScorerConfig(n_items=N_ITEMS, d_model=16, n_heads=2, max_len=8, **options)
     return SequenceScorer(config)
 
@@ -136,7 +136,7 @@ def test_an_empty_poisson_sample_takes_a_noise_only_step() -> None:
             config,
             generator=generator,
         )
-        private_step(scorer, run.optimizer, [], config, generator)
+        private_step(scorer, run.optimizer, [], config.dp_negatives, generator)
     run.hooks.cleanup()
     assert run.spent(config)["steps"] == 1
     moved = [not torch.equal(b, p) for b, p in zip(before, trained_parameters(scorer), strict=True)]
@@ -169,7 +169,7 @@ def test_dp_fit_records_privacy_resumes_its_accounting_and_loads(tmp_path: Path)
     config = TrainConfig(
         epochs=2,
         batch_size=32,
-        negatives=8,
+        dp_negatives=8,
         dp_epsilon=3.0,
         dp_delta=1e-3,
         dp_accountant="rdp",
@@ -198,6 +198,7 @@ def test_dp_fit_records_privacy_resumes_its_accounting_and_loads(tmp_path: Path)
     assert [report.epoch for report in second] == [2]
 
     loaded = load_checkpoint(out)
+    assert loaded.model.repeat_head is None and loaded.model.item_readout is None
     privacy = loaded.meta["privacy"]
     assert privacy["unit"] == "session" and privacy["sgd_delta"] == 1e-3
     assert privacy["max_grad_norm"] == 1.0 and privacy["noise_multiplier"] > 0
@@ -210,7 +211,7 @@ def test_dp_fit_records_privacy_resumes_its_accounting_and_loads(tmp_path: Path)
     assert len(loaded.vocab) - 1 == privacy["vocabulary"]["items"] >= N_ITEMS - 5
     assert json.loads((out / "epoch-0001" / "meta.json").read_text())["privacy"]["epsilon"] > 0
     with torch.inference_mode():
-        scores, _ = loaded.model.score_many(pad_histories([[1, 2, 3]], max_len=8))
+        scores = loaded.model.score_many(pad_histories([[1, 2, 3]], max_len=8))
     assert scores.shape == (1, len(loaded.vocab)) and torch.isfinite(scores[0, 1:]).all()
 
 
@@ -220,7 +221,7 @@ def test_dp_training_learns_an_easy_pattern_at_a_large_epsilon() -> None:
     prefixes, targets = [s[:-1] for s in held_out], torch.tensor([s[-1] for s in held_out])
     scorer = _scorer(seed=1)
     config = TrainConfig(
-        epochs=5, batch_size=32, negatives=8, dp_epsilon=50.0, dp_delta=1e-3, dp_accountant="rdp"
+        epochs=5, batch_size=32, dp_negatives=8, dp_epsilon=50.0, dp_delta=1e-3, dp_accountant="rdp"
     )
     reports = train_private(
         scorer,
