@@ -94,7 +94,10 @@ def main() -> None:
     data = head_file(args.data, args.sessions, out) if args.sessions else args.data
     delta = args.delta or default_delta(data, args.seed)
     common = {"learning_rate": args.lr, "seed": args.seed, "max_minutes": args.minutes}
-    runs: dict[str, TrainConfig] = {"non-private": TrainConfig(epochs=args.epochs, **common)}
+    # The non-private arm has the DP runs' architecture and negatives (fit builds DP runs
+    # without a repeat head or item readout), so the rows differ by DP-SGD alone.
+    non_private = TrainConfig(epochs=args.epochs, negatives=TrainConfig.dp_negatives, **common)
+    runs: dict[str, TrainConfig] = {"non-private": non_private}
     for epsilon in (float(e) for e in args.epsilons.split(",")):
         runs[f"DP-SGD, epsilon {epsilon:g}"] = TrainConfig(
             epochs=args.dp_epochs,
@@ -105,7 +108,9 @@ def main() -> None:
             dp_accountant=args.accountant,
             **common,
         )
-    scorer = {"d_model": args.d_model} if args.d_model else {}
+    scorer: dict[str, Any] = {"repeat": False, "item_readout": False}
+    if args.d_model:
+        scorer["d_model"] = args.d_model
     print(f"{data} on {args.device}, {args.minutes:g} min per model, runs in {out}\n")
     print(
         "| model | target epsilon | spent epsilon | delta | noise multiplier | epochs | minutes "

@@ -34,6 +34,7 @@ Examples:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Literal
 
@@ -47,6 +48,20 @@ MISS_RANK = torch.iinfo(torch.int64).max
 
 #: Names of the reported metrics, in the order of :meth:`RankingMetrics.result`.
 METRIC_NAMES: tuple[str, ...] = ("P@20", "MRR@20", "HR@10", "NDCG@10")
+
+
+def selection_score(metrics: dict[str, float]) -> float:
+    """P@20 + MRR@20: what validation picks epochs and mixes by, both figures counting.
+
+    Picking by P@20 first lets differences of a few validation cases in P@20 (its
+    standard error on 20,000 cases is about 0.35 points) outweigh a point of MRR@20.
+
+    Examples:
+        >>> selection_score({"P@20": 52.47, "MRR@20": 18.61}) > selection_score(
+        ...     {"P@20": 52.50, "MRR@20": 17.92})
+        True
+    """
+    return metrics.get("P@20", -math.inf) + metrics.get("MRR@20", -math.inf)
 
 
 def target_ranks(

@@ -3,7 +3,7 @@
 The transformer and session-kNN err differently, and a fifth of next items are
 items the shopper already saw: the transformer's weight against kNN is chosen
 first (no recent items), then the recent items' weight for it, each by the best
-P@20 (then MRR@20) on the validation prefixes. Each part's distribution is
+P@20 + MRR@20 on the validation prefixes. Each part's distribution is
 computed once per chunk of prefixes; the mixes only re-weight them.
 """
 
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import torch
 
-from model.evaluation.metrics import RankingMetrics
+from model.evaluation.metrics import RankingMetrics, selection_score
 from model.ranking.fusion import Kind, Ranker, RecentItems, as_distribution
 from model.ranking.knn import SessionKNN
 from model.ranking.parts import FusionWeights
@@ -63,8 +63,8 @@ def choose_weights(
     return best, result, tried
 
 
-def _quality(tried: tuple[FusionWeights, dict[str, float]]) -> tuple[float, float]:
-    return tried[1]["P@20"], tried[1]["MRR@20"]
+def _quality(tried: tuple[FusionWeights, dict[str, float]]) -> float:
+    return selection_score(tried[1])
 
 
 class _Parts:

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from rich.progress import Progress
 
 from model.batches import HistoryBatch, pad_histories
+from model.evaluation.metrics import selection_score
 from model.scorer import SequenceScorer
 
 log = logging.getLogger(__name__)
@@ -110,7 +111,7 @@ class EpochReport:
 
 @dataclass
 class ValidationCurve:
-    """Which epoch is best on validation (P@20, then MRR@20), and when to stop (patience).
+    """Which epoch is best on validation (``selection_score``), and when to stop (patience).
 
     A run's last epoch is not its best once the model overfits, and a fixed epoch
     count stops too early or too late: training stops after ``patience`` epochs
@@ -126,11 +127,11 @@ class ValidationCurve:
 
     patience: int
     best_epoch: int = 0
-    best: tuple[float, float] = (-math.inf, -math.inf)
+    best: float = -math.inf
 
     def record(self, epoch: int, metrics: dict[str, float]) -> bool:
         """Note epoch ``epoch``'s validation ``metrics``; True when it is the best so far."""
-        score = (metrics.get("P@20", -math.inf), metrics.get("MRR@20", -math.inf))
+        score = selection_score(metrics)
         if score > self.best or not metrics:
             self.best, self.best_epoch = score, epoch
             return True
