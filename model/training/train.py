@@ -3,8 +3,8 @@
 Every position of a session predicts the next item (causal attention, so one
 pass trains all prefixes of a session at once). The next-item loss is a sampled
 softmax: the batch's true next items plus ``negatives`` items drawn uniformly,
-scored in bfloat16 where the CPU supports it; on a 2-core CPU this is about 7x
-faster per epoch than the full softmax over 43k items (docs/training.md).
+scored in bfloat16 where the CPU supports it; on a 2-core CPU 16,384 of them cost
+a third less per batch than the full softmax over 43k items (docs/quality.md).
 """
 
 from __future__ import annotations
