@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from model.evaluation.evaluate import checkpoint_factory, load_protocol, run_evaluation
-from model.training.fit import fit, validation_split
+from model.training.fit import DP_ARCHITECTURE, fit, validation_split
 from model.training.train import EpochReport, TrainConfig
 
 
@@ -94,8 +94,8 @@ def main() -> None:
     data = head_file(args.data, args.sessions, out) if args.sessions else args.data
     delta = args.delta or default_delta(data, args.seed)
     common = {"learning_rate": args.lr, "seed": args.seed, "max_minutes": args.minutes}
-    # The non-private arm has the DP runs' architecture and negatives (fit builds DP runs
-    # without a repeat head or item readout), so the rows differ by DP-SGD alone.
+    # The non-private arm has the DP runs' architecture and negatives, so the rows
+    # differ by DP-SGD alone.
     non_private = TrainConfig(epochs=args.epochs, negatives=TrainConfig.dp_negatives, **common)
     runs: dict[str, TrainConfig] = {"non-private": non_private}
     for epsilon in (float(e) for e in args.epsilons.split(",")):
@@ -108,7 +108,7 @@ def main() -> None:
             dp_accountant=args.accountant,
             **common,
         )
-    scorer: dict[str, Any] = {"repeat": False, "item_readout": False}
+    scorer: dict[str, Any] = dict(DP_ARCHITECTURE)
     if args.d_model:
         scorer["d_model"] = args.d_model
     print(f"{data} on {args.device}, {args.minutes:g} min per model, runs in {out}\n")

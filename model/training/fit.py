@@ -43,6 +43,9 @@ from model.vocab import ItemVocab
 log = logging.getLogger(__name__)
 
 VALIDATION_FRACTION = 0.1
+#: What DP runs build, whatever the options: the architecture their quality was
+#: measured with (no repeat head: the per-session loss does not train one).
+DP_ARCHITECTURE: dict[str, Any] = {"repeat": False, "item_readout": False}
 #: Validation prefixes scored after each epoch (a fixed, seeded subset keeps it quick).
 VALIDATION_CASES = 20_000
 
@@ -109,10 +112,7 @@ def fit(
     sequences = [s for s in split.train if len(s) >= 2]
     val_prefixes, val_targets = split.prefixes, split.targets
     device = device or pick_device()
-    # DP runs keep the architecture their quality was measured with (no repeat head:
-    # the per-session loss does not train one).
-    dp_off = {"repeat": False, "item_readout": False} if private else {}
-    options = {**(scorer_options or {}), **dp_off}
+    options = {**(scorer_options or {}), **(DP_ARCHITECTURE if private else {})}
     config = ScorerConfig(n_items=len(vocab), **options)
     model = SequenceScorer(config).to(device)
     parameters = trained_parameters(model) if private else list(model.parameters())
