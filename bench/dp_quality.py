@@ -94,9 +94,11 @@ def main() -> None:
     data = head_file(args.data, args.sessions, out) if args.sessions else args.data
     delta = args.delta or default_delta(data, args.seed)
     common = {"learning_rate": args.lr, "seed": args.seed, "max_minutes": args.minutes}
-    # The non-private arm has the DP runs' architecture and negatives, so the rows
-    # differ by DP-SGD alone.
-    non_private = TrainConfig(epochs=args.epochs, negatives=TrainConfig.dp_negatives, **common)
+    # The non-private arm has the DP runs' architecture, negatives and constant learning
+    # rate, so the rows differ by DP-SGD alone.
+    non_private = TrainConfig(
+        epochs=args.epochs, negatives=TrainConfig.dp_negatives, lr_decay=1.0, **common
+    )
     runs: dict[str, TrainConfig] = {"non-private": non_private}
     for epsilon in (float(e) for e in args.epsilons.split(",")):
         runs[f"DP-SGD, epsilon {epsilon:g}"] = TrainConfig(

@@ -286,7 +286,12 @@ def main() -> None:
             DATA / "train.csv.gz",
             workdir / "run",
             train_config=TrainConfig(
-                epochs=args.epochs, negatives=0, learning_rate=3e-3, bf16=False, seed=0
+                epochs=args.epochs,
+                negatives=0,
+                learning_rate=3e-3,
+                lr_decay=1.0,
+                bf16=False,
+                seed=0,
             ),
             scorer_options={"d_model": 64},
             progress=False,

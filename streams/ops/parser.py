@@ -80,7 +80,12 @@ def _train(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     )
     train.add_argument("--minutes", type=float, help="stop after the epoch that passes this")
     train.add_argument("--batch-size", type=int)
-    train.add_argument("--lr", type=float)
+    train.add_argument("--lr", type=float, help="learning rate of the first epoch (default 3e-3)")
+    train.add_argument(
+        "--lr-decay",
+        type=float,
+        help="factor on the learning rate per epoch (default 0.5; 1 = constant)",
+    )
     train.add_argument(
         "--negatives", type=int, help="sampled per batch (default 16384; 0 = full softmax)"
     )
