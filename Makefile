@@ -20,12 +20,14 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/mypy model online_learning
 
-# Debian's Chromium, for the test that opens a rendered report headless.
+# Debian's Chromium, for the test that opens a rendered report headless, and kcat,
+# the third-party client the tests produce with as a shop's own tools would.
 CHROMIUM := /usr/bin/chromium
-$(CHROMIUM):
-	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
+KCAT := /usr/bin/kcat
+$(CHROMIUM) $(KCAT):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium kcat
 
-test: lint $(CHROMIUM)
+test: lint $(CHROMIUM) $(KCAT)
 	$(BIN)/pytest
 
 bench: $(STAMP)

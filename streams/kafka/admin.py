@@ -7,8 +7,8 @@ import logging
 import time
 from collections.abc import Iterator
 
-from kafka.admin import KafkaAdminClient, NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
 from streams.errors import BrokerError
 from streams.kafka.key_check import key_check_topic
@@ -22,6 +22,11 @@ log = logging.getLogger(__name__)
 DLQ_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 #: A changelog keeps each user's latest state only.
 CHANGELOG_CONFIGS = {"cleanup.policy": "compact"}
+#: Configs that privacy depends on, set on topics that existed before (auto-created
+#: by a producer's first write, or made by hand) as well as on new ones.
+ENFORCED_CONFIGS = ("message.timestamp.type", "retention.ms")
+#: DescribeConfigs' source of a config set on the topic itself.
+_TOPIC_CONFIG_SOURCE = 1
 
 
 def topic_specs(settings: Settings) -> list[NewTopic]:
@@ -105,10 +110,16 @@ def admin_client(settings: Settings) -> Iterator[KafkaAdminClient]:
 
 
 def ensure_topics(settings: Settings) -> list[str]:
-    """Create the missing topics; returns the names created (existing ones are kept).
+    """Create the missing topics; returns the names created.
+
+    Existing topics are kept, but on Apache Kafka their ``ENFORCED_CONFIGS`` are set
+    as for a new one: a topic a producer auto-created would otherwise keep
+    CreateTime (the order of erasures would come from the producers' clocks) and
+    the broker's default retention.
 
     Raises:
-        BrokerError: The cluster could not be reached or refused the login.
+        BrokerError: The cluster could not be reached, refused the login, or refused
+            to change an existing topic's configs.
     """
     created = []
     with admin_client(settings) as admin:
@@ -118,11 +129,48 @@ def ensure_topics(settings: Settings) -> list[str]:
             try:
                 admin.create_topics([spec])
             except TopicAlreadyExistsError:
+                if settings.broker_kind == "kafka":
+                    _enforce_configs(admin, spec)
                 continue
             created.append(spec.name)
     if created:
         log.info("created topics %s on %s", created, settings.bootstrap)
     return created
+
+
+def _enforce_configs(admin: KafkaAdminClient, spec: NewTopic) -> None:
+    """Give an existing topic the ``ENFORCED_CONFIGS`` of its spec, keeping its other configs.
+
+    AlterConfigs replaces a topic's whole set of configs, so the ones set on the
+    topic before are sent again beside the enforced ones.
+    """
+    wanted = {k: v for k, v in spec.topic_configs.items() if k in ENFORCED_CONFIGS}
+    if not wanted:
+        return
+    resource = ConfigResource(ConfigResourceType.TOPIC, spec.name)
+    [response] = admin.describe_configs([resource])
+    [(code, message, _, _, entries)] = response.resources
+    if code:
+        raise BrokerError(f"cannot read the configs of topic {spec.name}: {message or code}")
+    current = {entry[0]: (entry[1], entry[3]) for entry in entries}
+    if all(current.get(k, (None, 0))[0] == v for k, v in wanted.items()):
+        return
+    own = {k: value for k, (value, source) in current.items() if source == _TOPIC_CONFIG_SOURCE}
+    altered = admin.alter_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, spec.name, configs=own | wanted)]
+    )
+    [(code, message, *_)] = altered.resources
+    if code:
+        raise BrokerError(
+            f"topic {spec.name} exists with other configs than {wanted} and could not be "
+            f"changed ({for_code(code).__name__}: {message}); set them with kafka-configs"
+        )
+    log.warning(
+        "topic %s existed with %s; set %s",
+        spec.name,
+        {k: current.get(k, (None, 0))[0] for k in wanted},
+        wanted,
+    )
 
 
 def wait_for_group_coordinator(settings: Settings, *, timeout: float = 60.0) -> None:

@@ -137,14 +137,19 @@ def _announce_and_set_current(
     log.info("announced %s on %s", announcement.version, settings.models_topic)
 
 
-def announce(settings: Settings, announcement: Announcement) -> None:
+def announce(
+    settings: Settings, announcement: Announcement, *, signer: AnnouncementSigner | None = None
+) -> None:
     """Sign ``announcement``, send it on the models topic, wait for the acknowledgement.
+
+    ``signer``: the settings' master key signs by default (a key rotation passes the new one).
 
     Raises:
         ConfigurationError: no master key is configured to sign with.
         BrokerError: the broker is unreachable or did not acknowledge in time.
     """
-    record = [(announcement.key, signer_of(settings).sign(announcement).to_bytes())]
+    signed = (signer or signer_of(settings)).sign(announcement)
+    record = [(announcement.key, signed.to_bytes())]
     try:
         ensure_topics(settings)
         asyncio.run(

@@ -119,6 +119,7 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
         "patience": args.patience,
         "batch_size": args.batch_size,
         "learning_rate": args.lr,
+        "lr_decay": args.lr_decay,
         "negatives": args.negatives,
         "dp_negatives": args.dp_negatives,
         "seed": args.seed,
@@ -215,9 +216,14 @@ def cmd_rewrap(args: argparse.Namespace, settings: Settings) -> int:
         new=load_master_key(target),
         pseudonym=load_pseudonym_key(settings),
     )
+    announced = (
+        f"; model {report.reannounced} announced again under the new key"
+        if report.reannounced
+        else ""
+    )
     console.print(
         f"re-wrapped {report.rewrapped} user key(s) ({report.already} already under the new "
-        f"key, {report.unreadable} unreadable); start the workers with "
+        f"key, {report.unreadable} unreadable){announced}; start the workers with "
         f"INTENTSTREAM_MASTER_KEY_FILE={args.new_master_key_file}"
     )
     return 0

@@ -4,9 +4,10 @@ Only the ledgers in the ``user_keys`` changelog change (each is re-sealed, its d
 key re-wrapped); the sealed states do not, since their data keys stay the same.
 The workers must be stopped, so no ledger changes while it runs: a worker still
 running would write ledgers under the old key. It is safe to run again after an
-interruption: ledgers already under the new key are kept as they are. Last, the
+interruption: ledgers already under the new key are kept as they are. Then the
 deployment's key check value is replaced, so workers still holding the old key
-refuse to start.
+refuse to start. Last, the model version being served is announced again, signed
+under the new key: workers refuse announcements signed under the old one.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
 
+from online_learning.signing import AnnouncementSigner
 from streams.errors import ConfigurationError, StateDecryptionError
 from streams.kafka.admin import admin_client, changelog_topic
+from streams.kafka.announce import announce, store_of
 from streams.kafka.feed import read_to_end
 from streams.kafka.key_check import check_values, read_check, verify_keys, write_check
 from streams.kafka.security import client_security
@@ -32,11 +35,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class RewrapReport:
-    """What a rotation did: ledgers re-wrapped, already under the new key, unreadable."""
+    """What a rotation did: ledgers re-wrapped, already under the new key, unreadable,
+    and the model version announced again (None: none is current)."""
 
     rewrapped: int
     already: int
     unreadable: int
+    reannounced: str | None = None
 
 
 def rewrap(settings: Settings, *, old: bytes, new: bytes, pseudonym: bytes) -> RewrapReport:
@@ -45,6 +50,8 @@ def rewrap(settings: Settings, *, old: bytes, new: bytes, pseudonym: bytes) -> R
     Raises:
         ConfigurationError: workers of the app are running, or ``old`` is not the
             deployment's master key.
+        BrokerError: the current model version's new announcement was not acknowledged
+            (run it again: it is safe).
     """
     _refuse_running_workers(settings)
     new_values = check_values(master=new, pseudonym=pseudonym)
@@ -74,7 +81,11 @@ def rewrap(settings: Settings, *, old: bytes, new: bytes, pseudonym: bytes) -> R
         records.append((partition, user, to_ledgers.seal(user, ledger)))
     asyncio.run(_produce(settings, topic, records))
     write_check(settings, new_values)
-    return RewrapReport(len(records), already, unreadable)
+    store = store_of(settings)
+    current = store.current()
+    if current is not None:
+        announce(settings, store.announcement(current), signer=AnnouncementSigner(new))
+    return RewrapReport(len(records), already, unreadable, current)
 
 
 def _refuse_running_workers(settings: Settings) -> None:

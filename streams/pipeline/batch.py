@@ -159,6 +159,11 @@ class EventPipeline:
         wall = self._hold_watermark(records, checked)
         for record, outcome, user, session in zip(records, checked, users, sessions, strict=True):
             try:
+                home = states.foreign(user, record.partition) if user else None
+                if home is not None:
+                    # Sealed under the master-derived key: a ledger written here would
+                    # be a second one for this user, on a partition that is not theirs.
+                    user, outcome = b"", _elsewhere(record, home)
                 if isinstance(outcome, Rejection):
                     self._reject(record, outcome, user, states, result)
                 elif record.topic == self._requests_topic:
@@ -401,12 +406,30 @@ def _millis(timestamp: float) -> int:
 
 
 def _user_of(record: InputRecord, checked: Checked, requests_topic: str) -> str | None:
-    """The raw user id a record is about, when it can be read."""
+    """The raw user id a record is about, when it can be read.
+
+    A rejected record without a readable ``user_id`` is taken to be about the user
+    its key names (keys are user ids), so its dead letter is shredded with theirs.
+    """
     if isinstance(checked, Rejection):
-        return checked.user_id
+        if checked.user_id is not None or not record.key:
+            return checked.user_id
+        try:
+            return record.key.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
     if record.topic == requests_topic:
         return (record.key or b"").decode("utf-8")
     return str(checked["user_id"])
+
+
+def _elsewhere(record: InputRecord, home: int) -> Rejection:
+    """The rejection of a user's record that arrived on another partition than theirs."""
+    return Rejection(
+        Reason.KEY_MISMATCH,
+        f"this user's records arrive on partition {home}, this one on {record.partition}: "
+        "produce every input topic keyed by user id with one partitioner",
+    )
 
 
 def _processing_error(exc: Exception) -> Rejection:

@@ -12,6 +12,10 @@ reset (DESIGN.md privacy model):
   a restart cannot let them contribute to that window again.
 * ``last_seen``: when the user was last active (coarse, whole seconds), so the
   state of inactive users expires.
+* ``partition``: the input partition the user's records arrive on, fixed by the
+  first record that wrote the ledger. A record for the user on another partition
+  (a producer with another partitioner) is refused: applied, it would split the
+  user's state, budget and erasure across partitions and workers.
 
 None of it says what the user did. The record lives in the ``user_keys`` table,
 whose changelog compacts within seconds, so the superseded wrapped key of an
@@ -23,7 +27,9 @@ Format::
 
     sealed = format (1) | nonce (12) | AES-GCM(ledger key, body) (n + 16 tag)
     body   = erased_before_ms (8) | window_start (8, float) | spent_units (8)
-             | last_seen (8) | wrapped data key (0 or 61)
+             | last_seen (8) | partition (4, format 3 only) | wrapped data key (0 or 61)
+
+Format 2 ledgers (written before the partition was kept) open with partition -1.
 """
 
 from __future__ import annotations
@@ -41,9 +47,11 @@ from streams.pipeline.crypto import NONCE_BYTES, TAG_BYTES, WRAPPED_KEY_BYTES, d
 #: HKDF purpose of the key that seals ledgers.
 LEDGER_PURPOSE = b"user ledger"
 #: First byte of a sealed ledger.
-LEDGER_FORMAT = 2
+LEDGER_FORMAT = 3
 _HEADER = bytes([LEDGER_FORMAT])
-_FIXED = struct.Struct(">qdqq")
+_FIXED = struct.Struct(">qdqqi")
+#: The body of format 2, without the partition.
+_FIXED_2 = struct.Struct(">qdqq")
 _BODY = 1 + NONCE_BYTES
 
 
@@ -56,25 +64,31 @@ class UserLedger:
     window_start: float = 0.0
     spent_units: int = 0
     last_seen: int = 0
+    partition: int = -1
 
     def to_bytes(self) -> bytes:
         """The plaintext body (sealed by :class:`LedgerSealer`)."""
         fixed = _FIXED.pack(
-            self.erased_before_ms, self.window_start, self.spent_units, self.last_seen
+            self.erased_before_ms,
+            self.window_start,
+            self.spent_units,
+            self.last_seen,
+            self.partition,
         )
         return fixed + (self.wrapped_key or b"")
 
     @classmethod
-    def from_bytes(cls, body: bytes) -> UserLedger:
-        """Inverse of :meth:`to_bytes`.
+    def from_bytes(cls, body: bytes, *, format_: int = LEDGER_FORMAT) -> UserLedger:
+        """Inverse of :meth:`to_bytes` (of format ``format_``).
 
         Raises:
             StateDecryptionError: the body has neither length a ledger can have.
         """
-        if len(body) not in (_FIXED.size, _FIXED.size + WRAPPED_KEY_BYTES):
+        fixed = _FIXED if format_ == LEDGER_FORMAT else _FIXED_2
+        if len(body) not in (fixed.size, fixed.size + WRAPPED_KEY_BYTES):
             raise StateDecryptionError(f"a ledger body of {len(body)} bytes")
-        erased, window, spent, seen = _FIXED.unpack_from(body)
-        return cls(body[_FIXED.size :] or None, erased, window, spent, seen)
+        erased, window, spent, seen, *partition = fixed.unpack_from(body)
+        return cls(body[fixed.size :] or None, erased, window, spent, seen, *partition)
 
 
 class LedgerSealer:
@@ -104,15 +118,15 @@ class LedgerSealer:
         Raises:
             StateDecryptionError: another format, master key or user, tampered or truncated.
         """
-        if len(sealed) < _BODY + TAG_BYTES or sealed[0] != LEDGER_FORMAT:
+        if len(sealed) < _BODY + TAG_BYTES or sealed[0] not in (2, LEDGER_FORMAT):
             raise StateDecryptionError("not a ledger of a known format")
         try:
-            body = self._aead.decrypt(sealed[1:_BODY], sealed[_BODY:], _HEADER + pseudonym)
+            body = self._aead.decrypt(sealed[1:_BODY], sealed[_BODY:], sealed[:1] + pseudonym)
         except InvalidTag:
             raise StateDecryptionError(
                 "a ledger failed authentication (wrong master key or user, or tampered)"
             ) from None
-        return UserLedger.from_bytes(body)
+        return UserLedger.from_bytes(body, format_=sealed[0])
 
 
 def inactive_users(

@@ -98,6 +98,14 @@ class WorkingSet:
         self._erased: dict[bytes, int] = {}
         self.unreadable = 0
 
+    def foreign(self, user: bytes, partition: int) -> int | None:
+        """The user's own partition when a record of theirs arrived on another; else None.
+
+        The first record that writes a user's ledger fixes their partition (ledger.py).
+        """
+        home = self._ledger(user).partition
+        return home if 0 <= home != partition else None
+
     def erased_before_ms(self, user: bytes) -> int:
         """Broker time (ms) at or before which the user's records were erased; -1: never."""
         return self._ledger(user).erased_before_ms
@@ -177,7 +185,10 @@ class WorkingSet:
             out.states[user] = (partition, sealed)
         seal = self._ledger_sealer.seal
         for user, partition in self._ledgers_changed.items():
-            out.keys[user] = (partition, seal(user, self._ledgers[user]))
+            ledger = self._ledgers[user]
+            if ledger.partition < 0:
+                ledger.partition = partition
+            out.keys[user] = (partition, seal(user, ledger))
         return out
 
     @staticmethod

@@ -9,6 +9,7 @@ shopper viewed before their erasure may come back in what they are recommended.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -17,6 +18,7 @@ import orjson
 import pytest
 from aiokafka.structs import ConsumerRecord
 from kafka import KafkaConsumer, TopicPartition
+from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
 from kafka.structs import OffsetAndMetadata
 
 from streams.settings import Settings
@@ -89,3 +91,66 @@ def test_no_item_from_before_an_erasure_ever_comes_back(
     _rewind(settings)
     start_worker(settings)
     check_next_events("r2", len(early) + 2 * USERS)
+
+
+def _kcat(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+    """Produce ``records`` with kcat, as the docs show a shop (librdkafka's partitioner)."""
+    kcat = shutil.which("kcat")
+    assert kcat, "kcat is not installed: make test installs it (Debian package kcat)"
+    lines = b"".join(key + b"|" + value + b"\n" for key, value in records)
+    subprocess.run(
+        [kcat, "-P", "-b", bootstrap, "-t", topic, "-K", "|"], input=lines, check=True, timeout=60
+    )
+
+
+def _timestamp_type(bootstrap: str, topic: str) -> str:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        [response] = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+    finally:
+        admin.close()
+    [(_, _, _, _, entries)] = response.resources
+    return str(dict((e[0], e[1]) for e in entries)["message.timestamp.type"])
+
+
+def test_erasures_sent_with_kcat_before_the_topics_exist_are_final(
+    kafka_bootstrap: str,
+    make_settings: Callable[..., Settings],
+    new_topic_name: Callable[[str], str],
+    start_worker: Callable[[Settings], subprocess.Popen[bytes]],
+    read_topic: ReadTopic,
+) -> None:
+    """kcat's first write auto-creates the input topics with the producer's clock (CreateTime);
+    the worker must still apply each erasure after every earlier event of its user."""
+    settings = make_settings(kafka_bootstrap, "kafka", text_search=False).model_copy(
+        update={
+            "events_topic": new_topic_name("kcat-events"),
+            "privacy_requests_topic": new_topic_name("kcat-requests"),
+        }
+    )
+    users = [f"kcat-shopper-{n}" for n in range(50)]
+    _kcat(
+        settings.bootstrap,
+        settings.events_topic,
+        [_view(u, f"{u}-item-{k}", f"{u}-e{k}") for u in users for k in range(3)],
+    )
+    _kcat(settings.bootstrap, settings.privacy_requests_topic, [_erase(u) for u in users])
+    assert _timestamp_type(settings.bootstrap, settings.events_topic) == "CreateTime"
+    start_worker(settings)
+    audits = read_topic(settings.bootstrap, settings.privacy_audit_topic, count=len(users))
+    assert len(audits) == len(users)
+    for topic in (settings.events_topic, settings.privacy_requests_topic):
+        assert _timestamp_type(settings.bootstrap, topic) == "LogAppendTime"
+    early = read_topic(settings.bootstrap, settings.recommendations_topic, count=0, settle=2)
+    time.sleep(0.05)
+    _kcat(settings.bootstrap, settings.events_topic, [_view(u, "fresh", f"{u}-new") for u in users])
+    out = read_topic(
+        settings.bootstrap, settings.recommendations_topic, count=len(early) + len(users)
+    )
+    answers = {
+        value["event_id"]: [item["item_id"] for item in value["items"]]
+        for value in (orjson.loads(m.value) for m in out)
+    }
+    assert all(f"{u}-new" in answers for u in users)
+    came_back = [(u, i) for u in users for i in answers[f"{u}-new"] if i.startswith(f"{u}-item-")]
+    assert came_back == []

@@ -162,3 +162,31 @@ def test_an_event_that_breaks_the_scorer_costs_only_its_own_answer() -> None:
     result = _run(pipeline, records, store)
     assert len(result.recommendations) == 2
     assert [dict(d.headers)["reason"] for d in result.dead_letters] == [b"processing_error"]
+
+
+def test_a_users_record_on_another_partition_is_refused_and_writes_no_ledger_there() -> None:
+    """A producer with another partitioner must not split a user's state and erasure."""
+    pipeline, store = _pipeline(), Tables()
+    _run(pipeline, [_record(_view("u", "a"), 0, partition=0)], store)
+    assert store.ledger("u").partition == 0
+    stray = [
+        _erase("u", "r1", 0)._replace(partition=1),
+        _record(_view("u", "b", "e2"), 1, partition=1),
+    ]
+    result = pipeline.process(stray, read_state=store.states.get, read_key=store.keys.get)
+    assert result.audit == [] and result.recommendations == []
+    letters = result.dead_letters
+    assert [dict(d.headers)["reason"] for d in letters] == [b"key_mismatch"] * 2
+    assert all((d.value or b"")[0] != USER_SEALED_DEAD_LETTER for d in letters)
+    assert result.changes.keys == {} and result.changes.states == {}
+    assert store.plain("u").items == ["a"]
+
+
+def test_a_request_that_does_not_parse_is_sealed_under_the_user_its_key_names() -> None:
+    pipeline, store = _pipeline(), Tables()
+    result = _run(pipeline, [_erase("u", "r1", 0, body=b"{not json")], store)
+    [letter] = result.dead_letters
+    assert (letter.value or b"")[0] == USER_SEALED_DEAD_LETTER
+    assert dict(letter.headers)["user"] == Pseudonymizer(KEY).one("u").encode()
+    _run(pipeline, [_erase("u", "r2", 1, timestamp=100.0)], store)
+    assert store.ledger("u").wrapped_key is None  # the erasure shreds it
