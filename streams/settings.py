@@ -117,15 +117,16 @@ class Settings(BaseSettings):
     raw_topic_retention_seconds: float = Field(
         default=604_800.0,
         gt=0,
-        description="retention.ms given to the raw-id topics (events, recommendations, privacy "
-        "requests and audit) and the DLQ when intentstream creates them.",
+        description="retention.ms and segment.ms given to the raw-id topics (events, "
+        "recommendations, privacy requests and audit) and the DLQ.",
     )
     state_ttl_seconds: float = Field(
         default=2_592_000.0,
         gt=0,
         description="A user inactive this long (no event, no erasure) has their state, key and "
-        "ledger deleted. At least raw_topic_retention_seconds, so an erasure's marker "
-        "outlives every event it must stop.",
+        "ledger deleted. At least twice raw_topic_retention_seconds (Kafka deletes whole "
+        "segments, so a record can stay up to retention.ms + segment.ms), so an erasure's "
+        "marker outlives every event it must stop.",
     )
     learn_update_every: int = Field(
         default=256, ge=1, description="New training sequences between two incremental updates."
@@ -294,10 +295,11 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _erasure_outlives_raw_events(self) -> Settings:
-        if self.state_ttl_seconds < self.raw_topic_retention_seconds:
+        if self.state_ttl_seconds < 2 * self.raw_topic_retention_seconds:
             raise ValueError(
-                "state_ttl_seconds must be >= raw_topic_retention_seconds: an erased user's "
-                "marker must outlive every event of theirs still in the topic"
+                "state_ttl_seconds must be >= 2 x raw_topic_retention_seconds (a record stays "
+                "up to retention.ms + segment.ms): an erased user's marker must outlive every "
+                "event of theirs still in the topic"
             )
         return self
 

@@ -24,7 +24,7 @@ DLQ_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 CHANGELOG_CONFIGS = {"cleanup.policy": "compact"}
 #: Configs that privacy depends on, set on topics that existed before (auto-created
 #: by a producer's first write, or made by hand) as well as on new ones.
-ENFORCED_CONFIGS = ("message.timestamp.type", "retention.ms")
+ENFORCED_CONFIGS = ("message.timestamp.type", "retention.ms", "segment.ms")
 #: DescribeConfigs' source of a config set on the topic itself.
 _TOPIC_CONFIG_SOURCE = 1
 
@@ -32,13 +32,16 @@ _TOPIC_CONFIG_SOURCE = 1
 def topic_specs(settings: Settings) -> list[NewTopic]:
     """The topics intentstream reads and writes, with partitions, replicas and configs.
 
-    The raw-id topics and the DLQ keep records for ``raw_topic_retention_seconds``.
+    The raw-id topics and the DLQ keep records for ``raw_topic_retention_seconds``, and
+    roll segments as often (Kafka deletes whole segments: a record stays at most
+    twice that, which ``state_ttl_seconds`` covers).
     On Apache Kafka the two input topics are stamped by the broker (LogAppendTime):
     an erasure applies to the user's events stamped at or before it, so the order
     must come from one clock that no producer sets.
     """
     parts, copies = settings.partitions, settings.replication_factor
-    raw = {"retention.ms": str(round(settings.raw_topic_retention_seconds * 1000))}
+    retention = str(round(settings.raw_topic_retention_seconds * 1000))
+    raw = {"retention.ms": retention, "segment.ms": retention}
     inputs = raw | (
         {"message.timestamp.type": "LogAppendTime"} if settings.broker_kind == "kafka" else {}
     )

@@ -85,6 +85,7 @@ class Learner:
             events_topic=settings.events_topic,
             requests_topic=settings.privacy_requests_topic,
             max_bytes=settings.max_event_bytes,
+            future_seconds=settings.ts_future_tolerance_seconds,
         )
         self._sessions = SessionBuffer(
             capacity=MAX_SESSIONS, max_len=self.trainer.model.config.max_len

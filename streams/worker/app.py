@@ -121,7 +121,7 @@ def create_app(
         loaded=asyncio.Event(),
         metrics=metrics,
     )
-    roller = SegmentRoller()
+    roller = SegmentRoller(settings.partitions)
     register_handler(
         app,
         settings=settings,

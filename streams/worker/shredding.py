@@ -25,11 +25,17 @@ SEGMENT_SECONDS = int(KEY_CHANGELOG_CONFIGS["segment.ms"]) / 1000.0
 
 
 class SegmentRoller:
-    """Remembers the partitions erasures wrote to, and closes their segment when it may roll."""
+    """Remembers the partitions erasures wrote to, and closes their segment when it may roll.
 
-    def __init__(self) -> None:
+    Args:
+        partitions: the changelog's partitions, each rolled once after start: what was
+            pending when the worker last stopped (or crashed) lived only in memory.
+    """
+
+    def __init__(self, partitions: int) -> None:
         #: changelog partition -> monotonic time of its first erasure not yet rolled
         self._pending: dict[int, float] = {}
+        self.note(set(range(partitions)))
 
     def note(self, partitions: set[int]) -> None:
         """Partitions whose ``user_keys`` changelog just received an erasure's ledger."""

@@ -40,7 +40,7 @@ def test_users_inactive_longer_than_the_ttl_are_deleted(
         partitions=2,
         text_search=False,
         state_ttl_seconds=TTL,
-        raw_topic_retention_seconds=TTL,
+        raw_topic_retention_seconds=TTL / 2,
     )
     users = [f"idle-{n}" for n in range(5)]
     start_worker(settings)

@@ -197,3 +197,31 @@ def test_dp_sgd_from_a_version_that_is_not_dp_trained_is_not_dp_trained_either(
     learner = Learner(settings, pseudonymizer=Pseudonymizer(KEY.encode()))
     learner.learn(_values(walks(40, random.Random(6), n_items=N, step=1), first=0))
     assert learner.trainer.privacy_spent() is not None and learner.privacy() is None
+
+
+def test_events_dated_further_ahead_than_the_settings_allow_are_not_learned(
+    learner_settings: Callable[..., Settings],
+) -> None:
+    settings = learner_settings(
+        random.Random(3),
+        n_items=N,
+        epochs=1,
+        pseudonym_key=KEY,
+        learn_update_every=4,
+        ts_future_tolerance_seconds=10.0,
+    )
+    learner = Learner(settings, pseudonymizer=Pseudonymizer(KEY.encode()))
+    ahead = [
+        r._replace(value=r.value.replace(b'"ts":1700000000.0', b'"ts":1700000060.0'))
+        for r in (_event("x", "s9", "ahead-1", at=T0), _event("x", "s9", "ahead-2", at=T0))
+    ]
+    assert all(b"1700000060.0" in r.value for r in ahead)
+    learner.learn(
+        [
+            *ahead,
+            *[_event("y", f"s{n}", f"i{n + k}", at=T0 + n) for n in range(4) for k in (0, 1)],
+        ]
+    )
+    assert learner.trainer.updates >= 1
+    vocab = set(learner.snapshot()[0].vocab.ids)
+    assert "i1" in vocab and not {"ahead-1", "ahead-2"} & vocab
