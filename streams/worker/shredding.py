@@ -33,15 +33,20 @@ class SegmentRoller:
     """
 
     def __init__(self, partitions: int) -> None:
-        #: changelog partition -> monotonic time of its first erasure not yet rolled
+        #: changelog partition -> monotonic time of its last erasure not yet rolled
         self._pending: dict[int, float] = {}
         self.note(set(range(partitions)))
 
     def note(self, partitions: set[int]) -> None:
-        """Partitions whose ``user_keys`` changelog just received an erasure's ledger."""
+        """Partitions whose ``user_keys`` changelog just received an erasure's ledger.
+
+        The roll waits ``segment.ms`` from the latest one: the broker closes a segment
+        only when a record arrives after the segment is that old, and an earlier note
+        (the start's) could otherwise roll too early and be forgotten.
+        """
         now = time.monotonic()
         for partition in partitions:
-            self._pending.setdefault(partition, now)
+            self._pending[partition] = now
 
     def due(self) -> list[int]:
         """The partitions whose segment is now old enough to roll; forgotten once returned."""

@@ -26,3 +26,13 @@ def test_every_partition_rolls_once_after_a_start_then_only_those_that_erased(
     assert roller.due() == []  # not before segment.ms has passed since the erasure
     clock[0] += SEGMENT_SECONDS + 1.5
     assert roller.due() == [1] and roller.due() == []
+
+
+def test_an_erasure_soon_after_the_start_waits_its_own_segment_ms(clock: list[float]) -> None:
+    roller = SegmentRoller(3)
+    clock[0] += 5.0
+    roller.note({1})  # the segment holding this erasure may be younger than segment.ms
+    clock[0] += SEGMENT_SECONDS - 3.5
+    assert sorted(roller.due()) == [0, 2]
+    clock[0] += 5.0
+    assert roller.due() == [1]
