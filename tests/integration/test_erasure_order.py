@@ -154,3 +154,41 @@ def test_erasures_sent_with_kcat_before_the_topics_exist_are_final(
     assert all(f"{u}-new" in answers for u in users)
     came_back = [(u, i) for u in users for i in answers[f"{u}-new"] if i.startswith(f"{u}-item-")]
     assert came_back == []
+
+
+def test_an_erasure_on_the_worker_a_partition_moved_to_holds_when_it_moves_back(
+    kafka_bootstrap: str,
+    make_settings: Callable[..., Settings],
+    start_worker: Callable[[Settings], subprocess.Popen[bytes]],
+    stop_worker: Callable[[subprocess.Popen[bytes]], int],
+    read_topic: ReadTopic,
+) -> None:
+    """The first worker must not keep the states of partitions it gave away: erased
+    on the second worker meanwhile, they would come back stale when they return."""
+    settings = make_settings(kafka_bootstrap, "kafka", partitions=4, text_search=False)
+    users = [f"moved-{n}" for n in range(40)]  # spread over the four partitions
+    start_worker(settings)
+    asyncio.run(
+        produce(
+            settings.bootstrap,
+            settings.events_topic,
+            [_view(u, f"{u}-item-0", f"{u}-e0") for u in users],
+        )
+    )
+    read_topic(settings.bootstrap, settings.recommendations_topic, count=len(users))
+    second = start_worker(settings)  # takes some partitions over
+    time.sleep(0.05)
+    asyncio.run(produce(settings.bootstrap, settings.privacy_requests_topic, map(_erase, users)))
+    audits = read_topic(settings.bootstrap, settings.privacy_audit_topic, count=len(users))
+    assert [orjson.loads(a.value)["outcome"] for a in audits] == ["erased"] * len(users)
+    assert stop_worker(second) == 0  # its partitions go back to the first worker
+    time.sleep(0.05)
+    after = [_view(u, f"{u}-new", f"{u}-e1") for u in users]
+    asyncio.run(produce(settings.bootstrap, settings.events_topic, after))
+    out = read_topic(settings.bootstrap, settings.recommendations_topic, count=2 * len(users))
+    answers = {
+        value["event_id"]: [item["item_id"] for item in value["items"]]
+        for value in (orjson.loads(m.value) for m in out)
+    }
+    came_back = [u for u in users if f"{u}-item-0" in answers[f"{u}-e1"]]
+    assert came_back == []
