@@ -39,6 +39,12 @@ def _erase(user: str) -> tuple[bytes, bytes]:
     return user.encode(), orjson.dumps({"action": "erase", "request_id": f"req-{user}"})
 
 
+def _lists(recommendations: list[ConsumerRecord[bytes, bytes]]) -> dict[str, list[str]]:
+    """Each answered event id's recommended item ids."""
+    values = (orjson.loads(m.value) for m in recommendations)
+    return {v["event_id"]: [item["item_id"] for item in v["items"]] for v in values}
+
+
 def _rewind(settings: Settings) -> None:
     """Commit offset 0 on every events partition: as if the worker crashed before committing."""
     consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap, group_id=settings.app_id)
@@ -67,10 +73,7 @@ def test_no_item_from_before_an_erasure_ever_comes_back(
         after = [_view(u, f"{u}-new-{round_}", f"{u}-{round_}") for u in users]
         asyncio.run(produce(settings.bootstrap, settings.events_topic, after))
         out = read_topic(settings.bootstrap, settings.recommendations_topic, count=count)
-        answers = {
-            value["event_id"]: [item["item_id"] for item in value["items"]]
-            for value in (orjson.loads(m.value) for m in out)
-        }
+        answers = _lists(out)
         came_back = [
             (u, item)
             for u in users
@@ -147,10 +150,7 @@ def test_erasures_sent_with_kcat_before_the_topics_exist_are_final(
     out = read_topic(
         settings.bootstrap, settings.recommendations_topic, count=len(early) + len(users)
     )
-    answers = {
-        value["event_id"]: [item["item_id"] for item in value["items"]]
-        for value in (orjson.loads(m.value) for m in out)
-    }
+    answers = _lists(out)
     assert all(f"{u}-new" in answers for u in users)
     came_back = [(u, i) for u in users for i in answers[f"{u}-new"] if i.startswith(f"{u}-item-")]
     assert came_back == []
@@ -186,9 +186,6 @@ def test_an_erasure_on_the_worker_a_partition_moved_to_holds_when_it_moves_back(
     after = [_view(u, f"{u}-new", f"{u}-e1") for u in users]
     asyncio.run(produce(settings.bootstrap, settings.events_topic, after))
     out = read_topic(settings.bootstrap, settings.recommendations_topic, count=2 * len(users))
-    answers = {
-        value["event_id"]: [item["item_id"] for item in value["items"]]
-        for value in (orjson.loads(m.value) for m in out)
-    }
+    answers = _lists(out)
     came_back = [u for u in users if f"{u}-item-0" in answers[f"{u}-e1"]]
     assert came_back == []
