@@ -97,7 +97,7 @@ def main() -> None:
     # The non-private arm has the DP runs' architecture, negatives and constant learning
     # rate, so the rows differ by DP-SGD alone.
     non_private = TrainConfig(
-        epochs=args.epochs, negatives=TrainConfig.dp_negatives, lr_decay=1.0, **common
+        epochs=args.epochs, negatives=TrainConfig.dp_negatives, lr_half_life=0, **common
     )
     runs: dict[str, TrainConfig] = {"non-private": non_private}
     for epsilon in (float(e) for e in args.epsilons.split(",")):

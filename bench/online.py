@@ -56,7 +56,7 @@ def pretrain(epochs: int, seed: int) -> tuple[SequenceScorer, ItemVocab, list[li
     model = SequenceScorer(ScorerConfig(n_items=len(protocol.vocab), d_model=64))
     started = time.perf_counter()
     config = TrainConfig(
-        epochs=epochs, negatives=0, bf16=False, seed=seed, learning_rate=3e-3, lr_decay=1.0
+        epochs=epochs, negatives=0, bf16=False, seed=seed, learning_rate=3e-3, lr_half_life=0
     )
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     train(model, sequences, config, optimizer=optimizer, progress=False)

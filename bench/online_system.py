@@ -289,7 +289,7 @@ def main() -> None:
                 epochs=args.epochs,
                 negatives=0,
                 learning_rate=3e-3,
-                lr_decay=1.0,
+                lr_half_life=0,
                 bf16=False,
                 seed=0,
             ),

@@ -49,9 +49,11 @@ class TrainConfig:
             vocabulary (``model/training/vocabulary.py``); it adds to the reported spend,
             and so does ``dp_delta`` a second time.
         dp_vocab_items: distinct items one session adds to that release.
-        lr_decay: the learning rate of epoch ``e`` is ``learning_rate * lr_decay ** (e - 1)``
-            (non-private runs): a rate high enough to learn fast at first overshoots
-            later, and halving it per epoch gained on validation over a constant one.
+        lr_half_life: batches over which the learning rate halves (non-private runs; 0 =
+            constant). It is set per epoch: ``learning_rate * 0.5 ** (batches before the
+            epoch / lr_half_life)``. A rate high enough to learn fast at first
+            overshoots later; counted in batches, not epochs, so a small data set (a
+            few dozen batches an epoch) keeps its rate for many epochs.
 
     With ``dp_epsilon`` set, ``batch_size`` is the expected size of the Poisson-sampled
     batches and ``bf16`` is ignored (DP steps run in float32).
@@ -61,7 +63,7 @@ class TrainConfig:
     patience: int = 2
     batch_size: int = 256
     learning_rate: float = 3e-3
-    lr_decay: float = 0.5
+    lr_half_life: int = 650
     negatives: int = 16_384
     dp_negatives: int = 4096
     bf16: bool = True
@@ -77,8 +79,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or min(self.negatives, self.dp_negatives) < 0:
             raise ValueError("epochs and batch_size must be >= 1, negatives >= 0")
-        if self.learning_rate <= 0 or not 0 < self.lr_decay <= 1:
-            raise ValueError("learning_rate must be > 0 and lr_decay in (0, 1]")
+        if self.learning_rate <= 0 or self.lr_half_life < 0:
+            raise ValueError("learning_rate must be > 0 and lr_half_life >= 0")
         # `not x > 0` also rejects NaN.
         if self.dp_epsilon is not None and not (0 < self.dp_epsilon < math.inf):
             raise ValueError(f"dp_epsilon must be finite and > 0, got {self.dp_epsilon}")
@@ -221,6 +223,21 @@ def held(history: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
     return out[:, inverse]
 
 
+def epoch_learning_rate(config: TrainConfig, epoch: int, batches: int) -> float:
+    """The learning rate of ``epoch`` (from 1) when an epoch is ``batches`` batches.
+
+    Examples:
+        >>> config = TrainConfig(learning_rate=4e-3, lr_half_life=100)
+        >>> [epoch_learning_rate(config, e, 100) for e in (1, 2, 3)]
+        [0.004, 0.002, 0.001]
+        >>> epoch_learning_rate(TrainConfig(lr_half_life=0), 9, 100) == TrainConfig.learning_rate
+        True
+    """
+    if config.lr_half_life == 0:
+        return config.learning_rate
+    return config.learning_rate * 0.5 ** ((epoch - 1) * batches / config.lr_half_life)
+
+
 def train(
     model: SequenceScorer,
     sequences: Sequence[Sequence[int]],
@@ -267,7 +284,7 @@ def train(
             batches = length_batches(sequences, config.batch_size, generator)
             task = bar.add_task(f"epoch {epoch}/{config.epochs}", total=len(batches))
             for group in optimizer.param_groups:
-                group["lr"] = config.learning_rate * config.lr_decay ** (epoch - 1)
+                group["lr"] = epoch_learning_rate(config, epoch, len(batches))
             model.train()
             started, total = time.monotonic(), torch.zeros(())
             for rows in batches:

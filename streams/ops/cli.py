@@ -119,7 +119,7 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
         "patience": args.patience,
         "batch_size": args.batch_size,
         "learning_rate": args.lr,
-        "lr_decay": args.lr_decay,
+        "lr_half_life": args.lr_half_life,
         "negatives": args.negatives,
         "dp_negatives": args.dp_negatives,
         "seed": args.seed,

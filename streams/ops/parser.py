@@ -82,9 +82,9 @@ def _train(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     train.add_argument("--batch-size", type=int)
     train.add_argument("--lr", type=float, help="learning rate of the first epoch (default 3e-3)")
     train.add_argument(
-        "--lr-decay",
-        type=float,
-        help="factor on the learning rate per epoch (default 0.5; 1 = constant)",
+        "--lr-half-life",
+        type=int,
+        help="batches over which the learning rate halves (default 650; 0 = constant)",
     )
     train.add_argument(
         "--negatives", type=int, help="sampled per batch (default 16384; 0 = full softmax)"

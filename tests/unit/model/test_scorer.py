@@ -176,9 +176,9 @@ def test_training_stops_once_validation_stops_improving_for_patience_epochs() ->
     assert [(r.epoch, r.best) for r in reports] == [(1, True), (2, True), (3, False), (4, False)]
 
 
-def test_the_learning_rate_falls_by_the_decay_each_epoch_and_resumes_where_it_was() -> None:
+def test_the_learning_rate_halves_every_half_life_and_resumes_where_it_was() -> None:
     sessions = walks(64, random.Random(0), n_items=N_ITEMS)
-    config = TrainConfig(epochs=4, batch_size=32, learning_rate=4e-3, lr_decay=0.5, negatives=8)
+    config = TrainConfig(epochs=4, batch_size=32, learning_rate=4e-3, lr_half_life=2, negatives=8)
     scorer = _scorer(seed=1)
     optimizer = torch.optim.Adam(scorer.parameters(), 1.0)
     rates: list[float] = []
@@ -232,7 +232,7 @@ def test_the_repeat_head_learns_when_shoppers_come_back_to_an_item() -> None:
         [s[:-1] for s in sessions[-60:]],
         torch.tensor([s[-1] for s in sessions[-60:]]),
     )
-    config = TrainConfig(epochs=4, batch_size=32, negatives=8, bf16=False, lr_decay=1.0)
+    config = TrainConfig(epochs=4, batch_size=32, negatives=8, bf16=False)
     results = {}
     for repeat in (True, False):
         torch.manual_seed(0)

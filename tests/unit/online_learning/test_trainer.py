@@ -41,7 +41,7 @@ def test_updates_follow_a_shift_the_frozen_model_misses() -> None:
     chain = ScorerConfig(n_items=N, d_model=16, n_heads=2, max_len=8, item_readout=False)
     model = SequenceScorer(chain)
     before = walks(400, rng, n_items=N, step=1)
-    config = TrainConfig(epochs=15, negatives=0, bf16=False, learning_rate=1e-2, lr_decay=1.0)
+    config = TrainConfig(epochs=15, negatives=0, bf16=False, learning_rate=1e-2)
     train(
         model,
         before,

@@ -43,7 +43,7 @@ def learner_settings(tmp_path: Path) -> Callable[..., Settings]:
         train(
             model,
             walks(400, rng, n_items=n_items, step=1),
-            TrainConfig(epochs=epochs, negatives=0, bf16=False, learning_rate=1e-2, lr_decay=1.0),
+            TrainConfig(epochs=epochs, negatives=0, bf16=False, learning_rate=1e-2),
             optimizer=torch.optim.Adam(model.parameters(), lr=1e-2),
             progress=False,
         )
