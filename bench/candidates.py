@@ -1,21 +1,18 @@
 """Two-stage serving: the share of test targets a candidate stage keeps, the cost of ranking them.
 
-A candidate stage proposes, per prefix, the union of: the prefix's own items, the
-served ranker's session-kNN top ``--knn`` items, the ``--ann`` items nearest the
-transformer's readout query (exact inner product with the unit item table via
-``torch.topk``; an ANN index such as faiss or hnswlib would approximate it, and if
-``faiss`` is importable its HNSW recall against the exact top-k is reported too) and
-the ``--popular`` most frequent training items as a filler. On a seeded sample of
-the protocol's test cases (as ``intentstream evaluate`` loads them) it reports the
-candidate count, candidate recall and P@20 / MRR@20 of the checkpoint's served
-ranker and of its transformer alone, ranking all items against ranking only the
-candidates: "masked" keeps the same fused scores and drops the others (the
-transformer's softmax over all items); "cand. softmax" takes the transformer's
-explore softmax over the candidates only (kNN and recent items as served). Last,
-the transformer's time per 256 prefixes, all items against the candidates only.
+Candidates per prefix: its own items, the served ranker's session-kNN top ``--knn``,
+the ``--ann`` items nearest the transformer's readout query (exact inner products
+with the unit item table and ``torch.topk``, which an ANN index such as faiss or
+hnswlib would approximate; with ``faiss`` importable, an HNSW index's recall of that
+exact top-k is shown too) and the ``--popular`` most frequent training items. On a
+seeded sample of the test cases (loaded as ``intentstream evaluate`` does): candidate
+count and recall, and P@20 / MRR@20 of the served ranker and of its transformer over
+all items against the candidates only, "masked" (the same scores, others dropped) or
+"cand. softmax" (the transformer's explore softmax over the candidates only, kNN and
+recent items as served); then the transformer's time per 256 prefixes.
 
-Run: ``OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python bench/candidates.py
---checkpoint /tmp/runs/dig-decay --data ../shared/data/diginetica --cases 10000``
+Run: ``OMP_NUM_THREADS=1 .venv/bin/python bench/candidates.py --checkpoint RUN
+--data DIGINETICA --cases 10000`` (RUN: a run folder of ``intentstream train``).
 """
 
 from __future__ import annotations
@@ -32,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 from model.batches import HistoryBatch, pad_histories
 from model.checkpoint import load_checkpoint
@@ -48,12 +46,8 @@ Budget = tuple[int, int, int]  # kNN, ANN, popular
 
 
 def candidate_log_scores(
-    model: SequenceScorer,
-    batch: HistoryBatch,
-    h: torch.Tensor,
-    table: torch.Tensor,
-    idx: torch.Tensor,
-) -> torch.Tensor:
+    model: SequenceScorer, batch: HistoryBatch, h: Tensor, table: Tensor, idx: Tensor
+) -> Tensor:
     """``(B, C)`` log-scores of candidates ``idx`` (``(B, C)``, 0 = none), softmax over them only.
 
     :meth:`SequenceScorer.next_log_scores` with the explore softmax over the
@@ -71,23 +65,19 @@ def candidate_log_scores(
     )
     mixture = torch.nan_to_num(torch.softmax(logits, dim=-1)) * log_keep.exp()
     mixture += (seen.float() @ pointer[:, 0, :, None]).squeeze(-1) * log_gate.exp()
-    out: torch.Tensor = mixture.log().masked_fill(idx == 0, INF)
+    out: Tensor = mixture.log().masked_fill(idx == 0, INF)
     return out
 
 
-def padded(mask: torch.Tensor) -> torch.Tensor:
+def padded(mask: Tensor) -> Tensor:
     """``(B, C)`` indices of each row's True columns, padded with 0."""
     values, idx = mask.float().topk(int(mask.sum(1).max()), dim=1)
     return idx.masked_fill(values == 0, 0)
 
 
 def source_masks(
-    prefixes: list[list[int]],
-    knn: torch.Tensor,
-    ann: torch.Tensor,
-    popular: torch.Tensor,
-    b: Budget,
-) -> dict[str, torch.Tensor]:
+    prefixes: list[list[int]], knn: Tensor, ann: Tensor, popular: Tensor, b: Budget
+) -> dict[str, Tensor]:
     """``(B, N)`` candidate masks per source from kNN scores and the query's inner products."""
     masks = {s: torch.zeros(knn.shape, dtype=torch.bool) for s in SOURCES}
     width = max(len(p) for p in prefixes)
@@ -168,7 +158,7 @@ def main() -> None:
         hnsw.add(table[1:].numpy())
 
     metrics: dict[tuple[str, str], RankingMetrics] = defaultdict(RankingMetrics)
-    sizes: dict[Budget, list[torch.Tensor]] = defaultdict(list)
+    sizes: dict[Budget, list[Tensor]] = defaultdict(list)
     hits: dict[tuple[Budget, str], float] = defaultdict(float)
     for start in range(0, len(mapped), args.batch_size):
         chunk, target = mapped[start:][: args.batch_size], targets[start:][: args.batch_size]
@@ -233,7 +223,7 @@ def main() -> None:
         cells = [name(b), f"{size.mean():.0f}", f"{size.quantile(0.95):.0f}"]
         cells += [f"{share['union']:.2f}"]
         cells += [f"{share[s]:.1f} / {share[f'{s} only']:.2f}" for s in SOURCES]
-        row(*cells, *[f"{share['hnsw']:.2f}"] * bool(faiss))
+        row(*cells, *([f"{share['hnsw']:.2f}"] if faiss is not None else []))
     row("ranker", "kNN/ANN/pop", "ranking", "P@20", "ΔP@20", "MRR@20", "ΔMRR@20", rule=True)
     for ranker in ("served", "transformer"):
         ref = metrics[(ranker, "full")].result()
@@ -259,7 +249,7 @@ def main() -> None:
             masks = source_masks(chunk, knn_scores, ann, popular, b)
             idx = padded(torch.stack(list(masks.values())).any(0) & known)
 
-            def candidate_pass(i: torch.Tensor = idx) -> torch.Tensor:
+            def candidate_pass(i: Tensor = idx) -> Tensor:
                 return candidate_log_scores(model, batch, model.hidden(batch), table, i)
 
             cand_s = median_seconds(candidate_pass, args.repeats)
