@@ -235,7 +235,7 @@ def epoch_learning_rate(config: TrainConfig, epoch: int, batches: int) -> float:
     """
     if config.lr_half_life == 0:
         return config.learning_rate
-    return config.learning_rate * 0.5 ** ((epoch - 1) * batches / config.lr_half_life)
+    return config.learning_rate * math.pow(0.5, (epoch - 1) * batches / config.lr_half_life)
 
 
 def train(
