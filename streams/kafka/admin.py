@@ -156,7 +156,8 @@ def _enforce_configs(admin: KafkaAdminClient, spec: NewTopic) -> None:
     if code:
         raise BrokerError(f"cannot read the configs of topic {spec.name}: {message or code}")
     current = {entry[0]: (entry[1], entry[3]) for entry in entries}
-    if all(current.get(k, (None, 0))[0] == v for k, v in wanted.items()):
+    before = {k: current.get(k, (None, 0))[0] for k in wanted}
+    if before == wanted:
         return
     own = {k: value for k, (value, source) in current.items() if source == _TOPIC_CONFIG_SOURCE}
     altered = admin.alter_configs(
@@ -168,12 +169,7 @@ def _enforce_configs(admin: KafkaAdminClient, spec: NewTopic) -> None:
             f"topic {spec.name} exists with other configs than {wanted} and could not be "
             f"changed ({for_code(code).__name__}: {message}); set them with kafka-configs"
         )
-    log.warning(
-        "topic %s existed with %s; set %s",
-        spec.name,
-        {k: current.get(k, (None, 0))[0] for k in wanted},
-        wanted,
-    )
+    log.warning("topic %s existed with %s; set %s", spec.name, before, wanted)
 
 
 def wait_for_group_coordinator(settings: Settings, *, timeout: float = 60.0) -> None:
