@@ -2,8 +2,9 @@
 
 The worker's own scorer (``CheckpointScorer``: transformer in bfloat16, then the
 checkpoint's mix with session-kNN and recent items, top 20) on B users whose
-histories are drawn from the test prefixes of the data set, and the same scorer
-with the checkpoint's ranker parts left out. Median seconds per call.
+histories are drawn from the test prefixes of the data set: over its candidates
+(the default), over every item (``INTENTSTREAM_FULL_RANKING``), and with the
+checkpoint's ranker parts left out. Median seconds per call.
 
 Run: ``.venv/bin/python bench/served_scoring.py --checkpoint runs/diginetica
 --data ../shared/data/diginetica --threads 1``
@@ -49,7 +50,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     checkpoint = load_checkpoint(args.checkpoint)
     scorers = {
-        "served ranker": CheckpointScorer(checkpoint),
+        "served ranker, candidates": CheckpointScorer(checkpoint),
+        "served ranker, every item": CheckpointScorer(checkpoint, full_ranking=True),
         "transformer alone": CheckpointScorer(dataclasses.replace(checkpoint, ranking=None)),
     }
     prefixes = [prefix for prefix, _ in load_test_cases(args.data / "test_cases.tsv.gz")]

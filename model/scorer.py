@@ -171,6 +171,45 @@ class SequenceScorer(nn.Module):
         mixed[:, 0] = float("-inf")
         return mixed
 
+    def candidate_log_scores(
+        self,
+        h: torch.Tensor,
+        batch: HistoryBatch,
+        query: torch.Tensor,
+        candidates: torch.Tensor,
+        items: torch.Tensor,
+    ) -> torch.Tensor:
+        """:meth:`next_log_scores` over each history's own candidates only: ``(B, C)`` float32.
+
+        The explore softmax runs over the candidates the history does not hold
+        instead of every item; the pointer still covers the history's items, which
+        must be among the candidates. Costs ``C`` dot products a history, not ``N``.
+
+        Args:
+            h: ``(B, T, D)`` hidden states of ``batch``.
+            query: ``(B, D)`` each history's last query (:meth:`queries`).
+            candidates: ``(B, C)`` distinct item indices per row; 0 = no candidate.
+            items: a cached :meth:`item_table` (any dtype).
+        """
+        unit = F.normalize(query, dim=-1).to(items.dtype)
+        logits = torch.bmm(items[candidates], unit[:, :, None]).squeeze(-1).float()
+        logits = self.config.logit_scale * logits
+        seen = candidates[:, :, None] == batch.items[:, None, :]  # (B, C, T)
+        none = candidates == 0
+        logits = logits.masked_fill(none, float("-inf"))
+        if self.repeat_head is None:
+            return logits
+        rows = torch.arange(h.shape[0], device=h.device)
+        last = h[rows, batch.lengths - 1]
+        pointer, log_gate, log_keep = self.repeat_head(
+            last[:, None], h, (batch.items != 0)[:, None]
+        )
+        explore = torch.softmax(logits.masked_fill(seen.any(-1), float("-inf")), dim=-1)
+        mixture = torch.nan_to_num(explore) * log_keep.exp()
+        mixture += (seen.float() @ pointer[:, 0, :, None]).squeeze(-1) * log_gate.exp()
+        mixed: torch.Tensor = mixture.log().masked_fill(none, float("-inf"))
+        return mixed
+
     def forward(self, batch: HistoryBatch) -> torch.Tensor:
         """Training pass: the (B, T, D) hidden states (:meth:`hidden`)."""
         return self.hidden(batch)

@@ -235,6 +235,11 @@ class Settings(BaseSettings):
     scoring_threads: int = Field(
         default=1, ge=1, description="Torch threads per worker for scoring (one per core is best)."
     )
+    full_ranking: bool = Field(
+        default=False,
+        description="Rank every item of a trained model instead of a few hundred candidates "
+        "a shopper (slower on a CPU; for a GPU, or to compare).",
+    )
     metrics_port: int = Field(
         default=9400,
         ge=0,

@@ -299,13 +299,22 @@ def run_evaluation(
 class CheckpointRanker:
     """A checkpoint's served ranker scoring in another vocabulary's indices (the protocol's).
 
-    ``transformer_only`` scores its transformer without the other parts.
+    ``transformer_only`` scores its transformer without the other parts;
+    ``full_ranking`` ranks every item instead of the candidates, as a worker
+    with that setting does.
     """
 
     def __init__(
-        self, checkpoint: Checkpoint, vocab: ItemVocab, *, transformer_only: bool = False
+        self,
+        checkpoint: Checkpoint,
+        vocab: ItemVocab,
+        *,
+        transformer_only: bool = False,
+        full_ranking: bool = False,
     ) -> None:
-        self._ranker = served_ranker(checkpoint, transformer_only=transformer_only)
+        self._ranker = served_ranker(
+            checkpoint, transformer_only=transformer_only, full_ranking=full_ranking
+        )
         self._to_model = [checkpoint.vocab.index.get(item, 0) for item in vocab.ids]
         self._columns = torch.tensor(self._to_model)
 
@@ -319,11 +328,15 @@ class CheckpointRanker:
         return scores
 
 
-def checkpoint_factory(path: Path, *, transformer_only: bool = False) -> ScorerFactory:
+def checkpoint_factory(
+    path: Path, *, transformer_only: bool = False, full_ranking: bool = False
+) -> ScorerFactory:
     """Factory of :class:`CheckpointRanker` for :func:`run_evaluation`'s ``models``."""
     checkpoint = load_checkpoint(path)
 
     def build(data: EvalData) -> Scorer:
-        return CheckpointRanker(checkpoint, data.vocab, transformer_only=transformer_only)
+        return CheckpointRanker(
+            checkpoint, data.vocab, transformer_only=transformer_only, full_ranking=full_ranking
+        )
 
     return build

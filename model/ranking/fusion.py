@@ -59,6 +59,11 @@ class FusedRanker:
         fused[:, 0] = float("-inf")
         return fused
 
+    def top_k(self, prefixes: list[list[int]], /, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, k)`` best fused probabilities and their item indices, best first."""
+        top = self.score_many(prefixes).topk(k, dim=-1)
+        return top.values, top.indices
+
 
 class RecentItems:
     """Items already in the prefix, weighted ``decay ** distance from the end``.

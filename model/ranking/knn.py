@@ -196,13 +196,22 @@ class SessionKNN:
             sims = _keep_last_per_row(sims, self.sample_size)
         return _top_k_per_row(sims, self.k)
 
+    def item_scores(self, prefixes: Sequence[Sequence[int]]) -> sp.csr_matrix:
+        """``(B, N)`` float32 CSR summed neighbour similarity per item, columns sorted.
+
+        Only the items of the neighbours are stored: a few hundred a prefix, where
+        :meth:`score_many` fills all ``N``.
+        """
+        scores = sp.csr_matrix(self.neighbours(prefixes) @ self.sessions)
+        scores.sort_indices()
+        return scores
+
     def score_many(self, prefixes: Sequence[Sequence[int]]) -> torch.Tensor:
         """``(B, N)`` float32 summed neighbour similarity per item; padding is ``-inf``."""
-        scores = (self.neighbours(prefixes) @ self.sessions).toarray()
-        return _padding_masked(scores)
+        return _padding_masked(self.item_scores(prefixes).toarray())
 
 
-def _row_positions(matrix: sp.csr_matrix) -> tuple[IntArray, IntArray]:
+def row_positions(matrix: sp.csr_matrix) -> tuple[IntArray, IntArray]:
     """Row of each stored entry and its position within that row."""
     counts = np.diff(matrix.indptr).astype(np.int64)
     rows = np.repeat(np.arange(matrix.shape[0], dtype=np.int64), counts)
@@ -215,7 +224,7 @@ def _keep_last_per_row(matrix: sp.csr_matrix, keep: int) -> sp.csr_matrix:
     counts = np.diff(matrix.indptr).astype(np.int64)
     if counts.size == 0 or counts.max() <= keep:
         return matrix
-    rows, positions = _row_positions(matrix)
+    rows, positions = row_positions(matrix)
     mask = positions >= counts[rows] - keep
     return sp.csr_matrix(
         (matrix.data[mask], (rows[mask], matrix.indices[mask])), shape=matrix.shape
@@ -227,7 +236,7 @@ def _top_k_per_row(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:
     counts = np.diff(matrix.indptr).astype(np.int64)
     if counts.size == 0 or counts.max() <= k:
         return matrix
-    rows, positions = _row_positions(matrix)
+    rows, positions = row_positions(matrix)
     width = int(counts.max())
     values = np.full((matrix.shape[0], width), -np.inf, dtype=np.float32)
     columns = np.zeros((matrix.shape[0], width), dtype=np.int64)

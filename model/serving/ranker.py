@@ -56,28 +56,38 @@ class CheckpointScorer:
 
     The ranker is :func:`model.ranking.ranker.served_ranker`, exactly what
     ``intentstream evaluate`` scores: the transformer mixed with session-kNN and the
-    user's recent items as the checkpoint says. Scores are next-item probabilities.
+    user's recent items as the checkpoint says, over a few hundred candidates a
+    history unless ``full_ranking``. Scores are next-item probabilities.
     Histories pass as item ids only, as in training; ids outside the checkpoint's
     vocabulary are skipped, and a history with no known item is left to the
     fallback. With ``bf16`` the transformer runs in bfloat16 (about 3x faster on a
-    CPU; near ties may swap order). Chunks of 64 users keep the ``(B, N)`` score
-    rows in cache: on a CPU about twice the users/s of chunks of 256
-    (``bench/served_scoring.py``).
+    CPU; near ties may swap order). Users are scored ``chunk_size`` at a time:
+    full ranking keeps its ``(B, N)`` score rows in cache with chunks of 64
+    (about twice the users/s of 256 on a CPU, ``bench/served_scoring.py``).
     """
 
-    def __init__(self, checkpoint: Checkpoint, *, chunk_size: int = 64, bf16: bool = True) -> None:
+    def __init__(
+        self,
+        checkpoint: Checkpoint,
+        *,
+        chunk_size: int = 64,
+        bf16: bool = True,
+        full_ranking: bool = False,
+    ) -> None:
         if chunk_size < 1:
             raise ValueError("chunk_size must be >= 1")
-        self._ranker = served_ranker(checkpoint, bf16=bf16)
+        self._ranker = served_ranker(checkpoint, bf16=bf16, full_ranking=full_ranking)
         self._vocab = checkpoint.vocab
         self._version = str(checkpoint.meta["version"])
         self._chunk = chunk_size
 
     @classmethod
-    def on_best_device(cls, checkpoint: Checkpoint) -> CheckpointScorer:
+    def on_best_device(
+        cls, checkpoint: Checkpoint, *, full_ranking: bool = False
+    ) -> CheckpointScorer:
         """A scorer with the model on the GPU when there is one, else on the CPU."""
         checkpoint.model.to("cuda" if torch.cuda.is_available() else "cpu")
-        return cls(checkpoint)
+        return cls(checkpoint, full_ranking=full_ranking)
 
     @property
     def version(self) -> str:
@@ -98,10 +108,14 @@ class CheckpointScorer:
         for start in range(0, len(scorable), self._chunk):
             rows = scorable[start : start + self._chunk]
             with torch.inference_mode():
-                top = self._ranker.score_many([encoded[row] for row in rows]).topk(k, dim=-1)
-            values, indices = top.values.tolist(), top.indices.tolist()
+                top_scores, top_items = self._ranker.top_k([encoded[row] for row in rows], k)
+            values, indices = top_scores.tolist(), top_items.tolist()
             for row, scores, items in zip(rows, values, indices, strict=True):
-                out[row] = [(ids[i], round(s, 6)) for i, s in zip(items, scores, strict=True)]
+                out[row] = [
+                    (ids[i], round(s, 6))
+                    for i, s in zip(items, scores, strict=True)
+                    if s > float("-inf")
+                ]
         return out
 
 

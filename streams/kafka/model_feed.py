@@ -155,4 +155,4 @@ class ModelFeed:
 
     def _load(self, announcement: Announcement) -> CheckpointScorer:
         checkpoint = self._store.load(announcement.version, pinned=announcement.manifest)
-        return CheckpointScorer.on_best_device(checkpoint)
+        return CheckpointScorer.on_best_device(checkpoint, full_ranking=self._settings.full_ranking)

@@ -176,7 +176,13 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     models = baseline_factories() if args.baselines else {}
     for path in args.checkpoint:
         models[f"{path.name}: transformer alone"] = checkpoint_factory(path, transformer_only=True)
-        models[f"{path.name}: served ranker"] = checkpoint_factory(path)
+        served = f"{path.name}: served ranker"
+        if settings.full_ranking:
+            models[f"{served}, every item"] = checkpoint_factory(path, full_ranking=True)
+            continue
+        models[f"{served} (candidates)"] = checkpoint_factory(path)
+        if args.full_ranking:
+            models[f"{served}, every item"] = checkpoint_factory(path, full_ranking=True)
     measured = []
     if args.stream_baseline:
         plan = replay_plan(args.data, warmup=True)

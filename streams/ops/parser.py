@@ -145,6 +145,12 @@ def _evaluate(sub: Subcommands, common: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also score the stream baseline as a worker runs it, DP releases on and off",
     )
+    evaluate.add_argument(
+        "--full-ranking",
+        action="store_true",
+        help="also score the served ranker over every item, not only its candidates "
+        "(INTENTSTREAM_FULL_RANKING makes workers and this table rank every item)",
+    )
 
 
 def _demo(sub: Subcommands, common: argparse.ArgumentParser) -> None:

@@ -166,7 +166,7 @@ def load_scorer(settings: Settings) -> CheckpointScorer | None:
             "train it with --dp-epsilon, or unset the requirement"
         )
     log.info("scoring with %s (%s)", checkpoint.meta["version"], checkpoint.path)
-    return CheckpointScorer.on_best_device(checkpoint)
+    return CheckpointScorer.on_best_device(checkpoint, full_ranking=settings.full_ranking)
 
 
 def __getattr__(name: str) -> BatchingApp:
