@@ -14,7 +14,9 @@ larger) into a fresh topic, then measures, in the same run and on the same broke
   group and outputs, same input) scoring with that trained transformer.
 
 Throughput = events / (last output time - first output time), from the outputs'
-own produce stamps, so worker start-up and group joins are not counted.
+own produce stamps, so worker start-up and group joins are not counted. Each
+worker's CPU seconds (user + system, from its ready signal to its last output)
+per 1,000 events say what a worker costs, and move less with other load than events/s.
 
 Run: ``.venv/bin/python bench/e2e_throughput.py --events 100000 --brokers kafka tansu``;
 with the transformer (Diginetica events, so the checkpoint knows the items):
@@ -64,10 +66,23 @@ class Result:
     pipeline: str
     events: int
     seconds: float
+    #: CPU seconds (user + system) the worker process spent from ready to its last output.
+    cpu_seconds: float | None = None
 
     @property
     def rate(self) -> float:
         return self.events / self.seconds
+
+    @property
+    def cpu_per_thousand(self) -> str:
+        """CPU seconds per 1,000 events, or blank where not measured."""
+        return "" if self.cpu_seconds is None else f"{1000 * self.cpu_seconds / self.events:.3f}"
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _events(n: int, path: Path) -> list[tuple[bytes, bytes]]:
@@ -242,15 +257,17 @@ def run_one(
                 worker = running.enter_context(
                     worker_process(settings, log_file=workdir / f"{kind}-{variant}.log")
                 )
-                if profile is not None:  # from ready on: start-up is not the hot path
-                    assert settings.ready_file is not None
-                    wait_until_ready(worker, settings.ready_file)
+                assert settings.ready_file is not None  # from ready on: start-up is not counted
+                wait_until_ready(worker, settings.ready_file)
+                cpu_at_ready = cpu_seconds(worker.pid)
+                if profile is not None:
                     stacks = profile / f"{kind}-{variant}.txt"
                     running.enter_context(py_spy(worker.pid, stacks, seconds=PROFILE_SECONDS))
                 count, span = asyncio.run(_output_span(settings, n, timeout=900, worker=worker))
+                cpu = cpu_seconds(worker.pid) - cpu_at_ready
             if count < n:
                 raise RuntimeError(f"{kind} {variant}: only {count} of {n} outputs arrived")
-            results.append(Result(kind, f"intentstream worker, {variant}", count, span))
+            results.append(Result(kind, f"intentstream worker, {variant}", count, span, cpu))
         return results
     finally:
         broker.stop()
@@ -283,9 +300,11 @@ def main() -> None:
                 profile=args.profile,
             )
         ]
-    print("| broker | pipeline | events | seconds | events/s |\n|---|---|---|---|---|")
+    print("| broker | pipeline | events | seconds | events/s | worker CPU s / 1,000 events |")
+    print("|---|---|---|---|---|---|")
     for r in results:
-        print(f"| {r.broker} | {r.pipeline} | {r.events:,} | {r.seconds:.2f} | {r.rate:,.0f} |")
+        cells = f"{r.broker} | {r.pipeline} | {r.events:,} | {r.seconds:.2f} | {r.rate:,.0f}"
+        print(f"| {cells} | {r.cpu_per_thousand} |")
     for stacks in sorted(args.profile.glob("*.txt")) if args.profile is not None else []:
         print(f"\nself time of {stacks.stem} (py-spy, {stacks}):")
         for module, share in self_time_by_module(stacks)[:14]:

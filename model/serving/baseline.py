@@ -109,7 +109,10 @@ class CooccurrenceRecommender:
             share = weight / (self._next_totals[seen] * total_weight)
             for candidate, count in row.items():
                 scores[candidate] += count * share
-        best = heapq.nsmallest(k, scores.items(), key=_rank_key)
+        # (-score, item) tuples compare in C; a key function would run per candidate.
+        best = [
+            (item, -neg) for neg, item in heapq.nsmallest(k, [(-v, i) for i, v in scores.items()])
+        ]
         chosen = {item for item, _ in best}
         for rank, item in enumerate(dict.fromkeys(reversed(history))):
             if len(best) >= k:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import faust
@@ -57,6 +58,17 @@ def build_tables(app: faust.App, settings: Settings) -> WorkerTables:
         default=None,
     )
     return WorkerTables(build_user_table(app, settings), build_key_table(app, settings), releases)
+
+
+def reader(table: faust.Table) -> Callable[[bytes], bytes | None]:
+    """``table``'s lookup by key, None when absent, on its in-memory store's own dict.
+
+    The store's mapping API raises and catches a KeyError for every absent key (every
+    new user); the dict's ``get`` does not, and sees exactly what
+    :func:`write_changes` and changelog recovery wrote.
+    """
+    get: Callable[[bytes], bytes | None] = table.data.data.get
+    return get
 
 
 def write_changes(table: faust.Table, changes: TableChanges) -> None:

@@ -86,6 +86,8 @@ class SharedCounts:
         self._intent = intent
         self._cell_intent = cell_intent
         self._windows: dict[float, ThresholdCounts] = {}
+        #: The start of the oldest open window (inf: none); asked once an event.
+        self._oldest = float("inf")
         #: Input partitions whose events added to each open window.
         self._window_partitions: dict[float, set[int]] = {}
         self._released_before = float("-inf")
@@ -183,6 +185,7 @@ class SharedCounts:
         window = self._windows.get(bound.window_start)
         if window is None:
             window = self._windows[bound.window_start] = ThresholdCounts(max_keys=config.max_keys)
+            self._oldest = min(self._oldest, bound.window_start)
             self._window_partitions[bound.window_start] = set()
         self._window_partitions[bound.window_start].add(partition)
         for key in keys:
@@ -191,7 +194,7 @@ class SharedCounts:
     def due(self, now: float) -> bool:
         """Whether :meth:`advance` at event time ``now`` would release (and teach) anything."""
         current = now - now % self.config.window_seconds
-        return any(start < current for start in self._windows)
+        return self._oldest < current
 
     def advance(self, now: float) -> int:
         """Release every window that ended at or before event time ``now``; keys learned."""
@@ -207,6 +210,7 @@ class SharedCounts:
             self._learn(released)
             self.released_windows += 1
             learned += len(released)
+        self._oldest = min(self._windows, default=float("inf"))
         return learned
 
     def _learn(self, released: dict[str, int]) -> None:

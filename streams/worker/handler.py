@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from streams.kafka.consumed import input_records
 from streams.kafka.produce import kafka_producer, send_all
-from streams.kafka.tables import WorkerTables, write_changes
+from streams.kafka.tables import WorkerTables, reader, write_changes
 from streams.kafka.topics import Topics
 from streams.kafka.transport import BatchingApp, Delivery, Fetched, route_batches
 from streams.metrics.worker import WorkerMetrics
@@ -71,8 +71,6 @@ def register_handler(
         """Also while no batch comes: a stalled agent's lag grows, given-away partitions go."""
         metrics.set_lag(lag())
 
-    state_store, key_store = tables.users.data, tables.keys.data
-
     def recommend_for_events(fetched: Fetched) -> Delivery:
         """Score one fetched batch now; the returned delivery sends its waves in order.
 
@@ -84,7 +82,9 @@ def register_handler(
         records = input_records(fetched.values())
         started = time.perf_counter()
         pipeline.shared.note_released(tables.release_marks())
-        result = pipeline.process(records, read_state=state_store.get, read_key=key_store.get)
+        result = pipeline.process(
+            records, read_state=reader(tables.users), read_key=reader(tables.keys)
+        )
         seconds = time.perf_counter() - started
         write_changes(tables.users, result.changes.states)
         write_changes(tables.keys, result.changes.keys)
