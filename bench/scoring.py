@@ -29,7 +29,7 @@ def _model(checkpoint: Path | None, device: torch.device) -> SequenceScorer:
         from model.checkpoint import load_checkpoint
 
         return load_checkpoint(checkpoint).model.to(device).eval()
-    return SequenceScorer(ScorerConfig(n_items=43_098)).to(device).eval()
+    return SequenceScorer(ScorerConfig(n_items=43_098, d_model=128)).to(device).eval()
 
 
 def measure(

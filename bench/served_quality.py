@@ -7,7 +7,8 @@ computes P@20 / MRR@20 from what arrives on the recommendations topic. Beside it
 in the same run, the offline number of the same ranker:
 
 * ``--checkpoint RUN``: the worker serves the run's ranker; offline is
-  ``intentstream evaluate``'s "served ranker" row (scores over all items).
+  ``intentstream evaluate``'s "served ranker" row (in float32, over the same
+  candidates; with ``--full-ranking`` both rank every item).
 * ``--baseline``: the stream baseline, DP releases on and off, after the training
   sessions' events; offline is the same events through the worker's pipeline in
   process (``intentstream evaluate --stream-baseline``).
@@ -118,6 +119,9 @@ def main() -> None:
     parser.add_argument(
         "--baseline", action="store_true", help="the stream baseline, DP releases on and off"
     )
+    parser.add_argument(
+        "--full-ranking", action="store_true", help="the worker and offline rank every item"
+    )
     args = parser.parse_args()
     if args.checkpoint is None and not args.baseline:
         parser.error("give --checkpoint RUN, --baseline, or both")
@@ -128,10 +132,17 @@ def main() -> None:
             if args.checkpoint is not None:
                 plan = replay_plan(args.data, warmup=False)
                 protocol = load_protocol(args.data)
-                ranker = CheckpointRanker(load_checkpoint(args.checkpoint), protocol.vocab)
+                ranker = CheckpointRanker(
+                    load_checkpoint(args.checkpoint), protocol.vocab, full_ranking=args.full_ranking
+                )
                 offline = evaluate(ranker, protocol.cases, protocol.vocab, progress=True)
                 served, seconds = through_kafka(
-                    bootstrap, "ranker", workdir, plan.events, model_path=args.checkpoint
+                    bootstrap,
+                    "ranker",
+                    workdir,
+                    plan.events,
+                    model_path=args.checkpoint,
+                    full_ranking=args.full_ranking,
                 )
                 rows.append(_row("served ranker", offline, plan.quality(served), seconds))
             if args.baseline:

@@ -30,7 +30,7 @@ class ScorerConfig:
     """
 
     n_items: int
-    d_model: int = 128
+    d_model: int = 192
     n_layers: int = 2
     n_heads: int = 2
     max_len: int = 50

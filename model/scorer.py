@@ -178,36 +178,58 @@ class SequenceScorer(nn.Module):
         query: torch.Tensor,
         candidates: torch.Tensor,
         items: torch.Tensor,
+        tail: torch.Tensor,
     ) -> torch.Tensor:
-        """:meth:`next_log_scores` over each history's own candidates only: ``(B, C)`` float32.
+        """:meth:`next_log_scores` at each history's own candidates only: ``(B, C)`` float32.
 
-        The explore softmax runs over the candidates the history does not hold
-        instead of every item; the pointer still covers the history's items, which
-        must be among the candidates. Costs ``C`` dot products a history, not ``N``.
+        Log-probabilities of the model's next-item distribution over every item,
+        read at the candidates, at the cost of ``C + S`` dot products a history
+        instead of ``N``: the explore softmax's normaliser is the candidates' exact
+        mass plus the other items' mass estimated from ``tail``, a fixed uniform
+        sample of ``S`` items (the mean ``exp(logit)`` of its items that are not
+        candidates, times the number of items that are not). The pointer covers the
+        history's items, which must be among the candidates.
 
         Args:
             h: ``(B, T, D)`` hidden states of ``batch``.
             query: ``(B, D)`` each history's last query (:meth:`queries`).
             candidates: ``(B, C)`` distinct item indices per row; 0 = no candidate.
             items: a cached :meth:`item_table` (any dtype).
+            tail: ``(S,)`` item indices >= 1, drawn uniformly once.
         """
         unit = F.normalize(query, dim=-1).to(items.dtype)
-        logits = torch.bmm(items[candidates], unit[:, :, None]).squeeze(-1).float()
-        logits = self.config.logit_scale * logits
+        scale, inf = self.config.logit_scale, float("-inf")
+        logits = (
+            scale * torch.bmm(F.embedding(candidates, items), unit[:, :, None]).squeeze(-1).float()
+        )
         seen = candidates[:, :, None] == batch.items[:, None, :]  # (B, C, T)
         none = candidates == 0
-        logits = logits.masked_fill(none, float("-inf"))
+        held = seen.any(-1) if self.repeat_head is not None else torch.zeros_like(none)
+        explore = logits.masked_fill(none | held, inf)
+        # The sample's items that are not candidates stand for every item that is not.
+        is_candidate = torch.zeros(
+            candidates.shape[0], self.config.n_items, dtype=torch.bool, device=candidates.device
+        ).scatter_(1, candidates, True)
+        sampled_in = is_candidate[:, tail]  # (B, S)
+        sampled = (scale * (unit @ F.embedding(tail, items).T).float()).masked_fill(sampled_in, inf)
+        outside = (self.config.n_items - 1) - (~none).sum(dim=1)
+        tail_mass = (
+            torch.logsumexp(sampled, dim=1)
+            - (~sampled_in).sum(dim=1).clamp_min(1).float().log()
+            + outside.float().log()
+        )
+        normaliser = torch.logsumexp(torch.cat([explore, tail_mass[:, None]], dim=1), dim=1)
+        log_explore = explore - normaliser[:, None]
         if self.repeat_head is None:
-            return logits
+            return log_explore
         rows = torch.arange(h.shape[0], device=h.device)
         last = h[rows, batch.lengths - 1]
         pointer, log_gate, log_keep = self.repeat_head(
             last[:, None], h, (batch.items != 0)[:, None]
         )
-        explore = torch.softmax(logits.masked_fill(seen.any(-1), float("-inf")), dim=-1)
-        mixture = torch.nan_to_num(explore) * log_keep.exp()
+        mixture = log_explore.exp() * log_keep.exp()
         mixture += (seen.float() @ pointer[:, 0, :, None]).squeeze(-1) * log_gate.exp()
-        mixed: torch.Tensor = mixture.log().masked_fill(none, float("-inf"))
+        mixed: torch.Tensor = mixture.log().masked_fill(none, inf)
         return mixed
 
     def forward(self, batch: HistoryBatch) -> torch.Tensor:

@@ -101,7 +101,10 @@ class CheckpointScorer:
     def score_many(self, histories: Sequence[Sequence[str]], /, *, k: int) -> list[ScoredItems]:
         """Top-``k`` next items per history, in chunks of ``chunk_size`` users per call."""
         encoded = [[i for i in self._vocab.encode(history) if i] for history in histories]
-        scorable = [row for row, items in enumerate(encoded) if items]
+        # Chunks of similar lengths: a chunk is padded to its longest history.
+        scorable = sorted(
+            (row for row, items in enumerate(encoded) if items), key=lambda row: len(encoded[row])
+        )
         out: list[ScoredItems] = [[] for _ in histories]
         k = min(k, len(self._vocab) - 1)
         ids = self._vocab.ids

@@ -46,6 +46,9 @@ VALIDATION_FRACTION = 0.1
 #: What DP runs build, whatever the options: the architecture their quality was
 #: measured with (no repeat head: the per-session loss does not train one).
 DP_ARCHITECTURE: dict[str, Any] = {"repeat": False, "item_readout": False}
+#: DP runs' defaults, which a run's own options override: the width their quality was
+#: measured at (docs/privacy.md); most of DP-SGD's noise goes into the item table.
+DP_DEFAULTS: dict[str, Any] = {"d_model": 128}
 #: Validation prefixes scored after each epoch (a fixed, seeded subset keeps it quick).
 VALIDATION_CASES = 20_000
 
@@ -112,7 +115,11 @@ def fit(
     sequences = [s for s in split.train if len(s) >= 2]
     val_prefixes, val_targets = split.prefixes, split.targets
     device = device or pick_device()
-    options = {**(scorer_options or {}), **(DP_ARCHITECTURE if private else {})}
+    options = {
+        **(DP_DEFAULTS if private else {}),
+        **(scorer_options or {}),
+        **(DP_ARCHITECTURE if private else {}),
+    }
     config = ScorerConfig(n_items=len(vocab), **options)
     model = SequenceScorer(config).to(device)
     parameters = trained_parameters(model) if private else list(model.parameters())

@@ -167,3 +167,23 @@ def test_nearest_items_finds_the_closest_rows_and_never_padding() -> None:
     assert found[:, 0].tolist() == [3, 77, 499]
     assert (found == exact).float().mean() >= 0.9
     assert NearestItems(table[:4]).search(queries, k=5)[:, 3:].tolist() == [[0, 0]] * 3
+
+
+def test_the_transformers_candidate_probabilities_are_its_full_ranking_ones() -> None:
+    """The items left out still weigh in the softmax's normaliser (estimated from a sample)."""
+    parts = _parts()
+    alone = FusionWeights(1.0, 0.0, 0.0)
+    popular = torch.from_numpy(parts.popular_items())
+    two_stage = CandidateRanker(
+        _model(),
+        weights=alone,
+        knn=None,
+        popular=popular,
+        budget=parts.candidates,
+        tail_sample=20_000,
+    )
+    full = served_ranker(_checkpoint(_model(), RankerParts(alone)), full_ranking=True)
+    got, expected = two_stage.score_many(HISTORIES), full.score_many(HISTORIES)
+    kept = ~torch.isneginf(got)
+    assert kept.sum(dim=1).max() < N // 4  # most items are not candidates
+    torch.testing.assert_close(got[kept], expected[kept], rtol=0.03, atol=1e-5)
