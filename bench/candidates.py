@@ -2,12 +2,12 @@
 
 For each candidate budget (``--knn``, ``--ann`` and ``--popular``, zipped): the
 served ranker as a worker runs it over its candidates
-(:class:`~model.ranking.candidates.CandidateRanker`, faiss HNSW for the nearest
+(:class:`~model.ranking.candidates.CandidateRanker`, a faiss inverted-file index for the nearest
 items) against the same ranker over every item, on a seeded sample of the test
 cases (loaded as ``intentstream evaluate`` does): candidate count, recall (test
 targets among the candidates), P@20 / MRR@20 and their loss. Then where recall
 comes from: each source alone, and only from it (the nearest items exact here,
-with the HNSW index's recall of that exact top-k beside them).
+with the index's recall of that exact top-k beside them).
 
 Run: ``OMP_NUM_THREADS=1 .venv/bin/python bench/candidates.py --checkpoint RUN
 --data DIGINETICA --cases 0`` (RUN: a run folder of ``intentstream train``).
@@ -93,7 +93,7 @@ def main() -> None:
     }
     with torch.inference_mode():
         table = model.item_table()
-    hnsw, widest = NearestItems(table), max(budgets, key=lambda b: b.total)
+    index, widest = NearestItems(table), max(budgets, key=lambda b: b.total)
 
     metrics: dict[str, RankingMetrics] = defaultdict(RankingMetrics)
     sizes: dict[CandidateBudget, list[torch.Tensor]] = defaultdict(list)
@@ -116,8 +116,8 @@ def main() -> None:
                 model.queries(h, batch)[torch.arange(len(chunk)), batch.lengths - 1], dim=-1
             )
             exact = (query @ table[1:].T).topk(widest.nearest).indices + 1
-        approx = hnsw.search(query, k=widest.nearest)
-        hits["hnsw"] += (
+        approx = index.search(query, k=widest.nearest)
+        hits["index"] += (
             float((approx[:, :, None] == exact[:, None, :]).any(-1).sum()) / widest.nearest
         )
         proposed = {
@@ -154,8 +154,8 @@ def main() -> None:
             f"{100 * hits[source] / total:.1f}",
             f"{100 * hits[f'{source} only'] / total:.2f}",
         )
-    recall = 100 * hits["hnsw"] / total
-    print(f"\nHNSW (faiss) recall of the exact nearest {widest.nearest}: {recall:.2f} %")
+    recall = 100 * hits["index"] / total
+    print(f"\nfaiss index recall of the exact nearest {widest.nearest}: {recall:.2f} %")
     print(f"wall time {time.perf_counter() - started:.0f} s")
 
 
