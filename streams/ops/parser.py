@@ -89,7 +89,9 @@ def _train(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     train.add_argument(
         "--negatives", type=int, help="sampled per batch (default 16384; 0 = full softmax)"
     )
-    train.add_argument("--d-model", type=int)
+    train.add_argument(
+        "--d-model", type=int, help="width of embeddings and states (default 192; DP runs 128)"
+    )
     train.add_argument("--layers", type=int)
     train.add_argument("--dropout", type=float, help="inside the blocks")
     train.add_argument("--embedding-dropout", type=float)
