@@ -164,7 +164,8 @@ class SequenceScorer(nn.Module):
         allowed = (batch.items != 0)[:, None]
         pointer, log_gate, log_keep = self.repeat_head(last[:, None], h, allowed)
         # Explore over the items the history does not hold; the pointer takes those.
-        explore = torch.softmax(logits.scatter(1, batch.items, float("-inf")), dim=-1)
+        # nan_to_num: a history that holds every item leaves nothing to explore.
+        explore = torch.nan_to_num(torch.softmax(logits.scatter(1, batch.items, float("-inf")), -1))
         mixture = explore * log_keep.exp()
         mixture.scatter_add_(1, batch.items, pointer[:, 0] * log_gate.exp())
         mixed: torch.Tensor = mixture.log()
@@ -219,7 +220,8 @@ class SequenceScorer(nn.Module):
             + outside.float().log()
         )
         normaliser = torch.logsumexp(torch.cat([explore, tail_mass[:, None]], dim=1), dim=1)
-        log_explore = explore - normaliser[:, None]
+        # nan_to_num: nothing left to explore (-inf - -inf) has no explore mass.
+        log_explore = torch.nan_to_num(explore - normaliser[:, None], nan=inf)
         if self.repeat_head is None:
             return log_explore
         rows = torch.arange(h.shape[0], device=h.device)

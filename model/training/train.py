@@ -195,8 +195,10 @@ def next_item_loss(
         )
     items = F.normalize(model.embed.items.weight[candidates], dim=-1)
     logits = model.config.logit_scale * (F.normalize(hidden, dim=-1) @ items.T)
-    explore = torch.log_softmax(logits.float().masked_fill(excluded, float("-inf")), dim=-1)
-    explore = explore[rows, columns]
+    # A finite fill, then -inf: a row whose every candidate is excluded (the history
+    # holds them all, as in a small catalogue) would give NaN, and NaN gradients.
+    explore = torch.log_softmax(logits.float().masked_fill(excluded, -1e9), dim=-1)
+    explore = explore.masked_fill(excluded, float("-inf"))[rows, columns]
     if model.repeat_head is None:
         return -explore.mean()
     pointer, log_gate, log_keep = model.repeat_head(h[:, :-1], h, allowed)

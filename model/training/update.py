@@ -56,7 +56,9 @@ def incremental_step(
 ) -> float:
     """One optimizer step on ``sequences`` (item indices, each >= 2 long); returns the loss.
 
-    The model is left in eval mode, ready to score.
+    A step whose loss or gradients are not finite is not taken: one bad batch must
+    not turn the weights a learner publishes into NaN. The model is left in eval
+    mode, ready to score.
     """
     _check_rows(sequences)
     device = next(model.parameters()).device
@@ -65,7 +67,10 @@ def incremental_step(
     loss = next_item_loss(model, batch, negatives=negatives, generator=generator)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()  # type: ignore[no-untyped-call]
-    optimizer.step()
+    gradients = [p.grad for p in model.parameters() if p.grad is not None]
+    if torch.isfinite(loss) and all(torch.isfinite(g).all() for g in gradients):
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
     model.eval()
     return float(loss.detach())
 

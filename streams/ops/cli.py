@@ -339,8 +339,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(message)s",
         handlers=[RichHandler(show_path=False, rich_tracebacks=False)],
     )
-    logging.getLogger("kafka").setLevel(logging.WARNING)
-    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    for noisy in ("kafka", "aiokafka", "faiss"):  # faiss logs which CPU build it loads
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     if getattr(args, "rate", None) == 0:
         args.rate = None
     try:
