@@ -29,7 +29,8 @@ import scipy.sparse as sp
 import torch
 
 from model.batches import HistoryBatch, pad_histories
-from model.ranking.knn import SessionKNN, row_positions
+from model.ranking.fusion import recency_weights
+from model.ranking.knn import SessionKNN, packed_rows, row_positions
 from model.ranking.parts import CandidateBudget, FusionWeights
 from model.scorer import SequenceScorer
 
@@ -202,12 +203,7 @@ def top_columns(matrix: sp.csr_matrix, k: int) -> torch.Tensor:
         >>> top_columns(sp.csr_matrix([[0, 5, 1, 3], [0, 0, 0, 0]]), 2).tolist()
         [[1, 3], [0, 0]]
     """
-    rows, positions = row_positions(matrix)
-    width = max(int(positions.max(initial=-1)) + 1, k)
-    values = np.full((matrix.shape[0], width), -np.inf, dtype=np.float32)
-    columns = np.zeros((matrix.shape[0], width), dtype=np.int64)
-    values[rows, positions] = matrix.data
-    columns[rows, positions] = matrix.indices
+    values, columns = packed_rows(matrix, width=k)
     top = np.argsort(-values, axis=1, kind="stable")[:, :k]
     return torch.from_numpy(np.take_along_axis(columns, top, axis=1))
 
@@ -240,9 +236,7 @@ def recent_distribution_at(batch: HistoryBatch, items: torch.Tensor, decay: floa
         >>> recent_distribution_at(batch, torch.tensor([[1, 2, 3]]), 0.5)  # 1.25, 0.5 of 1.75
         tensor([[0.7143, 0.2857, 0.0000]])
     """
-    positions = torch.arange(batch.items.shape[1])
-    distance = (batch.lengths[:, None] - 1 - positions).clamp_min(0)
-    weight = torch.pow(decay, distance.float()).masked_fill(batch.items == 0, 0.0)
+    weight = recency_weights(batch, decay)
     at = ((items[:, :, None] == batch.items[:, None, :]) * weight[:, None, :]).sum(-1)
     at = at.masked_fill(items == 0, 0.0)
     return at / weight.sum(dim=1, keepdim=True).clamp_min(1e-12)

@@ -14,6 +14,8 @@ from typing import Literal, Protocol
 
 import torch
 
+from model.batches import HistoryBatch, pad_histories
+
 Kind = Literal["logits", "counts"]
 
 
@@ -84,13 +86,20 @@ class RecentItems:
 
     def score_many(self, prefixes: list[list[int]], /) -> torch.Tensor:
         """``(B, N)`` recency-weighted counts; padding is ``-inf``."""
-        width = max(len(prefix) for prefix in prefixes)
-        items = torch.zeros(len(prefixes), width, dtype=torch.int64)
-        distance = torch.full((len(prefixes), width), float("inf"))
-        for row, prefix in enumerate(prefixes):  # building the batch, not scoring
-            items[row, : len(prefix)] = torch.tensor(prefix, dtype=torch.int64)
-            distance[row, : len(prefix)] = torch.arange(len(prefix) - 1, -1, -1)
+        batch = pad_histories(prefixes, max_len=max(len(prefix) for prefix in prefixes))
         scores = torch.zeros(len(prefixes), self.n_items)
-        scores.scatter_add_(1, items, torch.pow(self.decay, distance))
+        scores.scatter_add_(1, batch.items, recency_weights(batch, self.decay))
         scores[:, 0] = float("-inf")
         return scores
+
+
+def recency_weights(batch: HistoryBatch, decay: float) -> torch.Tensor:
+    """``(B, T)`` weight ``decay ** distance from the latest event`` of each event; 0 for padding.
+
+    Examples:
+        >>> recency_weights(pad_histories([[4, 5, 6], [7]], max_len=3), 0.5).tolist()
+        [[0.25, 0.5, 1.0], [1.0, 0.0, 0.0]]
+    """
+    positions = torch.arange(batch.items.shape[1])
+    distance = (batch.lengths[:, None] - 1 - positions).clamp_min(0)
+    return torch.pow(decay, distance.float()).masked_fill(batch.items == 0, 0.0)

@@ -231,17 +231,32 @@ def _keep_last_per_row(matrix: sp.csr_matrix, keep: int) -> sp.csr_matrix:
     )
 
 
+def packed_rows(matrix: sp.csr_matrix, *, width: int = 0) -> tuple[FloatArray, IntArray]:
+    """Each row's stored values and columns packed to the left of ``(B, W)`` arrays.
+
+    ``W`` is the longest row, or ``width`` if larger; the rest is ``-inf`` (values)
+    and 0 (columns), so per-row selections run on dense arrays.
+
+    Examples:
+        >>> values, columns = packed_rows(sp.csr_matrix([[0, 5, 0, 3]]), width=3)
+        >>> values.tolist(), columns.tolist()
+        ([[5.0, 3.0, -inf]], [[1, 3, 0]])
+    """
+    rows, positions = row_positions(matrix)
+    width = max(int(positions.max(initial=-1)) + 1, width)
+    values = np.full((matrix.shape[0], width), -np.inf, dtype=np.float32)
+    columns = np.zeros((matrix.shape[0], width), dtype=np.int64)
+    values[rows, positions] = matrix.data
+    columns[rows, positions] = matrix.indices
+    return values, columns
+
+
 def _top_k_per_row(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:
     """Keep each row's ``k`` largest entries, packing rows densely for ``argpartition``."""
     counts = np.diff(matrix.indptr).astype(np.int64)
     if counts.size == 0 or counts.max() <= k:
         return matrix
-    rows, positions = row_positions(matrix)
-    width = int(counts.max())
-    values = np.full((matrix.shape[0], width), -np.inf, dtype=np.float32)
-    columns = np.zeros((matrix.shape[0], width), dtype=np.int64)
-    values[rows, positions] = matrix.data
-    columns[rows, positions] = matrix.indices
+    values, columns = packed_rows(matrix)
     top = np.argpartition(-values, k - 1, axis=1)[:, :k]
     top_values = np.take_along_axis(values, top, axis=1)
     top_columns = np.take_along_axis(columns, top, axis=1)

@@ -70,7 +70,6 @@ def incremental_step(
     gradients = [p.grad for p in model.parameters() if p.grad is not None]
     if torch.isfinite(loss) and all(torch.isfinite(g).all() for g in gradients):
         optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
     model.eval()
     return float(loss.detach())
 
