@@ -106,7 +106,9 @@ def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from streams.ops.demo import DemoOptions, run_demo
 
-    options = DemoOptions(data=args.data, rate=args.rate, speedup=args.speedup, limit=args.limit)
+    options = DemoOptions(
+        data=args.data, rate=args.rate, speedup=args.speedup, limit=args.limit, model=args.model
+    )
     return run_demo(settings, options)
 
 

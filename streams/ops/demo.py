@@ -2,10 +2,12 @@
 
 Starts the embedded broker unless one is given, creates the topics, runs a
 worker process, replays a real data set and shows events in, recommendations
-out, rate and latency until every event is answered. It records the worker's
-metrics meanwhile and renders them to ``<home>/runs/demo-<time>/report.html``
-(``intentstream report``). Ctrl-C stops everything it started; nothing is left
-running.
+out, rate, latency, and which model answered with what online HR@10, until
+every event is answered. Unless ``--no-model``, a small transformer trains on
+the log's first part while that part is replayed, and answers the rest
+(streams/ops/demo_model.py). It records the worker's metrics meanwhile and
+renders them to ``<home>/runs/demo-<time>/report.html`` (``intentstream
+report``). Ctrl-C stops everything it started; nothing is left running.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from pathlib import Path
 from streams.brokers import local_broker
 from streams.errors import ConfigurationError
 from streams.kafka.admin import ensure_topics
+from streams.ops.demo_model import DemoTraining, history_events
 from streams.ops.demo_view import DemoMonitor, render_summary, watch
 from streams.ops.recording import Recorder
-from streams.ops.replay import replay
+from streams.ops.replay import Pause, replay
 from streams.ops.report import write_report
 from streams.pipeline.crypto import load_master_key
 from streams.pipeline.pseudonyms import load_pseudonym_key
@@ -47,12 +50,14 @@ DRAIN_SECONDS = 120.0
 
 @dataclass(frozen=True)
 class DemoOptions:
-    """What to replay and how fast (``rate`` and ``speedup`` as in ``replay``)."""
+    """What to replay and how fast (``rate`` and ``speedup`` as in ``replay``), and whether
+    a model trains on the log's first part to answer the rest."""
 
     data: str
     rate: float | None
     speedup: float | None
     limit: int | None
+    model: bool = True
 
 
 def resolve_data(settings: Settings, data: str) -> Path:
@@ -93,27 +98,60 @@ def run_demo(settings: Settings, options: DemoOptions) -> int:
     with _broker(settings) as running:
         ensure_topics(running)
         running = running.model_copy(
-            # Any free metrics port, so the demo runs beside a worker on the default one.
-            update={"ready_file": running.home / "demo-worker.ready", "metrics_port": 0}
+            update={
+                "ready_file": running.home / "demo-worker.ready",
+                # Any free metrics port, so the demo runs beside a worker on the default one.
+                "metrics_port": 0,
+                # A store of its own: the demo serves its own model, not one published before.
+                "model_store": run_dir / "models",
+                "model_path": None,
+            }
         )
-        with worker_process(running, log_file=running.home / "demo-worker.log") as worker:
-            log.info("waiting for the worker to join the group and recover its table")
-            wait_until_ready(worker, running.ready_file)
-            port = read_ready(running.ready_file)["metrics_port"]
-            monitor = DemoMonitor(started_at=started, worker_alive=lambda: worker.poll() is None)
-            recording = run_dir / "metrics.jsonl"
-            with Recorder([f"http://127.0.0.1:{port}/metrics"], recording):
-                asyncio.run(_replay_and_watch(running, path, options, monitor))
+        monitor = DemoMonitor(started_at=started, worker_alive=lambda: True)
+        training = None
+        try:
+            with worker_process(running, log_file=running.home / "demo-worker.log") as worker:
+                training = _start_training(running, path, options, run_dir, monitor)
+                log.info("waiting for the worker to join the group and recover its table")
+                wait_until_ready(worker, running.ready_file)
+                port = read_ready(running.ready_file)["metrics_port"]
+                monitor.worker_alive = lambda: worker.poll() is None
+                recording = run_dir / "metrics.jsonl"
+                with Recorder([f"http://127.0.0.1:{port}/metrics"], recording):
+                    asyncio.run(_replay_and_watch(running, path, options, monitor, training))
+        finally:
+            if training is not None:
+                training.stop()
         render_summary(monitor, settings=running, data=path)
         write_report(recording, run_dir / "report.html", title=f"intentstream demo: {path.name}")
         log.info("report of this run: %s (from %s)", run_dir / "report.html", recording)
         return 0 if monitor.complete else 1
 
 
+def _start_training(
+    settings: Settings, path: Path, options: DemoOptions, run_dir: Path, monitor: DemoMonitor
+) -> DemoTraining | None:
+    """Start training the demo's model on the log's first part (None with ``--no-model``)."""
+    if not options.model:
+        return None
+    events = history_events(path, limit=options.limit)
+    monitor.history_events = events
+    log.info("a transformer trains on the first %d events (log: %s)", events, run_dir / "train.log")
+    return DemoTraining(settings, path, run_dir, events=events)
+
+
 async def _replay_and_watch(
-    settings: Settings, path: Path, options: DemoOptions, monitor: DemoMonitor
+    settings: Settings,
+    path: Path,
+    options: DemoOptions,
+    monitor: DemoMonitor,
+    training: DemoTraining | None,
 ) -> None:
-    async with watch(settings, monitor) as live:
+    async with watch(settings, monitor, path, limit=options.limit) as live:
+        pause = None
+        if training is not None and monitor.history_events:
+            pause = Pause(after=monitor.history_events, until=asyncio.Event())
+            waiting = asyncio.create_task(_serve_when_trained(training, monitor, pause))
         stats = await replay(
             settings,
             path,
@@ -122,9 +160,22 @@ async def _replay_and_watch(
             limit=options.limit,
             progress=False,
             on_sent=monitor.on_sent,
+            pause=pause,
         )
         monitor.replay_done(stats.sent)
+        if pause is not None:
+            await waiting
         await live.until_answered(timeout=DRAIN_SECONDS)
+
+
+async def _serve_when_trained(training: DemoTraining, monitor: DemoMonitor, pause: Pause) -> None:
+    """Once the model is published (or failed), let the replay go on; the view says which."""
+    monitor.training = training
+    try:
+        monitor.model_version = await training.served_version()
+    finally:
+        monitor.training = None
+        pause.until.set()
 
 
 @contextlib.contextmanager

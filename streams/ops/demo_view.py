@@ -1,4 +1,5 @@
-"""The demo's live view: counts recommendations and dead letters as they arrive."""
+"""The demo's live view: counts recommendations and dead letters as they arrive, and
+which model answered with what online HR@10."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import contextlib
 import logging
 import time
 from array import array
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
@@ -19,12 +21,79 @@ from rich.live import Live
 from rich.table import Table
 
 from streams.kafka.security import client_security
+from streams.ops.event_log import read_events
 from streams.settings import Settings
+
+if TYPE_CHECKING:
+    from streams.ops.demo_model import DemoTraining
 
 log = logging.getLogger(__name__)
 
 REFRESH_SECONDS = 0.25
 RATE_WINDOW_SECONDS = 2.0
+#: List length of the online hit rate (as the worker's own, docs/operating.md).
+HIT_K = 10
+
+
+@dataclass
+class VersionQuality:
+    """What one model version answered, and how its lists did on the next event."""
+
+    answered: int = 0
+    checked: int = 0
+    hits: int = 0
+
+    @property
+    def hit_rate(self) -> float | None:
+        """Online HR@10: the share of checked events whose item was in the previous list."""
+        return self.hits / self.checked if self.checked else None
+
+
+class ServedQuality:
+    """Which model answered, and its online HR@10 ("test, then train", per shopper).
+
+    Each answered event is checked against the answer to its shopper's previous
+    event, as a shopper at their own pace would have seen it; the hit counts for the
+    version that made that list. (The worker's own check skips an event that came
+    before that answer was out, which a replay's compressed time makes common.) The
+    demo knows each event's item from the log it replays (event ids are stable,
+    ``streams.ops.event_log``).
+
+    Examples:
+        >>> quality = ServedQuality({"e1": "a", "e2": "b"})
+        >>> quality.add({"user_id": "u", "event_id": "e1", "model_version": "m", "items": [
+        ...     {"item_id": "b", "score": 1.0}]})
+        >>> quality.add({"user_id": "u", "event_id": "e2", "model_version": "m", "items": []})
+        >>> quality.by_version["m"]
+        VersionQuality(answered=2, checked=1, hits=1)
+    """
+
+    def __init__(self, items: Mapping[str, str]) -> None:
+        self._items = items
+        self._last: dict[str, tuple[VersionQuality, frozenset[str]]] = {}
+        self.by_version: dict[str, VersionQuality] = {}
+
+    def add(self, recommendation: Mapping[str, Any]) -> None:
+        """Count one recommendation, and check its event against the shopper's last list."""
+        served = self.by_version.setdefault(recommendation["model_version"], VersionQuality())
+        served.answered += 1
+        user, item = recommendation["user_id"], self._items.get(recommendation["event_id"])
+        last = self._last.get(user)
+        if last is not None and item is not None:
+            made_by, top = last
+            made_by.checked += 1
+            made_by.hits += item in top
+        top_items = recommendation["items"][:HIT_K]
+        self._last[user] = (served, frozenset(entry["item_id"] for entry in top_items))
+
+
+def event_items(path: Path, *, limit: int | None) -> dict[str, str]:
+    """Event id -> item id of the events the demo replays (those with an item)."""
+    return {
+        str(event["event_id"]): str(event["item_id"])
+        for event in read_events(path, limit=limit)
+        if event.get("item_id") is not None
+    }
 
 
 @dataclass
@@ -39,6 +108,12 @@ class DemoMonitor:
     replay_total: int | None = None
     first_recommendation_at: float | None = None
     latencies_ms: array[float] = field(default_factory=lambda: array("d"))
+    quality: ServedQuality = field(default_factory=lambda: ServedQuality({}))
+    #: Events of the log's first part, which the demo's model trains on (None: no model).
+    history_events: int | None = None
+    #: The model training now, and the version published once it is done.
+    training: DemoTraining | None = None
+    model_version: str | None = None
     _marks: list[tuple[float, int]] = field(default_factory=list)
 
     def on_sent(self, count: int) -> None:
@@ -97,7 +172,10 @@ class LiveWatch:
                 if monitor.first_recommendation_at is None and messages:
                     monitor.first_recommendation_at = time.monotonic()
                 monitor.recommendations += len(messages)
-                monitor.latencies_ms.extend(orjson.loads(m.value)["latency_ms"] for m in messages)
+                for message in messages:
+                    recommendation = orjson.loads(message.value)
+                    monitor.latencies_ms.append(recommendation["latency_ms"])
+                    monitor.quality.add(recommendation)
 
     async def until_answered(self, *, timeout: float) -> None:
         """Wait until every replayed event has its answer, the worker died, or timeout."""
@@ -112,8 +190,14 @@ class LiveWatch:
 
 
 @contextlib.asynccontextmanager
-async def watch(settings: Settings, monitor: DemoMonitor) -> AsyncIterator[LiveWatch]:
-    """Start consuming recommendations and dead letters (from now on) with a live table."""
+async def watch(
+    settings: Settings, monitor: DemoMonitor, path: Path, *, limit: int | None
+) -> AsyncIterator[LiveWatch]:
+    """Start consuming recommendations and dead letters (from now on) with a live table.
+
+    ``path`` and ``limit``: the events to be replayed, whose items the hit rate is judged on.
+    """
+    monitor.quality = ServedQuality(await asyncio.to_thread(event_items, path, limit=limit))
     consumer = AIOKafkaConsumer(
         settings.recommendations_topic,
         settings.dlq_topic,
@@ -169,7 +253,37 @@ def _table(monitor: DemoMonitor) -> Table:
         f"{p99:,.1f}",
     )
     table.caption = f"first recommendation after {first:.1f} s" if first is not None else ""
-    return table
+    models = Table(show_header=True, title=_model_line(monitor))
+    for column in ("model version", "answered", "online HR@10", "checked"):
+        models.add_column(column, justify="right")
+    for version, served in monitor.quality.by_version.items():
+        hit_rate = served.hit_rate
+        models.add_row(
+            version,
+            f"{served.answered:,}",
+            "-" if hit_rate is None else f"{100 * hit_rate:.1f} %",
+            f"{served.checked:,}",
+        )
+    grid = Table.grid()
+    grid.add_row(table)
+    grid.add_row(models)
+    return grid
+
+
+def _model_line(monitor: DemoMonitor) -> str:
+    """What the demo's model is doing: training, served, or absent."""
+    if monitor.history_events is None:
+        return "the stream baseline answers (--no-model)"
+    if monitor.training is not None:
+        seconds = time.monotonic() - monitor.training.started_at
+        return (
+            f"a transformer trains on the first {monitor.history_events:,} events: "
+            f"{monitor.training.epochs_done()} epochs in {seconds:.0f} s; the replay holds "
+            "after them until it serves"
+        )
+    if monitor.model_version is None:
+        return "the demo model did not train (see the log): the stream baseline answers"
+    return f"{monitor.model_version} (trained on the first {monitor.history_events:,} events)"
 
 
 def _progress_line(monitor: DemoMonitor) -> str:
@@ -190,3 +304,10 @@ def render_summary(monitor: DemoMonitor, *, settings: Settings, data: Path) -> N
         f"first recommendation after {first if first is not None else float('nan'):.1f} s; "
         f"total {elapsed:.1f} s"
     )
+    for version, served in monitor.quality.by_version.items():
+        hit_rate = served.hit_rate
+        console.print(
+            f"{version}: answered {served.answered:,} events; online HR@10 "
+            + ("-" if hit_rate is None else f"{100 * hit_rate:.1f} %")
+            + f" over the {served.checked:,} events that followed its lists"
+        )

@@ -163,7 +163,14 @@ def _demo(sub: Subcommands, common: argparse.ArgumentParser) -> None:
         help="retailrocket | yoochoose | diginetica | a file path (default retailrocket, "
         "bundled unless INTENTSTREAM_DATA_DIR has it)",
     )
-    _add_pace_options(demo, default_rate=2000.0)
+    demo.add_argument(
+        "--model",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="train a small transformer on the log's first part while it is replayed, and "
+        "serve it for the rest (default); --no-model: the stream baseline answers everything",
+    )
+    _add_pace_options(demo, default_rate=1000.0)
 
 
 def _status(sub: Subcommands, common: argparse.ArgumentParser) -> None:

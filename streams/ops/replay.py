@@ -52,6 +52,17 @@ CHUNK_SECONDS = 0.25
 
 
 @dataclass(frozen=True)
+class Pause:
+    """Hold the replay after its first ``after`` events (all acknowledged) until ``until`` is set.
+
+    The pace then goes on from where it stopped: the held time is not caught up in a burst.
+    """
+
+    after: int
+    until: asyncio.Event
+
+
+@dataclass(frozen=True)
 class ReplayStats:
     """What one replay produced, all of it acknowledged by the broker."""
 
@@ -136,6 +147,7 @@ async def replay(
     limit: int | None = None,
     progress: bool = True,
     on_sent: Callable[[int], None] | None = None,
+    pause: Pause | None = None,
 ) -> ReplayStats:
     """Produce a file's events into ``settings.events_topic``, keyed by user id.
 
@@ -151,6 +163,7 @@ async def replay(
         limit: Stop after this many events.
         progress: Show a progress bar on stderr.
         on_sent: Called with the number of events in each acknowledged chunk.
+        pause: Where to hold the replay, and until when.
 
     Returns:
         The counts; every event counted was acknowledged by the broker.
@@ -185,7 +198,7 @@ async def replay(
         await producer.start()
         with _progress_bar(enabled=progress, total=limit, on_sent=on_sent) as advance:
             stats = await _send_all(
-                producer, settings.events_topic, events, pacer=pacer, on_sent=advance
+                producer, settings.events_topic, events, pacer=pacer, on_sent=advance, pause=pause
             )
     finally:
         await producer.stop()  # flushes whatever is still buffered
@@ -200,13 +213,20 @@ async def _send_all(
     *,
     pacer: Pacer,
     on_sent: Callable[[int], None],
+    pause: Pause | None = None,
 ) -> ReplayStats:
     batches = _Batches(producer, topic)
     start = chunk_start = time.monotonic()
     sent = 0
     first_ts = last_ts = None
     try:
-        for event in events:
+        for index, event in enumerate(events):
+            if pause is not None and index == pause.after:
+                sent += await batches.end_chunk(on_sent, keep=0)
+                held = time.monotonic()
+                await pause.until.wait()
+                start += time.monotonic() - held
+                chunk_start = time.monotonic()
             ts = _ts(event)
             first_ts = ts if first_ts is None else first_ts
             last_ts = ts if ts is not None else last_ts

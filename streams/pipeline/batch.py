@@ -304,6 +304,11 @@ class EventPipeline:
             return
         stats.events_by_type[kind] = stats.events_by_type.get(kind, 0) + 1
         self._check(state, event.get("item_id"), result)
+        # Answered only once the batch is scored: the user's next event in this batch
+        # came before that answer, so no list of theirs is checked against it. A
+        # replay compresses a shopper's minutes into milliseconds; without this a
+        # slower model, fetching larger batches, would be judged on stale lists.
+        state.last_emitted = []
         self.intent.evaluate(state.last_intent, purchased=kind == "purchase")
         self.shared.contribute(
             state,

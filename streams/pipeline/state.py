@@ -40,7 +40,8 @@ class UserState:
             ``[window_start, items]`` (``streams.pipeline.dp.ContributionBound``).
         last_emitted: the top items of the last recommendation sent to the user,
             so the next event can be scored against it before anything learns
-            from it (prequential evaluation).
+            from it (prequential evaluation); empty while the user's latest event
+            waits for its answer.
         last_version: the model version that produced ``last_emitted``.
         last_intent: the purchase probabilities last predicted for the user,
             ``[river model or -1 when it had none, purchase rate]``, scored

@@ -10,7 +10,13 @@ import pytest
 from model.checkpoint import load_checkpoint
 from model.serving.baseline import BASELINE_VERSION, CooccurrenceRecommender
 from model.serving.catalogue import TextCatalogue
-from model.serving.ranker import CheckpointScorer, ContextRanker, RankerConfig, RankRequest
+from model.serving.ranker import (
+    NEW_ITEMS_WEIGHT,
+    CheckpointScorer,
+    ContextRanker,
+    RankerConfig,
+    RankRequest,
+)
 from model.serving.text import TextEncoder
 
 # A small shop with English and Chinese titles; "shoe-red"/"shoe-blue" are equally
@@ -128,3 +134,17 @@ def test_checkpoint_scoring_in_chunks_equals_one_by_one(scorer: CheckpointScorer
     for row_together, row_alone in zip(together, alone, strict=True):
         assert [i for i, _ in row_together] == [i for i, _ in row_alone]
         assert [s for _, s in row_together] == [s for _, s in row_alone]
+
+
+def test_a_shoppers_own_item_new_since_training_stays_in_their_list(
+    scorer: CheckpointScorer,
+) -> None:
+    """Without it a shopper who keeps viewing an item the model never saw is never shown it."""
+    [with_new, known_only] = scorer.score_many([("a", "b", "new-item"), ("a", "b")], k=5)
+    assert [item for item, _ in with_new if item not in "abcde"] == ["new-item"]
+    assert len(with_new) == 5 and [s for _, s in with_new] == sorted(
+        (s for _, s in with_new), reverse=True
+    )
+    # The recent-items share of the latest of three events: weight * 1 / (1 + 0.5 + 0.25).
+    assert dict(with_new)["new-item"] >= round(NEW_ITEMS_WEIGHT / 1.75, 6)
+    assert {item for item, _ in known_only} <= set("abcde")

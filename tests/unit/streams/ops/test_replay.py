@@ -6,6 +6,7 @@ import asyncio
 import gzip
 import math
 import re
+import time
 from pathlib import Path
 from typing import Any
 from unittest.mock import create_autospec
@@ -22,6 +23,7 @@ from streams.ops.replay import (
     MAX_GAP_SECONDS,
     TICK_SECONDS,
     Pacer,
+    Pause,
     ReplayStats,
     replay,
     sleep_for,
@@ -362,3 +364,22 @@ async def test_rate_mode_paces_the_sends(tmp_path: Path, producer: Any) -> None:
     stats = await replay(SETTINGS, path, rate=500.0, progress=False)
     assert stats.sent == 50
     assert stats.seconds >= 49 / 500 - TICK_SECONDS
+
+
+async def test_a_pause_holds_after_its_events_are_acknowledged_then_the_pace_goes_on(
+    tmp_path: Path, producer: Any
+) -> None:
+    rows = "".join(f"{i},u{i % 3},s1,view,i{i},,,\n" for i in range(100))
+    path = write(tmp_path / "events.csv", CSV.split("\n")[0] + "\n" + rows)
+    pause, counts = Pause(after=40, until=asyncio.Event()), []
+    replaying = asyncio.create_task(
+        replay(SETTINGS, path, rate=1_000.0, progress=False, on_sent=counts.append, pause=pause)
+    )
+    await asyncio.sleep(0.3)  # three times what the whole log takes at this rate
+    assert sum(counts) == 40 and len(sent_records(producer)) == 40  # held, all acknowledged
+    released = time.monotonic()
+    pause.until.set()
+    stats = await replaying
+    assert stats.sent == 100 and [r[3]["item_id"] for r in sent_records(producer)][40] == "i40"
+    # The held time is not caught up in a burst: 60 more events at 1,000 a second.
+    assert time.monotonic() - released >= 59 / 1_000 - TICK_SECONDS

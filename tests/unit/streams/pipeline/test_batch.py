@@ -344,6 +344,19 @@ def test_each_event_is_scored_against_the_users_last_list_before_learning() -> N
     assert store.plain("u1").last_emitted == ["z", "a"]  # own items, most recent first
 
 
+def test_an_event_that_came_before_the_answer_to_the_users_previous_one_is_not_checked() -> None:
+    pipeline, store = _pipeline(), Tables()
+    _run(pipeline, [_record(_view("u1", "a", "e0", 1.0), 0)], store)  # u1 is sent ["a"]
+    # One batch: "b" is checked against ["a"]; "b" again came before the answer to the
+    # first "b", so the stale ["a"] would count a miss the user was never shown.
+    views = [("u1", "b", 2.0), ("u1", "b", 3.0)]
+    batch = [_record(_view(u, i, f"e{n}", ts), n) for n, (u, i, ts) in enumerate(views, start=1)]
+    _run(pipeline, batch, store)
+    snapshot = pipeline.monitor.prequential.snapshot()
+    assert (snapshot.n, snapshot.n_skipped, snapshot.hr) == (1, 2, 0.0)
+    assert store.plain("u1").last_emitted == ["b", "a"]  # set again once the batch is answered
+
+
 class _WrongScorer:
     """A model version that always recommends an item nobody wants."""
 
