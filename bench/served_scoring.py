@@ -2,8 +2,9 @@
 
 The worker's own scorer (``CheckpointScorer``: transformer in bfloat16, then the
 checkpoint's mix with session-kNN and recent items, top 20) on B users whose
-histories are drawn from the test prefixes of the data set: over its candidates
-(the default), over every item (``INTENTSTREAM_FULL_RANKING``), and with the
+histories are drawn from the test prefixes of the data set (a data folder or an
+events file, as ``intentstream evaluate`` reads them): over its candidates (the
+default), over every item (``INTENTSTREAM_FULL_RANKING``), and with the
 checkpoint's ranker parts left out. Median seconds per call.
 
 Run: ``.venv/bin/python bench/served_scoring.py --checkpoint runs/diginetica
@@ -22,8 +23,8 @@ from pathlib import Path
 import torch
 
 from model.checkpoint import load_checkpoint
+from model.evaluation.evaluate import load_protocol
 from model.serving.ranker import CheckpointScorer
-from model.sessions import load_test_cases
 
 BATCH_SIZES = (1, 64, 256)
 
@@ -54,10 +55,11 @@ def main() -> None:
         "served ranker, every item": CheckpointScorer(checkpoint, full_ranking=True),
         "transformer alone": CheckpointScorer(dataclasses.replace(checkpoint, ranking=None)),
     }
-    prefixes = [prefix for prefix, _ in load_test_cases(args.data / "test_cases.tsv.gz")]
+    prefixes = [prefix for prefix, _ in load_protocol(args.data).cases]
     rng = random.Random(0)
     weights = checkpoint.ranking.weights if checkpoint.ranking is not None else None
-    print(f"mix: {weights}\n| scorer | batch | ms per call | users/s |\n|---|---|---|---|")
+    print(f"mix: {weights}, {len(checkpoint.vocab) - 1:,} items")
+    print("| scorer | batch | ms per call | users/s |\n|---|---|---|---|")
     for size in BATCH_SIZES:
         histories = rng.sample(prefixes, size)
         for name, scorer in scorers.items():

@@ -23,8 +23,8 @@ from pathlib import Path
 from streams.brokers import local_broker
 from streams.errors import ConfigurationError
 from streams.kafka.admin import ensure_topics
-from streams.ops.demo_model import DemoTraining, history_events
-from streams.ops.demo_view import DemoMonitor, render_summary, watch
+from streams.ops.demo_model import DemoTraining
+from streams.ops.demo_view import DemoMonitor, event_items, render_summary, watch
 from streams.ops.recording import Recorder
 from streams.ops.replay import Pause, replay
 from streams.ops.report import write_report
@@ -111,9 +111,13 @@ def run_demo(settings: Settings, options: DemoOptions) -> int:
         training = None
         try:
             with worker_process(running, log_file=running.home / "demo-worker.log") as worker:
-                training = _start_training(running, path, options, run_dir, monitor)
+                # While the worker starts: the log's events, for the view's hit rates.
+                monitor.split(event_items(path, limit=options.limit))
                 log.info("waiting for the worker to join the group and recover its table")
                 wait_until_ready(worker, running.ready_file)
+                # Only now, so that it does not slow the first recommendation down.
+                if options.model:
+                    training = _start_training(running, path, run_dir, monitor)
                 port = read_ready(running.ready_file)["metrics_port"]
                 monitor.worker_alive = lambda: worker.poll() is None
                 recording = run_dir / "metrics.jsonl"
@@ -129,15 +133,16 @@ def run_demo(settings: Settings, options: DemoOptions) -> int:
 
 
 def _start_training(
-    settings: Settings, path: Path, options: DemoOptions, run_dir: Path, monitor: DemoMonitor
-) -> DemoTraining | None:
-    """Start training the demo's model on the log's first part (None with ``--no-model``)."""
-    if not options.model:
-        return None
-    events = history_events(path, limit=options.limit)
-    monitor.history_events = events
-    log.info("a transformer trains on the first %d events (log: %s)", events, run_dir / "train.log")
-    return DemoTraining(settings, path, run_dir, events=events)
+    settings: Settings, path: Path, run_dir: Path, monitor: DemoMonitor
+) -> DemoTraining:
+    """Start training the demo's model on the log's first half."""
+    log.info(
+        "a transformer trains on the first %d events (log: %s)",
+        monitor.history_events,
+        run_dir / "train.log",
+    )
+    monitor.trains = True
+    return DemoTraining(settings, path, run_dir, events=monitor.history_events)
 
 
 async def _replay_and_watch(
@@ -147,9 +152,9 @@ async def _replay_and_watch(
     monitor: DemoMonitor,
     training: DemoTraining | None,
 ) -> None:
-    async with watch(settings, monitor, path, limit=options.limit) as live:
+    async with watch(settings, monitor) as live:
         pause = None
-        if training is not None and monitor.history_events:
+        if training is not None:
             pause = Pause(after=monitor.history_events, until=asyncio.Event())
             waiting = asyncio.create_task(_serve_when_trained(training, monitor, pause))
         stats = await replay(

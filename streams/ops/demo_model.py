@@ -38,11 +38,14 @@ NICENESS = 10
 TRAIN_TIMEOUT_SECONDS = 180.0
 
 
-def history_events(path: Path, *, limit: int | None) -> int:
-    """How many of the events to replay are the history: half of them, at most 20,000."""
-    cap = 2 * MAX_HISTORY_EVENTS if limit is None else min(limit, 2 * MAX_HISTORY_EVENTS)
-    total = sum(1 for _ in read_events(path, limit=cap))
-    return min(int(total * HISTORY_SHARE), MAX_HISTORY_EVENTS)
+def history_size(events: int) -> int:
+    """How many of the ``events`` replayed are the history: half of them, at most 20,000.
+
+    Examples:
+        >>> history_size(38_741), history_size(1_000_000)
+        (19370, 20000)
+    """
+    return min(int(events * HISTORY_SHARE), MAX_HISTORY_EVENTS)
 
 
 def write_history(path: Path, out: Path, *, events: int) -> None:

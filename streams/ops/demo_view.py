@@ -11,7 +11,7 @@ from array import array
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import orjson
@@ -21,11 +21,9 @@ from rich.live import Live
 from rich.table import Table
 
 from streams.kafka.security import client_security
+from streams.ops.demo_model import DemoTraining, history_size
 from streams.ops.event_log import read_events
 from streams.settings import Settings
-
-if TYPE_CHECKING:
-    from streams.ops.demo_model import DemoTraining
 
 log = logging.getLogger(__name__)
 
@@ -49,50 +47,67 @@ class VersionQuality:
         return self.hits / self.checked if self.checked else None
 
 
+#: The two parts of the demo's log: the history a model trains on, and the rest.
+FIRST_HALF, SECOND_HALF = "first half", "second half"
+
+
 class ServedQuality:
-    """Which model answered, and its online HR@10 ("test, then train", per shopper).
+    """Which model answered, and its online HR@10 ("test, then train", per shopper),
+    in each part of the log.
 
     Each answered event is checked against the answer to its shopper's previous
     event, as a shopper at their own pace would have seen it; the hit counts for the
-    version that made that list. (The worker's own check skips an event that came
-    before that answer was out, which a replay's compressed time makes common.) The
-    demo knows each event's item from the log it replays (event ids are stable,
-    ``streams.ops.event_log``).
+    version that made that list, in the part of the log the event is in. (The
+    worker's own check skips an event that came before that answer was out, which a
+    replay's compressed time makes common.) The demo knows each event's place and
+    item from the log it replays (event ids are stable, ``streams.ops.event_log``).
 
     Examples:
-        >>> quality = ServedQuality({"e1": "a", "e2": "b"})
+        >>> quality = ServedQuality({"e1": (0, "a"), "e2": (1, "b")}, second_half_from=1)
         >>> quality.add({"user_id": "u", "event_id": "e1", "model_version": "m", "items": [
         ...     {"item_id": "b", "score": 1.0}]})
         >>> quality.add({"user_id": "u", "event_id": "e2", "model_version": "m", "items": []})
-        >>> quality.by_version["m"]
-        VersionQuality(answered=2, checked=1, hits=1)
+        >>> quality.by_part
+        {('m', 'first half'): VersionQuality(answered=1, checked=0, hits=0), \
+('m', 'second half'): VersionQuality(answered=1, checked=1, hits=1)}
     """
 
-    def __init__(self, items: Mapping[str, str]) -> None:
-        self._items = items
-        self._last: dict[str, tuple[VersionQuality, frozenset[str]]] = {}
-        self.by_version: dict[str, VersionQuality] = {}
+    def __init__(
+        self, events: Mapping[str, tuple[int, str | None]], *, second_half_from: int
+    ) -> None:
+        self._events = events
+        self._second_half_from = second_half_from
+        self._last: dict[str, tuple[str, frozenset[str]]] = {}
+        #: (model version, part of the log) -> what it answered and how its lists did.
+        self.by_part: dict[tuple[str, str], VersionQuality] = {}
 
     def add(self, recommendation: Mapping[str, Any]) -> None:
         """Count one recommendation, and check its event against the shopper's last list."""
-        served = self.by_version.setdefault(recommendation["model_version"], VersionQuality())
-        served.answered += 1
-        user, item = recommendation["user_id"], self._items.get(recommendation["event_id"])
+        version, user = recommendation["model_version"], recommendation["user_id"]
+        position, item = self._events.get(recommendation["event_id"], (-1, None))
+        part = SECOND_HALF if position >= self._second_half_from else FIRST_HALF
+        self._quality(version, part).answered += 1
         last = self._last.get(user)
         if last is not None and item is not None:
             made_by, top = last
-            made_by.checked += 1
-            made_by.hits += item in top
+            checked = self._quality(made_by, part)
+            checked.checked += 1
+            checked.hits += item in top
         top_items = recommendation["items"][:HIT_K]
-        self._last[user] = (served, frozenset(entry["item_id"] for entry in top_items))
+        self._last[user] = (version, frozenset(entry["item_id"] for entry in top_items))
+
+    def _quality(self, version: str, part: str) -> VersionQuality:
+        return self.by_part.setdefault((version, part), VersionQuality())
 
 
-def event_items(path: Path, *, limit: int | None) -> dict[str, str]:
-    """Event id -> item id of the events the demo replays (those with an item)."""
+def event_items(path: Path, *, limit: int | None) -> dict[str, tuple[int, str | None]]:
+    """Event id -> (place in the log, item id or None) of the events the demo replays."""
     return {
-        str(event["event_id"]): str(event["item_id"])
-        for event in read_events(path, limit=limit)
-        if event.get("item_id") is not None
+        str(event["event_id"]): (
+            position,
+            None if event.get("item_id") is None else str(event["item_id"]),
+        )
+        for position, event in enumerate(read_events(path, limit=limit))
     }
 
 
@@ -108,13 +123,20 @@ class DemoMonitor:
     replay_total: int | None = None
     first_recommendation_at: float | None = None
     latencies_ms: array[float] = field(default_factory=lambda: array("d"))
-    quality: ServedQuality = field(default_factory=lambda: ServedQuality({}))
-    #: Events of the log's first part, which the demo's model trains on (None: no model).
-    history_events: int | None = None
+    quality: ServedQuality = field(default_factory=lambda: ServedQuality({}, second_half_from=0))
+    #: Events of the log's first half, which the demo's model trains on.
+    history_events: int = 0
+    #: Whether a model trains on them (``--model``).
+    trains: bool = False
     #: The model training now, and the version published once it is done.
     training: DemoTraining | None = None
     model_version: str | None = None
     _marks: list[tuple[float, int]] = field(default_factory=list)
+
+    def split(self, events: Mapping[str, tuple[int, str | None]]) -> None:
+        """Know the replayed log (:func:`event_items`): its first half is the history."""
+        self.history_events = history_size(len(events))
+        self.quality = ServedQuality(events, second_half_from=self.history_events)
 
     def on_sent(self, count: int) -> None:
         """Replay progress callback: ``count`` more events produced."""
@@ -190,14 +212,8 @@ class LiveWatch:
 
 
 @contextlib.asynccontextmanager
-async def watch(
-    settings: Settings, monitor: DemoMonitor, path: Path, *, limit: int | None
-) -> AsyncIterator[LiveWatch]:
-    """Start consuming recommendations and dead letters (from now on) with a live table.
-
-    ``path`` and ``limit``: the events to be replayed, whose items the hit rate is judged on.
-    """
-    monitor.quality = ServedQuality(await asyncio.to_thread(event_items, path, limit=limit))
+async def watch(settings: Settings, monitor: DemoMonitor) -> AsyncIterator[LiveWatch]:
+    """Start consuming recommendations and dead letters (from now on) with a live table."""
     consumer = AIOKafkaConsumer(
         settings.recommendations_topic,
         settings.dlq_topic,
@@ -254,15 +270,11 @@ def _table(monitor: DemoMonitor) -> Table:
     )
     table.caption = f"first recommendation after {first:.1f} s" if first is not None else ""
     models = Table(show_header=True, title=_model_line(monitor))
-    for column in ("model version", "answered", "online HR@10", "checked"):
+    for column in ("model version", "part of the log", "answered", "online HR@10", "checked"):
         models.add_column(column, justify="right")
-    for version, served in monitor.quality.by_version.items():
-        hit_rate = served.hit_rate
+    for (version, part), served in sorted(monitor.quality.by_part.items(), key=_part_order):
         models.add_row(
-            version,
-            f"{served.answered:,}",
-            "-" if hit_rate is None else f"{100 * hit_rate:.1f} %",
-            f"{served.checked:,}",
+            version, part, f"{served.answered:,}", _percent(served.hit_rate), f"{served.checked:,}"
         )
     grid = Table.grid()
     grid.add_row(table)
@@ -272,7 +284,7 @@ def _table(monitor: DemoMonitor) -> Table:
 
 def _model_line(monitor: DemoMonitor) -> str:
     """What the demo's model is doing: training, served, or absent."""
-    if monitor.history_events is None:
+    if not monitor.trains:
         return "the stream baseline answers (--no-model)"
     if monitor.training is not None:
         seconds = time.monotonic() - monitor.training.started_at
@@ -304,10 +316,18 @@ def render_summary(monitor: DemoMonitor, *, settings: Settings, data: Path) -> N
         f"first recommendation after {first if first is not None else float('nan'):.1f} s; "
         f"total {elapsed:.1f} s"
     )
-    for version, served in monitor.quality.by_version.items():
-        hit_rate = served.hit_rate
+    for (version, part), served in sorted(monitor.quality.by_part.items(), key=_part_order):
         console.print(
-            f"{version}: answered {served.answered:,} events; online HR@10 "
-            + ("-" if hit_rate is None else f"{100 * hit_rate:.1f} %")
-            + f" over the {served.checked:,} events that followed its lists"
+            f"{version}, {part} of the log: answered {served.answered:,} events; online "
+            f"HR@10 {_percent(served.hit_rate)} over the {served.checked:,} events that "
+            "followed its lists"
         )
+
+
+def _part_order(entry: tuple[tuple[str, str], VersionQuality]) -> tuple[str, str]:
+    (version, part), _ = entry
+    return part, version
+
+
+def _percent(share: float | None) -> str:
+    return "-" if share is None else f"{100 * share:.1f} %"
