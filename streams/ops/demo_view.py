@@ -70,6 +70,8 @@ class ServedQuality:
         >>> quality.by_part
         {('m', 'first half'): VersionQuality(answered=1, checked=0, hits=0), \
 ('m', 'second half'): VersionQuality(answered=1, checked=1, hits=1)}
+        >>> quality.hit_rate(SECOND_HALF)
+        1.0
     """
 
     def __init__(
@@ -95,6 +97,13 @@ class ServedQuality:
             checked.hits += item in top
         top_items = recommendation["items"][:HIT_K]
         self._last[user] = (version, frozenset(entry["item_id"] for entry in top_items))
+
+    def hit_rate(self, part: str) -> float | None:
+        """Online HR@10 of every answer in ``part``, whichever version made it."""
+        checked = [q for (_, of), q in self.by_part.items() if of == part]
+        return VersionQuality(
+            checked=sum(q.checked for q in checked), hits=sum(q.hits for q in checked)
+        ).hit_rate
 
     def _quality(self, version: str, part: str) -> VersionQuality:
         return self.by_part.setdefault((version, part), VersionQuality())
@@ -270,12 +279,14 @@ def _table(monitor: DemoMonitor) -> Table:
     )
     table.caption = f"first recommendation after {first:.1f} s" if first is not None else ""
     models = Table(show_header=True, title=_model_line(monitor))
+    second_half = monitor.quality.hit_rate(SECOND_HALF)
     for column in ("model version", "part of the log", "answered", "online HR@10", "checked"):
         models.add_column(column, justify="right")
     for (version, part), served in sorted(monitor.quality.by_part.items(), key=_part_order):
         models.add_row(
             version, part, f"{served.answered:,}", _percent(served.hit_rate), f"{served.checked:,}"
         )
+    models.caption = f"every answer in the second half: {_percent(second_half)} HR@10"
     grid = Table.grid()
     grid.add_row(table)
     grid.add_row(models)
@@ -322,6 +333,10 @@ def render_summary(monitor: DemoMonitor, *, settings: Settings, data: Path) -> N
             f"HR@10 {_percent(served.hit_rate)} over the {served.checked:,} events that "
             "followed its lists"
         )
+    console.print(
+        "every answer in the second half of the log (the events a model trained on the first "
+        f"never saw): online HR@10 {_percent(monitor.quality.hit_rate(SECOND_HALF))}"
+    )
 
 
 def _part_order(entry: tuple[tuple[str, str], VersionQuality]) -> tuple[str, str]:
