@@ -40,11 +40,18 @@ class VersionQuality:
     answered: int = 0
     checked: int = 0
     hits: int = 0
+    #: Hits on items the shopper had not met before in the log: what they discovered.
+    discoveries: int = 0
 
     @property
     def hit_rate(self) -> float | None:
         """Online HR@10: the share of checked events whose item was in the previous list."""
         return self.hits / self.checked if self.checked else None
+
+    @property
+    def discovery_rate(self) -> float | None:
+        """The share of checked events that were such a hit on an item new to the shopper."""
+        return self.discoveries / self.checked if self.checked else None
 
 
 #: The two parts of the demo's log: the history a model trains on, and the rest.
@@ -59,18 +66,20 @@ class ServedQuality:
     event, as a shopper at their own pace would have seen it; the hit counts for the
     version that made that list, in the part of the log the event is in. (The
     worker's own check skips an event that came before that answer was out, which a
-    replay's compressed time makes common.) The demo knows each event's place and
-    item from the log it replays (event ids are stable, ``streams.ops.event_log``).
+    replay's compressed time makes common.) A hit on an item the shopper had not
+    met before in the log is also a discovery: showing a shopper what they already
+    looked at is easy, finding what they will want next is the model's job. The demo
+    knows each event's place and item from the log it replays (event ids are
+    stable, ``streams.ops.event_log``).
 
     Examples:
         >>> quality = ServedQuality({"e1": (0, "a"), "e2": (1, "b")}, second_half_from=1)
         >>> quality.add({"user_id": "u", "event_id": "e1", "model_version": "m", "items": [
         ...     {"item_id": "b", "score": 1.0}]})
         >>> quality.add({"user_id": "u", "event_id": "e2", "model_version": "m", "items": []})
-        >>> quality.by_part
-        {('m', 'first half'): VersionQuality(answered=1, checked=0, hits=0), \
-('m', 'second half'): VersionQuality(answered=1, checked=1, hits=1)}
-        >>> quality.hit_rate(SECOND_HALF)
+        >>> quality.by_part[("m", SECOND_HALF)]
+        VersionQuality(answered=1, checked=1, hits=1, discoveries=1)
+        >>> quality.total(SECOND_HALF).hit_rate
         1.0
     """
 
@@ -80,6 +89,7 @@ class ServedQuality:
         self._events = events
         self._second_half_from = second_half_from
         self._last: dict[str, tuple[str, frozenset[str]]] = {}
+        self._seen: dict[str, set[str]] = {}
         #: (model version, part of the log) -> what it answered and how its lists did.
         self.by_part: dict[tuple[str, str], VersionQuality] = {}
 
@@ -89,21 +99,27 @@ class ServedQuality:
         position, item = self._events.get(recommendation["event_id"], (-1, None))
         part = SECOND_HALF if position >= self._second_half_from else FIRST_HALF
         self._quality(version, part).answered += 1
-        last = self._last.get(user)
+        last, seen = self._last.get(user), self._seen.setdefault(user, set())
         if last is not None and item is not None:
             made_by, top = last
             checked = self._quality(made_by, part)
             checked.checked += 1
             checked.hits += item in top
+            checked.discoveries += item in top and item not in seen
+        if item is not None:
+            seen.add(item)
         top_items = recommendation["items"][:HIT_K]
         self._last[user] = (version, frozenset(entry["item_id"] for entry in top_items))
 
-    def hit_rate(self, part: str) -> float | None:
-        """Online HR@10 of every answer in ``part``, whichever version made it."""
-        checked = [q for (_, of), q in self.by_part.items() if of == part]
+    def total(self, part: str) -> VersionQuality:
+        """Every answer in ``part``, whichever version made it."""
+        parts = [q for (_, of), q in self.by_part.items() if of == part]
         return VersionQuality(
-            checked=sum(q.checked for q in checked), hits=sum(q.hits for q in checked)
-        ).hit_rate
+            answered=sum(q.answered for q in parts),
+            checked=sum(q.checked for q in parts),
+            hits=sum(q.hits for q in parts),
+            discoveries=sum(q.discoveries for q in parts),
+        )
 
     def _quality(self, version: str, part: str) -> VersionQuality:
         return self.by_part.setdefault((version, part), VersionQuality())
@@ -279,14 +295,23 @@ def _table(monitor: DemoMonitor) -> Table:
     )
     table.caption = f"first recommendation after {first:.1f} s" if first is not None else ""
     models = Table(show_header=True, title=_model_line(monitor))
-    second_half = monitor.quality.hit_rate(SECOND_HALF)
-    for column in ("model version", "part of the log", "answered", "online HR@10", "checked"):
+    columns = ("model version", "part of the log", "answered", "online HR@10", "new to them")
+    for column in (*columns, "checked"):
         models.add_column(column, justify="right")
     for (version, part), served in sorted(monitor.quality.by_part.items(), key=_part_order):
         models.add_row(
-            version, part, f"{served.answered:,}", _percent(served.hit_rate), f"{served.checked:,}"
+            version,
+            part,
+            f"{served.answered:,}",
+            _percent(served.hit_rate),
+            _percent(served.discovery_rate),
+            f"{served.checked:,}",
         )
-    models.caption = f"every answer in the second half: {_percent(second_half)} HR@10"
+    second_half = monitor.quality.total(SECOND_HALF)
+    models.caption = (
+        f"every answer in the second half: HR@10 {_percent(second_half.hit_rate)}, "
+        f"{_percent(second_half.discovery_rate)} on items new to the shopper"
+    )
     grid = Table.grid()
     grid.add_row(table)
     grid.add_row(models)
@@ -330,12 +355,14 @@ def render_summary(monitor: DemoMonitor, *, settings: Settings, data: Path) -> N
     for (version, part), served in sorted(monitor.quality.by_part.items(), key=_part_order):
         console.print(
             f"{version}, {part} of the log: answered {served.answered:,} events; online "
-            f"HR@10 {_percent(served.hit_rate)} over the {served.checked:,} events that "
-            "followed its lists"
+            f"HR@10 {_percent(served.hit_rate)} ({_percent(served.discovery_rate)} on items "
+            f"new to the shopper) over the {served.checked:,} events that followed its lists"
         )
+    second_half = monitor.quality.total(SECOND_HALF)
     console.print(
         "every answer in the second half of the log (the events a model trained on the first "
-        f"never saw): online HR@10 {_percent(monitor.quality.hit_rate(SECOND_HALF))}"
+        f"never saw): online HR@10 {_percent(second_half.hit_rate)}, "
+        f"{_percent(second_half.discovery_rate)} on items new to the shopper"
     )
 
 
