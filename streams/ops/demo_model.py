@@ -101,6 +101,8 @@ class DemoTraining:
         if self._process.exitcode != 0:
             log.error("the demo model failed to train or publish: see %s", self.log_file)
             return None
+        # Imported here, not above: the child imports this module before it lowers
+        # its priority, so the module keeps its imports light (torch comes with this).
         from streams.kafka.announce import store_of
 
         return store_of(self._settings).current()
