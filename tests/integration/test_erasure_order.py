@@ -24,6 +24,12 @@ from kafka.structs import OffsetAndMetadata
 from streams.settings import Settings
 from tests.integration.kafka_io import produce
 
+#: Why a run may end early: the stall docs/reliability.md describes, not an erasure that failed.
+RECOVERY_STALL = (
+    "known problem (docs/reliability.md#rebalances): a worker's table recovery after a "
+    "rebalance received nothing from its changelog partitions until the next rebalance"
+)
+
 pytestmark = [pytest.mark.integration, pytest.mark.kafka]
 
 ReadTopic = Callable[..., list[ConsumerRecord[bytes, bytes]]]
@@ -183,16 +189,17 @@ def test_an_erasure_on_the_worker_a_partition_moved_to_holds_when_it_moves_back(
         settings.bootstrap, settings.privacy_audit_topic, count=len(users), timeout=90
     )
     if len(audits) < len(users):
-        pytest.xfail(
-            "known problem (docs/reliability.md#rebalances): the worker that kept partitions "
-            "through the rebalance stalled in Faust's table recovery until the next rebalance"
-        )
+        pytest.xfail(RECOVERY_STALL)
     assert [orjson.loads(a.value)["outcome"] for a in audits] == ["erased"] * len(users)
     assert stop_worker(second) == 0  # its partitions go back to the first worker
     time.sleep(0.05)
     after = [_view(u, f"{u}-new", f"{u}-e1") for u in users]
     asyncio.run(produce(settings.bootstrap, settings.events_topic, after))
-    out = read_topic(settings.bootstrap, settings.recommendations_topic, count=2 * len(users))
+    out = read_topic(
+        settings.bootstrap, settings.recommendations_topic, count=2 * len(users), timeout=90
+    )
     answers = _lists(out)
+    if any(f"{u}-e1" not in answers for u in users):
+        pytest.xfail(RECOVERY_STALL)
     came_back = [u for u in users if f"{u}-item-0" in answers[f"{u}-e1"]]
     assert came_back == []
