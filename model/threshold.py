@@ -1,4 +1,5 @@
-"""OpenDP's Laplace threshold release of counts over keys nobody lists in advance.
+"""OpenDP's Laplace threshold release of counts over keys nobody lists in advance, and
+its Laplace release of counts over a public domain.
 
 Shared by the stream's DP shared counts (``streams/pipeline/dp.py``) and the DP
 selection of a trained model's vocabulary (``model/training/vocabulary.py``): both
@@ -24,7 +25,11 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import opendp.prelude as dp
+
+IntArray = npt.NDArray[np.int64]
 
 
 class ReleasedTwice(RuntimeError):
@@ -180,3 +185,59 @@ def check_positive(name: str, value: float) -> None:
 def check_count(name: str, value: int, *, minimum: int = 1) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+
+
+def split_epsilon(epsilon: float, share: Fraction) -> tuple[float, float]:
+    """``epsilon`` cut into two floats, the first about ``share`` of it, that sum to at most it.
+
+    Two mechanisms on one release, certified at these parts, compose to ``epsilon``.
+
+    Examples:
+        >>> first, second = split_epsilon(1.0, Fraction(3, 7))
+        >>> round(first, 6), round(second, 6), Fraction(first) + Fraction(second) <= 1
+        (0.428571, 0.571429, True)
+    """
+    check_positive("epsilon", epsilon)
+    if not 0 < share < 1:
+        raise ValueError(f"share must be in (0, 1), got {share}")
+    total = Fraction(loss_target(epsilon))
+    first = math.nextafter(float(total * share), 0.0)
+    second = float(total - Fraction(first))
+    if Fraction(first) + Fraction(second) > total:
+        second = math.nextafter(second, 0.0)
+    return first, second
+
+
+def release_public_counts(counts: IntArray, *, max_keys: int, epsilon: float) -> IntArray:
+    """Noisy counts of every key of a public domain: OpenDP's discrete Laplace, no threshold.
+
+    The domain (say a shop's catalogue) is fixed without looking at the counts, so
+    a key's presence reveals nothing and needs no threshold: every key is released,
+    a count of 0 too, and a noisy count may be negative. Each contributor adds +1 to
+    at most ``max_keys`` keys (its L1 sensitivity). OpenDP samples exactly, from the
+    operating system's CSPRNG: about 12 us a key on one core.
+
+    Args:
+        counts: one count per key of the domain, in the domain's order.
+        max_keys: the most keys one contributor adds to.
+        epsilon: the release's privacy loss, certified by OpenDP's privacy map.
+    """
+    if counts.size == 0:
+        return counts.astype(np.int64)
+    noisy = public_mechanism(max_keys, epsilon)(np.ascontiguousarray(counts, dtype=np.int64))
+    return np.asarray(noisy, dtype=np.int64)
+
+
+@functools.lru_cache(maxsize=64)
+def public_mechanism(max_keys: int, epsilon: float) -> dp.Measurement:
+    """OpenDP's vector Laplace at the smallest scale it certifies ``epsilon`` for."""
+    check_count("max_keys", max_keys)
+    dp.enable_features("contrib")
+    space = (dp.vector_domain(dp.atom_domain(T="i64")), dp.l1_distance(T="i64"))
+    target, scale = loss_target(epsilon), max_keys / epsilon
+    for attempt in range(64):
+        measurement = dp.m.make_laplace(*space, scale=scale)
+        if float(measurement.map(max_keys)) <= target:  # type: ignore[no-untyped-call]
+            return measurement
+        scale += scale * 2.0 ** (attempt - 52)
+    raise ValueError(f"no Laplace mechanism certifies epsilon={epsilon}")

@@ -207,8 +207,9 @@ class Settings(BaseSettings):
     )
     text_search: bool = Field(
         default=True,
-        description="Load the multilingual text encoder and follow the item catalogue, for "
-        "search ranking and cold-start items (about 2 s and 70 MB per worker).",
+        description="Load the multilingual text encoder and encode the catalogue's titles, for "
+        "search ranking and cold-start items (about 2 s and 70 MB per worker); the "
+        "catalogue's ids and categories are followed either way.",
     )
     # Bounds on per-event work
     max_query_chars: int = Field(

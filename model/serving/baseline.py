@@ -4,8 +4,11 @@ Used until a trained transformer is loaded, and kept as its fallback:
 
 * :class:`CooccurrenceRecommender`: "shoppers who looked at X next looked at Y"
   counted over each user's consecutive items, then the user's own recent items,
-  backed by popularity so that even a cold user gets a full list. In the worker
-  it learns only from differentially private releases (``streams.pipeline.shared_counts``).
+  then popular items of the categories the user looked at, then popular items and
+  the rest of the public catalogue, so that every list is full once the catalogue
+  is known. In the worker it learns only from differentially private releases
+  (``streams.pipeline.shared_counts``), whose popularity covers every catalogued
+  item, noisy, with no threshold.
 * :class:`NextPurchaseRate`: the purchase intent is the observed rate at which an
   event of a given type is followed by a purchase from the same user.
 
@@ -18,7 +21,9 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+
+from model.serving.catalogue import CatalogueItems
 
 #: Weights of the user's most recent items when summing their neighbours.
 RECENCY_WEIGHTS: tuple[float, ...] = (1.0, 0.5, 0.25)
@@ -44,9 +49,12 @@ class CooccurrenceRecommender:
         ['b', 'a', 'c']
     """
 
-    def __init__(self, *, refresh_every: int = 1_000) -> None:
+    def __init__(
+        self, *, refresh_every: int = 1_000, catalogue: CatalogueItems | None = None
+    ) -> None:
         if refresh_every < 1:
             raise ValueError("refresh_every must be >= 1")
+        self._catalogue = catalogue if catalogue is not None else CatalogueItems()
         self._next: defaultdict[str, Counter[str]] = defaultdict(Counter)
         #: Each row's total, kept beside it: a recommendation reads up to 5 rows.
         self._next_totals: Counter[str] = Counter()
@@ -55,6 +63,9 @@ class CooccurrenceRecommender:
         self._refresh_every = refresh_every
         self._popular: ScoredItems = []
         self._popular_at = -1
+        self._popular_version = -1
+        #: Category -> its most popular items, refreshed with :attr:`_popular`.
+        self._category_popular: dict[str, ScoredItems] = {}
 
     @property
     def n_items(self) -> int:
@@ -88,16 +99,17 @@ class CooccurrenceRecommender:
             self._next_totals[previous] += count
         for item, count in popularity.items():
             self._popularity[item] += count
-            self._events += count
+            self._events += max(count, 0)
 
     def recommend(self, history: Sequence[str], *, k: int) -> ScoredItems:
         """Top-``k`` (item, score) for a user whose recent items are ``history``.
 
         Scores are in [0, 1]: a recency-weighted share of next-item transitions,
         then the user's own recent items (their own data, most recent first, at
-        most :data:`RECENT_SCALE`), then popularity (at most
-        :data:`POPULARITY_SCALE`) to fill up. Ties break by item id, so the
-        output is deterministic.
+        most :data:`RECENT_SCALE`), then, to fill up, popular items of the
+        categories of the user's recent items, popular items, and the rest of the
+        catalogue (at most :data:`POPULARITY_SCALE`, never rising down the list).
+        Ties break by item id, so the output is deterministic.
         """
         scores: defaultdict[str, float] = defaultdict(float)
         recent = list(reversed(history[-len(RECENCY_WEIGHTS) :]))
@@ -121,19 +133,54 @@ class CooccurrenceRecommender:
                 best.append((item, RECENT_SCALE / (rank + 1)))
                 chosen.add(item)
         if len(best) < k:
-            fill = (pair for pair in self._top_popular(k + len(chosen)) if pair[0] not in chosen)
-            best.extend(pair for _, pair in zip(range(k - len(best)), fill, strict=False))
+            ceiling = best[-1][1] if best else POPULARITY_SCALE
+            for item, score in self._fill(history, k + len(chosen)):
+                if len(best) >= k:
+                    break
+                if item not in chosen:
+                    ceiling = min(ceiling, score)
+                    best.append((item, ceiling))
+                    chosen.add(item)
         return [(item, round(score, 6)) for item, score in best]
 
-    def _top_popular(self, k: int) -> ScoredItems:
-        """Most popular items, recomputed every ``refresh_every`` events (it is O(items))."""
-        stale = self._events - self._popular_at >= self._refresh_every
-        if stale or len(self._popular) < min(k, len(self._popularity)):
-            total = self._popularity.total() or 1
-            pairs = ((item, POPULARITY_SCALE * n / total) for item, n in self._popularity.items())
-            self._popular = heapq.nsmallest(max(k, 100), pairs, key=_rank_key)
-            self._popular_at = self._events
-        return self._popular[:k]
+    def _fill(self, history: Sequence[str], k: int) -> Iterator[tuple[str, float]]:
+        """Fill candidates, best first: popular in the user's categories, popular, the rest."""
+        self._refresh(k)
+        categories = (self._catalogue.category(item) for item in reversed(history))
+        for category in dict.fromkeys(c for c in categories if c is not None):
+            yield from self._category_popular.get(category, [])[:k]
+        yield from self._popular[:k]
+        if len(self._popular) < k:
+            yield from ((item, 0.0) for item in self._catalogue)
+
+    def _refresh(self, k: int) -> None:
+        """Rank popular items (it is O(items)) every ``refresh_every`` events learned,
+        and whenever the catalogue changed."""
+        stale = (
+            self._events - self._popular_at >= self._refresh_every
+            or self._popular_version != self._catalogue.version
+        )
+        if not stale and len(self._popular) >= min(k, len(self._popularity)):
+            return
+        total = max(sum(n for n in self._popularity.values() if n > 0), 1)
+        ranked = max(k, 100)
+        self._popular = heapq.nsmallest(
+            ranked, self._shares(self._popularity.items(), total), key=_rank_key
+        )
+        self._category_popular = {
+            category: heapq.nsmallest(
+                ranked,
+                self._shares(((item, self._popularity[item]) for item in items), total),
+                key=_rank_key,
+            )
+            for category, items in self._catalogue.by_category().items()
+        }
+        self._popular_at, self._popular_version = self._events, self._catalogue.version
+
+    @staticmethod
+    def _shares(counts: Iterable[tuple[str, int]], total: int) -> Iterator[tuple[str, float]]:
+        """(item, share of all positive counts x :data:`POPULARITY_SCALE`), at least 0."""
+        return ((item, POPULARITY_SCALE * max(n, 0) / total) for item, n in counts)
 
 
 class NextPurchaseRate:

@@ -1,4 +1,8 @@
-"""Item titles as multilingual text vectors, for search relevance and cold start.
+"""The shop's catalogue: which items exist (public), and their titles as text vectors.
+
+:class:`CatalogueItems` is the public part every worker keeps, text or not: item ids
+and categories, the public domain over which popularity is released without a
+threshold and from which a new shop's lists are filled (``model.serving.baseline``).
 
 A :class:`TextCatalogue` holds one L2-normalised vector per item (from
 :class:`model.serving.text.TextEncoder`), so a query vector's dot product with the
@@ -9,12 +13,69 @@ loop and apply them on it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float32]
+
+
+class CatalogueItems:
+    """Item id -> category (or None) of every catalogued item, in order of arrival.
+
+    ``version`` changes with every change, so users can cache what they derive.
+
+    Examples:
+        >>> items = CatalogueItems()
+        >>> items.update({"a": "shoes", "b": None, "c": "shoes"})
+        >>> items.remove(["b", "zzz"])
+        >>> len(items), items.ids, items.by_category()
+        (2, ['a', 'c'], {'shoes': ['a', 'c']})
+    """
+
+    def __init__(self) -> None:
+        self._category: dict[str, str | None] = {}
+        self.version = 0
+
+    def __len__(self) -> int:
+        return len(self._category)
+
+    def __contains__(self, item_id: object) -> bool:
+        return item_id in self._category
+
+    def __iter__(self) -> Iterator[str]:
+        """Item ids in order of arrival, lazily (a fill may need only the first few)."""
+        return iter(self._category)
+
+    @property
+    def ids(self) -> list[str]:
+        """Item ids in order of arrival."""
+        return list(self._category)
+
+    def category(self, item_id: str) -> str | None:
+        """The item's category; None when it has none or is not catalogued."""
+        return self._category.get(item_id)
+
+    def by_category(self) -> dict[str, list[str]]:
+        """Category -> its items, in order of arrival (items without one left out)."""
+        groups: dict[str, list[str]] = {}
+        for item, category in self._category.items():
+            if category is not None:
+                groups.setdefault(category, []).append(item)
+        return groups
+
+    def update(self, categories: Mapping[str, str | None]) -> None:
+        """Add items, or change their category."""
+        if categories:
+            self._category.update(categories)
+            self.version += 1
+
+    def remove(self, item_ids: Iterable[str]) -> None:
+        """Drop items (unknown ids are ignored)."""
+        removed = [self._category.pop(item, None) for item in item_ids if item in self._category]
+        if removed:
+            self.version += 1
 
 
 class TextCatalogue:

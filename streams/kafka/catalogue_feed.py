@@ -1,10 +1,12 @@
-"""Every worker follows the whole ``shop.items`` catalogue into its text index.
+"""Every worker follows the whole ``shop.items`` catalogue: its items, and their titles' vectors.
 
-A search may match any item, so each worker needs all of the catalogue, not
-the partitions its consumer group gave it: the follower reads every partition
-of the compacted topic from the beginning with its own group-less consumer and
-keeps following it. Titles are encoded off the event loop (the text encoder is
-numpy) and applied on it, so the scoring agent never sees a half-updated index.
+A search may match any item, and popularity is released over the whole
+catalogue, so each worker needs all of it, not the partitions its consumer group
+gave it: the follower reads every partition of the compacted topic from the
+beginning with its own group-less consumer and keeps following it. Every worker
+keeps the public item list (:class:`CatalogueItems`); with text search on, titles
+are also encoded, off the event loop (the text encoder is numpy), and applied on
+it, so the scoring agent never sees a half-updated index.
 A tombstone removes the item. A bad item record goes to the DLQ with a reason,
 like a bad event; with N workers it is written N times, with the same source
 offset in its headers. The catalogue is bounded: titles are cut to
@@ -20,7 +22,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from model.serving.catalogue import TextCatalogue
+from model.serving.catalogue import CatalogueItems, TextCatalogue
 from model.serving.text import TextBudget, TextEncoder
 from streams.kafka.feed import follow
 from streams.pipeline.records import InputRecord, OutputRecord, Sealer, SendRecords, dead_letter
@@ -32,12 +34,14 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ItemChanges:
-    """What one poll's records change: new titles, removed items, rejected records.
+    """What one poll's records change: new titles and categories, removed items, rejected
+    records.
 
     ``refused`` counts the new items left out of ``titles`` because the catalogue is full.
     """
 
     titles: dict[str, str] = field(default_factory=dict)
+    categories: dict[str, str | None] = field(default_factory=dict)
     removed: set[str] = field(default_factory=set)
     dead_letters: list[OutputRecord] = field(default_factory=list)
     refused: int = 0
@@ -52,6 +56,7 @@ def item_changes(
         if record.value is None and record.key:
             item = record.key.decode("utf-8", "replace")
             changes.titles.pop(item, None)
+            changes.categories.pop(item, None)
             changes.removed.add(item)
             continue
         outcome = validate(record.value)
@@ -60,10 +65,11 @@ def item_changes(
             continue
         changes.removed.discard(outcome["id"])
         changes.titles[outcome["id"]] = outcome["title"]
+        changes.categories[outcome["id"]] = outcome.get("category") or None
     return changes
 
 
-def admit(changes: ItemChanges, catalogue: TextCatalogue, *, max_items: int) -> ItemChanges:
+def admit(changes: ItemChanges, catalogue: CatalogueItems, *, max_items: int) -> ItemChanges:
     """``changes`` less the new items that would grow ``catalogue`` past ``max_items``.
 
     Re-titled items always pass (they take no new row) and this poll's removals
@@ -77,11 +83,17 @@ def admit(changes: ItemChanges, catalogue: TextCatalogue, *, max_items: int) -> 
         elif room > 0:
             titles[item] = title
             room -= 1
-    return replace(changes, titles=titles, refused=len(changes.titles) - len(titles))
+    return replace(
+        changes,
+        titles=titles,
+        categories={item: changes.categories[item] for item in titles},
+        refused=len(changes.titles) - len(titles),
+    )
 
 
 class CatalogueFeed:
-    """Keeps a :class:`TextCatalogue` equal to ``shop.items``; ``loaded`` is set once caught up.
+    """Keeps :class:`CatalogueItems` (and with an encoder a :class:`TextCatalogue`) equal to
+    ``shop.items``; ``loaded`` is set once caught up.
 
     ``refused`` counts the new items refused so far because the catalogue was full.
     """
@@ -90,15 +102,15 @@ class CatalogueFeed:
         self,
         settings: Settings,
         *,
-        catalogue: TextCatalogue,
-        encoder: TextEncoder,
+        items: CatalogueItems,
+        text: tuple[TextCatalogue, TextEncoder] | None,
         send_dead_letters: SendRecords,
         seal: Sealer,
         loaded: asyncio.Event,
     ) -> None:
         self._settings = settings
-        self._catalogue = catalogue
-        self._encoder = encoder
+        self._items = items
+        self._text = text
         self._send_dead_letters = send_dead_letters
         self._seal = seal
         self._validate = RecordValidator(max_bytes=settings.max_event_bytes, schema=ITEM_SCHEMA)
@@ -118,15 +130,19 @@ class CatalogueFeed:
             item_changes(
                 records, self._validate, dlq_topic=self._settings.dlq_topic, seal=self._seal
             ),
-            self._catalogue,
+            self._items,
             max_items=self._settings.max_catalogue_items,
         )
         if changes.refused:
             self._count_refused(changes.refused, records[-1])
-        titles = self._titles.truncate(list(changes.titles.values()))
-        vectors = await asyncio.to_thread(self._encoder.encode_many, titles)
-        self._catalogue.remove(changes.removed)  # first: admit() counted on the room it makes
-        self._catalogue.add(list(changes.titles), vectors)
+        if self._text is not None:
+            catalogue, encoder = self._text
+            titles = self._titles.truncate(list(changes.titles.values()))
+            vectors = await asyncio.to_thread(encoder.encode_many, titles)
+            catalogue.remove(changes.removed)  # first: admit() counted on the room it makes
+            catalogue.add(list(changes.titles), vectors)
+        self._items.remove(changes.removed)
+        self._items.update(changes.categories)
         if changes.dead_letters:
             log.warning("%d bad catalogue records sent to the DLQ", len(changes.dead_letters))
             await self._send_dead_letters(changes.dead_letters)

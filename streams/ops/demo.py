@@ -1,13 +1,14 @@
 """``intentstream demo``: real shoppers' events in, recommendations out, live.
 
-Starts the embedded broker unless one is given, creates the topics, runs a
-worker process, replays a real data set and shows events in, recommendations
-out, rate, latency, and which model answered with what online HR@10, until
-every event is answered. Unless ``--no-model``, a small transformer trains on
-the log's first part while that part is replayed, and answers the rest
-(streams/ops/demo_model.py). It records the worker's metrics meanwhile and
-renders them to ``<home>/runs/demo-<time>/report.html`` (``intentstream
-report``). Ctrl-C stops everything it started; nothing is left running.
+Starts the embedded broker unless one is given, creates the topics, publishes
+the log's items as the shop's catalogue, runs a worker process, replays a real
+data set and shows events in, recommendations out, rate, latency, and which
+model answered with what online HR@10, until every event is answered. Unless
+``--no-model``, a small transformer trains on the log's first part while that
+part is replayed, and answers the rest (streams/ops/demo_model.py). It records
+the worker's metrics meanwhile and renders them to
+``<home>/runs/demo-<time>/report.html`` (``intentstream report``). Ctrl-C stops
+everything it started; nothing is left running.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from pathlib import Path
 from streams.brokers import local_broker
 from streams.errors import ConfigurationError
 from streams.kafka.admin import ensure_topics
+from streams.ops.catalogue import publish_catalogue
 from streams.ops.demo_model import DemoTraining
 from streams.ops.demo_view import DemoMonitor, event_items, render_summary, watch
+from streams.ops.event_log import log_catalogue, read_events
 from streams.ops.recording import Recorder
 from streams.ops.replay import Pause, replay
 from streams.ops.report import write_report
@@ -44,6 +47,9 @@ DATA_SETS: dict[str, str] = {
 #: The set that ships inside the package, so a bare clone has a demo (see its README).
 BUNDLED_SET = "retailrocket"
 BUNDLED_FILE = Path(__file__).with_name("demo_data") / "retailrocket-sample.csv.gz"
+#: The demo shop's privacy window: a day, for a shop of some thousands of events a day
+#: (docs/privacy.md, "Choosing the window").
+DEMO_WINDOW_SECONDS = 86_400.0
 #: After the replay ends, how long to wait for the last recommendations.
 DRAIN_SECONDS = 120.0
 
@@ -97,8 +103,14 @@ def run_demo(settings: Settings, options: DemoOptions) -> int:
     run_dir = settings.home / "runs" / f"demo-{time.strftime('%Y%m%dT%H%M%S')}"
     with _broker(settings) as running:
         ensure_topics(running)
+        asyncio.run(
+            publish_catalogue(running, log_catalogue(read_events(path, limit=options.limit)))
+        )
         running = running.model_copy(
             update={
+                # The demo's catalogue titles are placeholders: nothing to search.
+                "text_search": False,
+                "privacy_window_seconds": DEMO_WINDOW_SECONDS,
                 "ready_file": running.home / "demo-worker.ready",
                 # Any free metrics port, so the demo runs beside a worker on the default one.
                 "metrics_port": 0,
@@ -121,7 +133,8 @@ def run_demo(settings: Settings, options: DemoOptions) -> int:
                 port = read_ready(running.ready_file)["metrics_port"]
                 monitor.worker_alive = lambda: worker.poll() is None
                 recording = run_dir / "metrics.jsonl"
-                with Recorder([f"http://127.0.0.1:{port}/metrics"], recording):
+                url = f"http://127.0.0.1:{port}/metrics"
+                with Recorder([url], recording, on_scrape=monitor.on_metrics):
                     asyncio.run(_replay_and_watch(running, path, options, monitor, training))
         finally:
             if training is not None:

@@ -23,6 +23,7 @@ from rich.table import Table
 from streams.kafka.security import client_security
 from streams.ops.demo_model import DemoTraining, history_size
 from streams.ops.event_log import read_events
+from streams.ops.status import Scrape
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,8 @@ class VersionQuality:
         return self.discoveries / self.checked if self.checked else None
 
 
+#: The worker's counter of model swaps, by outcome.
+MODEL_SWAPS = "intentstream_model_swaps_total"
 #: The two parts of the demo's log: the history a model trains on, and the rest.
 FIRST_HALF, SECOND_HALF = "first half", "second half"
 
@@ -156,7 +159,14 @@ class DemoMonitor:
     #: The model training now, and the version published once it is done.
     training: DemoTraining | None = None
     model_version: str | None = None
+    #: Whether the worker swapped back from it: it failed probation.
+    failed_probation: bool = False
     _marks: list[tuple[float, int]] = field(default_factory=list)
+
+    def on_metrics(self, scrape: Scrape) -> None:
+        """Note from the worker's metrics whether a model failed probation there."""
+        failed = scrape.value(MODEL_SWAPS, outcome="failed_probation")
+        self.failed_probation = self.failed_probation or bool(failed)
 
     def split(self, events: Mapping[str, tuple[int, str | None]]) -> None:
         """Know the replayed log (:func:`event_items`): its first half is the history."""
@@ -331,7 +341,10 @@ def _model_line(monitor: DemoMonitor) -> str:
         )
     if monitor.model_version is None:
         return "the demo model did not train (see the log): the stream baseline answers"
-    return f"{monitor.model_version} (trained on the first {monitor.history_events:,} events)"
+    trained = f"{monitor.model_version} (trained on the first {monitor.history_events:,} events)"
+    if monitor.failed_probation:
+        return f"{trained} failed probation, its HR@10 below the baseline's: the baseline answers"
+    return trained
 
 
 def _progress_line(monitor: DemoMonitor) -> str:

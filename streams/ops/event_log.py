@@ -150,3 +150,25 @@ def _jsonl_events(lines: Iterable[str], *, path: Path) -> Iterator[dict[str, Any
 def _source_name(path: Path) -> str:
     """Folder and file name: data sets share file names (``train.csv.gz``), ids must not."""
     return f"{path.parent.name}/{path.name}"
+
+
+def log_catalogue(events: Iterable[dict[str, Any]]) -> dict[str, str | None]:
+    """Item id -> category of every item the events name, in order of first mention.
+
+    What a demo uses as its shop's catalogue when the data set ships none (the last
+    category an event gives an item wins; None when none does).
+
+    Examples:
+        >>> log_catalogue([{"item_id": "a"}, {"item_id": "b", "category": "7"},
+        ...                {"query": "tea"}, {"item_id": "a", "category": "3"}])
+        {'a': '3', 'b': '7'}
+    """
+    catalogue: dict[str, str | None] = {}
+    for event in events:
+        item = event.get("item_id")
+        if item is None:
+            continue
+        category = event.get("category")
+        if category is not None or str(item) not in catalogue:
+            catalogue[str(item)] = None if category is None else str(category)
+    return catalogue

@@ -8,7 +8,7 @@ deployment. Only ``intentstream_*`` samples are kept (they hold no user ids).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import orjson
@@ -53,10 +53,19 @@ def read_recording(path: Path) -> list[Scrape]:
 
 
 class Recorder:
-    """Scrapes ``urls`` every ``interval`` seconds into ``path`` from a background thread."""
+    """Scrapes ``urls`` every ``interval`` seconds into ``path`` from a background thread,
+    and hands each scrape to ``on_scrape`` (in that thread)."""
 
-    def __init__(self, urls: Sequence[str], path: Path, *, interval: float = 2.0) -> None:
+    def __init__(
+        self,
+        urls: Sequence[str],
+        path: Path,
+        *,
+        interval: float = 2.0,
+        on_scrape: Callable[[Scrape], None] | None = None,
+    ) -> None:
         self._urls = list(urls)
+        self._on_scrape = on_scrape
         self.path = path
         self._interval = interval
         self._stop = threading.Event()
@@ -66,7 +75,10 @@ class Recorder:
         """Scrape every process once and append the lines."""
         with open(self.path, "ab") as out:
             for url in self._urls:
-                out.write(to_line(scrape(url)))
+                result = scrape(url)
+                out.write(to_line(result))
+                if self._on_scrape is not None:
+                    self._on_scrape(result)
 
     def _run(self) -> None:
         while not self._stop.is_set():

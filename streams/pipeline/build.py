@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 
 from model.serving.baseline import CooccurrenceRecommender
-from model.serving.catalogue import TextCatalogue
+from model.serving.catalogue import CatalogueItems, TextCatalogue
 from model.serving.ranker import ContextRanker, ItemScorer, QueryEncoder, RankerConfig
 from model.serving.text import TextBudget
 from streams.pipeline.answers import Answers
@@ -37,6 +37,7 @@ def build_pipeline(
     master_key: bytes,
     clock: Callable[[], float] = time.time,
     scorer: ItemScorer | None = None,
+    items: CatalogueItems | None = None,
     catalogue: TextCatalogue | None = None,
     encode_queries: QueryEncoder | None = None,
     cipher: StateCipher | None = None,
@@ -49,12 +50,15 @@ def build_pipeline(
         master_key: the master key that wraps each user's data key and seals dead letters.
         clock: wall-clock time of recommendations and audits.
         scorer: a trained model to serve from the start (None: the stream baseline).
+        items: the public catalogue (ids, categories): popularity over it is released
+            without a threshold, and lists are filled from it.
         catalogue: item titles as text vectors, for search and cold start.
         encode_queries: the text encoder of search queries (with ``catalogue``); it is
             given each batch's queries cut to ``max_query_chars(_per_batch)``.
         cipher: seals per-user state (default: AES-GCM under ``master_key``).
     """
-    baseline = CooccurrenceRecommender()
+    items = items if items is not None else CatalogueItems()
+    baseline = CooccurrenceRecommender(catalogue=items)
     intent = IntentPredictor()
     shared = SharedCounts(
         SharingConfig(
@@ -67,6 +71,7 @@ def build_pipeline(
         recommender=baseline,
         intent=intent.rate,
         cell_intent=intent.cell,
+        catalogue=items,
     )
     queries = TextBudget(
         max_chars=settings.max_query_chars, max_batch_chars=settings.max_query_chars_per_batch

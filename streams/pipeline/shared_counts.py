@@ -12,6 +12,16 @@ charged ``epsilon`` from their per-window budget for it
 passes the end of a window, that window's counts are released once with
 OpenDP's threshold mechanism (:class:`~model.threshold.ThresholdCounts`,
 (epsilon, delta)-DP per user and window) and only then learned by the baseline.
+
+Once the shop's catalogue is known (it is public: ``shop.items``), item popularity
+needs no threshold: a window that opens with a catalogue releases the popularity
+of every catalogued item, noisy, even at 0, with OpenDP's discrete Laplace over
+the catalogue (:func:`~model.threshold.release_public_counts`); items outside the
+catalogue add no popularity then. The two parts share the window's epsilon in
+proportion to the keys a user adds to each (``max_items`` items; ``max_items``
+transitions and one purchase-rate key) at the same noise scale as before, so a
+user's loss per window is unchanged: a new shop gets full lists from its first
+window at no extra privacy cost.
 A user whose budget is spent contributes nothing more until the next window.
 
 Two things make the bounds hold across erasures, restarts and rebalances. A
@@ -28,10 +38,15 @@ another worker cannot add to a window that was already released.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
 
 from model.serving.baseline import CooccurrenceRecommender, NextPurchaseRate
-from model.threshold import ThresholdCounts
+from model.serving.catalogue import CatalogueItems
+from model.threshold import ThresholdCounts, release_public_counts, split_epsilon
 from online_learning.intent import CellIntent
 from streams.pipeline.dp import ContributionBound, PrivacyBudget
 from streams.pipeline.ledger import UserLedger
@@ -69,6 +84,19 @@ class SharingConfig:
         """Keys one user adds to per window: items, transitions, one purchase-rate key."""
         return 2 * self.max_items + 1
 
+    def epsilons(self) -> tuple[float, float]:
+        """(catalogue popularity, everything else): a window's epsilon split by their keys."""
+        return split_epsilon(self.epsilon, Fraction(self.max_items, self.max_keys))
+
+
+@dataclass
+class _Window:
+    """One open window's contributions: thresholded keys, and with a catalogue the
+    catalogued items' popularity."""
+
+    counts: ThresholdCounts
+    items: Counter[str] | None
+
 
 class SharedCounts:
     """Collects bounded contributions per window and teaches the baseline their release."""
@@ -80,12 +108,14 @@ class SharedCounts:
         recommender: CooccurrenceRecommender,
         intent: NextPurchaseRate,
         cell_intent: CellIntent,
+        catalogue: CatalogueItems | None = None,
     ) -> None:
         self.config = config
+        self._catalogue = catalogue if catalogue is not None else CatalogueItems()
         self._recommender = recommender
         self._intent = intent
         self._cell_intent = cell_intent
-        self._windows: dict[float, ThresholdCounts] = {}
+        self._windows: dict[float, _Window] = {}
         #: The start of the oldest open window (inf: none); asked once an event.
         self._oldest = float("inf")
         #: Input partitions whose events added to each open window.
@@ -160,10 +190,11 @@ class SharedCounts:
         window, spent_before = budget.window_start, budget.spent_units
         first_in_window = not bound.items or now - now % config.window_seconds > bound.window_start
         keys = []
-        if item is not None and bound.admit(item, now=now, budget=budget, epsilon=config.epsilon):
-            keys.append(f"i{SEP}{item}")
-            if previous_item is not None:
-                keys.append(f"p{SEP}{previous_item}{SEP}{item}")
+        counted = item is not None and bound.admit(
+            item, now=now, budget=budget, epsilon=config.epsilon
+        )
+        if counted and previous_item is not None:
+            keys.append(f"p{SEP}{previous_item}{SEP}{item}")
         admit_intent = previous_cell is not None and bound.admit(
             INTENT_SLOT, now=now, budget=budget, epsilon=config.epsilon
         )
@@ -176,20 +207,40 @@ class SharedCounts:
         asked = item is not None or previous_cell is not None
         if asked and first_in_window and not charged:
             self.refused += 1
-        if not keys:
+        if not keys and not counted:
             return
         released_before = max(self._released_before, self._marks.get(partition, float("-inf")))
         if bound.window_start < released_before:
-            self.dropped += len(keys)  # a late or redelivered event for a released window
+            self.dropped += len(keys) + counted  # a late or redelivered event, released window
             return
-        window = self._windows.get(bound.window_start)
-        if window is None:
-            window = self._windows[bound.window_start] = ThresholdCounts(max_keys=config.max_keys)
-            self._oldest = min(self._oldest, bound.window_start)
-            self._window_partitions[bound.window_start] = set()
+        window = self._windows.get(bound.window_start) or self._open(bound.window_start)
         self._window_partitions[bound.window_start].add(partition)
         for key in keys:
-            window.add(key)
+            window.counts.add(key)
+        if counted and item is not None:
+            self._count_item(window, item)
+
+    def _count_item(self, window: _Window, item: str) -> None:
+        """Add one to ``item``'s popularity: thresholded, or in the catalogue's part."""
+        if window.items is None:
+            window.counts.add(f"i{SEP}{item}")
+        elif item in self._catalogue:
+            window.items[item] += 1
+
+    def _open(self, start: float) -> _Window:
+        """A new window: with the catalogue's popularity part if a catalogue is known now.
+
+        Decided once per window, so a user adds to the threshold part no more keys than
+        its release was certified for.
+        """
+        public = len(self._catalogue) > 0
+        max_keys = self.config.max_items + 1 if public else self.config.max_keys
+        window = self._windows[start] = _Window(
+            ThresholdCounts(max_keys=max_keys), Counter() if public else None
+        )
+        self._oldest = min(self._oldest, start)
+        self._window_partitions[start] = set()
+        return window
 
     def due(self, now: float) -> bool:
         """Whether :meth:`advance` at event time ``now`` would release (and teach) anything."""
@@ -204,17 +255,29 @@ class SharedCounts:
         for start in sorted(start for start in self._windows if start < current):
             for partition in self._window_partitions.pop(start):
                 self._marks[partition] = self.new_marks[partition] = current
-            released = self._windows.pop(start).release(
-                epsilon=self.config.epsilon, delta=self.config.delta
-            )
-            self._learn(released)
+            learned += self._release(self._windows.pop(start))
             self.released_windows += 1
-            learned += len(released)
         self._oldest = min(self._windows, default=float("inf"))
         return learned
 
-    def _learn(self, released: dict[str, int]) -> None:
-        popularity: dict[str, int] = {}
+    def _release(self, window: _Window) -> int:
+        """Release one window's counts once and teach them; how many counts were learned."""
+        if window.items is None:
+            released = window.counts.release(epsilon=self.config.epsilon, delta=self.config.delta)
+            self._learn(released, {})
+            return len(released)
+        popularity_epsilon, rest_epsilon = self.config.epsilons()
+        released = window.counts.release(epsilon=rest_epsilon, delta=self.config.delta)
+        items = self._catalogue.ids
+        counts = np.fromiter((window.items.get(item, 0) for item in items), np.int64, len(items))
+        noisy = release_public_counts(
+            counts, max_keys=self.config.max_items, epsilon=popularity_epsilon
+        )
+        self._learn(released, dict(zip(items, noisy.tolist(), strict=True)))
+        return len(released) + len(items)
+
+    def _learn(self, released: dict[str, int], popularity: dict[str, int]) -> None:
+        """Teach the released counts (and the catalogue's released popularity)."""
         transitions: dict[tuple[str, str], int] = {}
         cells: list[tuple[str, bool, int]] = []
         for key, count in released.items():

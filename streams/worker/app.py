@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from model.checkpoint import load_checkpoint
-from model.serving.catalogue import TextCatalogue
+from model.serving.catalogue import CatalogueItems, TextCatalogue
 from model.serving.ranker import CheckpointScorer
 from model.serving.text import TextEncoder
 from online_learning.registry import ModelStore
@@ -98,11 +98,13 @@ def create_app(
     scorer = load_scorer(settings)
     encoder = TextEncoder() if settings.text_search else None
     catalogue = TextCatalogue(dim=encoder.dim) if encoder is not None else None
+    items = CatalogueItems()
     pipeline = build_pipeline(
         settings,
         pseudonymizer=Pseudonymizer(key),
         master_key=master,
         scorer=scorer,
+        items=items,
         catalogue=catalogue,
         encode_queries=encoder.encode_many if encoder is not None else None,
     )
@@ -136,17 +138,16 @@ def create_app(
     register_expiry(app, settings=settings, tables=tables, ledgers=LedgerSealer(master))
     app.task(models.run)
     ready.append(models.loaded)
-    if encoder is not None and catalogue is not None:
-        catalogue_feed = CatalogueFeed(
-            settings,
-            catalogue=catalogue,
-            encoder=encoder,
-            send_dead_letters=send,
-            seal=pipeline.answers.seal,
-            loaded=asyncio.Event(),
-        )
-        app.task(catalogue_feed.run)
-        ready.append(catalogue_feed.loaded)
+    catalogue_feed = CatalogueFeed(
+        settings,
+        items=items,
+        text=(catalogue, encoder) if catalogue is not None and encoder is not None else None,
+        send_dead_letters=send,
+        seal=pipeline.answers.seal,
+        loaded=asyncio.Event(),
+    )
+    app.task(catalogue_feed.run)
+    ready.append(catalogue_feed.loaded)
     return app
 
 

@@ -24,6 +24,7 @@ from model.ranking.parts import FusionWeights, RankerParts
 from model.serving.baseline import BASELINE_VERSION
 from model.serving.ranker import CheckpointScorer
 from online_learning.sources import checkpoint_meta
+from streams.ops.catalogue import item_record
 from streams.pipeline.crypto import DLQ_PURPOSE, RecordSealer
 from streams.settings import Settings
 from tests.integration.kafka_io import produce
@@ -116,3 +117,27 @@ def test_the_worker_serves_the_lists_of_the_checkpoints_ranker(
     assert [(i["item_id"], i["score"]) for i in served["items"]] == expected
     ids = [i["item_id"] for i in served["items"]]
     assert ids.index("c") < ids.index("e") and "b" not in ids  # what the sessions say
+
+
+def test_a_new_shops_worker_answers_full_lists_from_its_catalogue(
+    kafka_bootstrap: str,
+    make_settings: Callable[..., Settings],
+    start_worker: Callable[[Settings], subprocess.Popen[bytes]],
+    read_topics: Callable[..., dict[str, list[ConsumerRecord[bytes, bytes]]]],
+) -> None:
+    """No history, no release yet, no text search: the catalogue alone fills each list with
+    top_k items, the shopper's own item first and its category's items next."""
+    settings = make_settings(kafka_bootstrap, "kafka", partitions=1, top_k=5, text_search=False)
+    catalogue = {"s1": "shoes", "s2": "shoes", "s3": "shoes", "k1": "kitchen", "k2": None}
+    records = [(k.encode(), item_record(k, c)) for k, c in catalogue.items()]
+    asyncio.run(produce(settings.bootstrap, settings.items_topic, records))
+    start_worker(settings)  # ready only once the catalogue is loaded
+    events = [_event(0, "u1", item_id="s2"), _event(1, "u2", item_id="not-in-catalogue")]
+    asyncio.run(produce(settings.bootstrap, settings.events_topic, events))
+    out = read_topics(settings.bootstrap, [settings.recommendations_topic], count=2)
+    lists = {
+        orjson.loads(m.value)["event_id"]: [i["item_id"] for i in orjson.loads(m.value)["items"]]
+        for m in out[settings.recommendations_topic]
+    }
+    assert lists["e0"][:3] == ["s2", "s1", "s3"] and set(lists["e0"]) == set(catalogue)
+    assert len(lists["e1"]) == 5 and lists["e1"][0] == "not-in-catalogue"

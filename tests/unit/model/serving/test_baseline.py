@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from model.serving.baseline import CooccurrenceRecommender, NextPurchaseRate
+from model.serving.catalogue import CatalogueItems
 
 
 def _learn(rec: CooccurrenceRecommender, sequences: list[list[str]]) -> None:
@@ -53,3 +54,25 @@ def test_purchase_rate_follows_observed_transitions() -> None:
         rate.learn_one(3, 4)
     assert rate.predict_one(3) > 0.5 > prior
     assert rate.predict_one(0) == prior
+
+
+def test_a_known_catalogue_fills_every_list_category_first() -> None:
+    """A new shop's first shopper: own item, its category's items, then the rest; k items."""
+    catalogue = CatalogueItems()
+    catalogue.update({"k1": "kitchen", "s1": "shoes", "s2": "shoes", "s3": "shoes", "x": None})
+    rec = CooccurrenceRecommender(refresh_every=1, catalogue=catalogue)
+    ranked = rec.recommend(["s2"], k=5)
+    assert [item for item, _ in ranked][:3] == ["s2", "s1", "s3"]
+    assert {item for item, _ in ranked} == {"k1", "s1", "s2", "s3", "x"}
+    scores = [score for _, score in ranked]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_released_popularity_orders_the_category_fill_and_negative_noise_counts_as_none() -> None:
+    catalogue = CatalogueItems()
+    catalogue.update({"s1": "shoes", "s2": "shoes", "s3": "shoes", "k1": "kitchen"})
+    rec = CooccurrenceRecommender(refresh_every=1, catalogue=catalogue)
+    rec.learn_counts({"s1": -4, "s2": 1, "s3": 9, "k1": 50}, {})
+    ranked = [item for item, _ in rec.recommend(["s1"], k=4)]
+    assert ranked == ["s1", "s3", "s2", "k1"]  # own, shoes by popularity, then the rest
+    assert [item for item, _ in rec.recommend([], k=2)] == ["k1", "s3"]

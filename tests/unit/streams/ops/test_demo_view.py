@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from streams.ops.demo_view import FIRST_HALF, SECOND_HALF, ServedQuality, VersionQuality
+from streams.ops.demo_view import (
+    FIRST_HALF,
+    SECOND_HALF,
+    DemoMonitor,
+    ServedQuality,
+    VersionQuality,
+    _model_line,
+)
+from streams.ops.status import Scrape, parse
 
 
 def _answer(event: str, version: str, items: list[str], user: str = "u") -> dict[str, object]:
@@ -40,3 +48,14 @@ def test_shoppers_are_checked_against_their_own_last_list() -> None:
     assert quality.total(SECOND_HALF) == VersionQuality(
         answered=3, checked=1, hits=1, discoveries=0
     )
+
+
+def test_the_model_line_says_when_the_worker_swapped_back_after_a_failed_probation() -> None:
+    monitor = DemoMonitor(started_at=0.0, worker_alive=lambda: True, trains=True)
+    monitor.model_version = "seq-1"
+    swaps = "intentstream_model_swaps_total"
+    monitor.on_metrics(parse("w", f'{swaps}{{outcome="swapped"}} 1\n'))
+    assert "failed probation" not in _model_line(monitor)
+    monitor.on_metrics(parse("w", f'{swaps}{{outcome="failed_probation"}} 1\n'))
+    monitor.on_metrics(Scrape("w", error="connection refused"))  # a later failed scrape
+    assert "seq-1" in _model_line(monitor) and "failed probation" in _model_line(monitor)

@@ -1,0 +1,96 @@
+"""Shared counts with a public catalogue: every catalogued item's popularity is released,
+noisy and without a threshold, at no extra privacy cost."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+from model.serving.baseline import CooccurrenceRecommender
+from model.serving.catalogue import CatalogueItems
+from model.threshold import loss_target, public_mechanism, threshold_mechanism
+from streams.pipeline.intent import IntentPredictor
+from streams.pipeline.shared_counts import SharedCounts, SharingConfig
+from streams.pipeline.state import UserState
+
+CONFIG = SharingConfig(
+    budget_epsilon=2.0, epsilon=1.0, delta=1e-6, max_items=3, window_seconds=100.0
+)
+
+
+def _shared(catalogue: CatalogueItems | None) -> tuple[SharedCounts, CooccurrenceRecommender]:
+    recommender = CooccurrenceRecommender(refresh_every=1, catalogue=catalogue)
+    intent = IntentPredictor()
+    shared = SharedCounts(
+        CONFIG,
+        recommender=recommender,
+        intent=intent.rate,
+        cell_intent=intent.cell,
+        catalogue=catalogue,
+    )
+    return shared, recommender
+
+
+def _view(shared: SharedCounts, state: UserState, item: str, now: float) -> None:
+    shared.contribute(
+        state,
+        item=item,
+        previous_item=None,
+        previous_cell=None,
+        current_type=0,
+        now=now,
+        partition=0,
+    )
+
+
+def _catalogue(**categories: str | None) -> CatalogueItems:
+    catalogue = CatalogueItems()
+    catalogue.update(categories)
+    return catalogue
+
+
+def test_a_catalogue_releases_every_items_popularity_and_none_outside_it() -> None:
+    """One shopper's view of a catalogued item is released (noisy); without a catalogue
+    the threshold hides it, and an item outside the catalogue adds no popularity."""
+    catalogue = _catalogue(a="shoes", b="shoes", never_viewed=None)
+    shared, recommender = _shared(catalogue)
+    state = UserState()
+    _view(shared, state, "a", now=10.0)
+    _view(shared, state, "not-catalogued", now=11.0)
+    shared.advance(now=100.0)
+    assert shared.released_windows == 1
+    assert {"a", "b", "never_viewed"} <= {item for item in catalogue if recommender.knows(item)}
+    assert not recommender.knows("not-catalogued")
+
+    bare, bare_recommender = _shared(None)
+    _view(bare, UserState(), "a", now=10.0)
+    bare.advance(now=100.0)
+    assert not bare_recommender.knows("a")
+
+
+def test_a_window_opened_before_the_catalogue_was_known_keeps_its_threshold() -> None:
+    """Its users may have added up to max_keys thresholded keys: its release was certified so."""
+    catalogue = CatalogueItems()
+    shared, recommender = _shared(catalogue)
+    _view(shared, UserState(), "a", now=10.0)
+    catalogue.update({"a": None})
+    _view(shared, UserState(), "a", now=20.0)
+    shared.advance(now=100.0)
+    assert not recommender.knows("a")  # 2 contributors: under the threshold
+    _view(shared, UserState(), "a", now=110.0)  # the next window has the catalogue
+    shared.advance(now=200.0)
+    assert recommender.knows("a")
+
+
+def test_the_two_releases_of_a_window_compose_to_no_more_than_its_epsilon() -> None:
+    """Popularity (max_items keys a user) and the rest (max_items + 1 keys), same scale."""
+    popularity, rest = CONFIG.epsilons()
+    assert Fraction(popularity) + Fraction(rest) <= Fraction(loss_target(CONFIG.epsilon))
+    public = public_mechanism(CONFIG.max_items, popularity)
+    threshold = threshold_mechanism(CONFIG.max_items + 1, rest, CONFIG.delta)
+    loss_public = public.map(CONFIG.max_items)
+    d_in = (CONFIG.max_items + 1, CONFIG.max_items + 1, 1)
+    loss_rest, delta = threshold.map(d_in)
+    assert float(loss_public) + float(loss_rest) <= CONFIG.epsilon
+    assert delta <= CONFIG.delta
+    # Not over-noised: the scale is the old max_keys / epsilon, so the loss is the share.
+    assert float(loss_public) > 0.999 * popularity
