@@ -145,6 +145,7 @@ class EventPipeline:
         """
         result = BatchResult()
         self.intent.start_batch()
+        self.shared.learn_finished()
         checked = [self._validate(r.topic, r.key, r.value, r.timestamp) for r in records]
         users, sessions = self._pseudonymise(records, checked)
         states = WorkingSet(

@@ -38,7 +38,8 @@ another worker cannot add to a window that was already released.
 from __future__ import annotations
 
 import logging
-from collections import Counter
+from collections import Counter, deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -46,7 +47,7 @@ import numpy as np
 
 from model.serving.baseline import CooccurrenceRecommender, NextPurchaseRate
 from model.serving.catalogue import CatalogueItems
-from model.threshold import ThresholdCounts, release_public_counts, split_epsilon
+from model.threshold import IntArray, ThresholdCounts, release_public_counts, split_epsilon
 from online_learning.intent import CellIntent
 from streams.pipeline.dp import ContributionBound, PrivacyBudget
 from streams.pipeline.ledger import UserLedger
@@ -134,6 +135,9 @@ class SharedCounts:
         self.charged_units = 0
         #: Contributions refused because the user's budget for the window was spent.
         self.refused = 0
+        self._releases = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dp-popularity")
+        #: Popularity releases under way, in window order: the items and their noisy counts.
+        self._pending: deque[tuple[list[str], Future[IntArray]]] = deque()
 
     def note_released(self, marks: dict[int, float]) -> None:
         """Adopt durable release marks (input partition -> windows before it are released)."""
@@ -268,13 +272,36 @@ class SharedCounts:
             return len(released)
         popularity_epsilon, rest_epsilon = self.config.epsilons()
         released = window.counts.release(epsilon=rest_epsilon, delta=self.config.delta)
+        self._learn(released, {})
         items = self._catalogue.ids
         counts = np.fromiter((window.items.get(item, 0) for item in items), np.int64, len(items))
-        noisy = release_public_counts(
-            counts, max_keys=self.config.max_items, epsilon=popularity_epsilon
+        noisy = self._releases.submit(
+            release_public_counts,
+            counts,
+            max_keys=self.config.max_items,
+            epsilon=popularity_epsilon,
         )
-        self._learn(released, dict(zip(items, noisy.tolist(), strict=True)))
-        return len(released) + len(items)
+        self._pending.append((items, noisy))
+        return len(released)
+
+    def learn_finished(self, *, wait: bool = False) -> int:
+        """Teach the catalogue popularity releases that are done, in window order (with
+        ``wait``, all of them, waiting); how many item counts were learned.
+
+        A release that failed is logged and lost: its window is marked released
+        already, so it is never released again.
+        """
+        learned = 0
+        while self._pending and (wait or self._pending[0][1].done()):
+            items, noisy = self._pending.popleft()
+            try:
+                counts = noisy.result()
+            except Exception:
+                log.exception("a popularity release failed: that window's popularity is lost")
+                continue
+            self._recommender.learn_counts(dict(zip(items, counts.tolist(), strict=True)), {})
+            learned += len(items)
+        return learned
 
     def _learn(self, released: dict[str, int], popularity: dict[str, int]) -> None:
         """Teach the released counts (and the catalogue's released popularity)."""

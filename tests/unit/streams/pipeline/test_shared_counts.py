@@ -4,9 +4,11 @@ noisy and without a threshold, at no extra privacy cost."""
 from __future__ import annotations
 
 import math
+import threading
 from fractions import Fraction
 
 import numpy as np
+import pytest
 
 from model.serving.baseline import CooccurrenceRecommender
 from model.serving.catalogue import CatalogueItems
@@ -16,6 +18,7 @@ from model.threshold import (
     release_public_counts,
     threshold_mechanism,
 )
+from streams.pipeline import shared_counts
 from streams.pipeline.intent import IntentPredictor
 from streams.pipeline.shared_counts import SharedCounts, SharingConfig
 from streams.pipeline.state import UserState
@@ -65,6 +68,7 @@ def test_a_catalogue_releases_every_items_popularity_and_none_outside_it() -> No
     _view(shared, state, "a", now=10.0)
     _view(shared, state, "not-catalogued", now=11.0)
     shared.advance(now=100.0)
+    assert shared.learn_finished(wait=True) == 3  # released in a thread, learned after
     assert shared.released_windows == 1
     assert {"a", "b", "never_viewed"} <= {item for item in catalogue if recommender.knows(item)}
     assert not recommender.knows("not-catalogued")
@@ -86,6 +90,7 @@ def test_a_window_opened_before_the_catalogue_was_known_keeps_its_threshold() ->
     assert not recommender.knows("a")  # 2 contributors: under the threshold
     _view(shared, UserState(), "a", now=110.0)  # the next window has the catalogue
     shared.advance(now=200.0)
+    shared.learn_finished(wait=True)
     assert recommender.knows("a")
 
 
@@ -109,3 +114,22 @@ def test_public_counts_get_unbiased_laplace_noise_of_scale_max_keys_over_epsilon
     noisy = release_public_counts(np.full(20_000, 5), max_keys=3, epsilon=3 / 7)
     assert abs(float(noisy.mean()) - 5) < 0.3
     assert abs(float(noisy.std()) - 7 * math.sqrt(2)) < 0.35  # discrete Laplace, scale 7
+
+
+def test_the_catalogue_release_runs_off_the_callers_thread_and_is_learned_after(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A large catalogue's exact sampling (12 us an item) must not stall the event loop."""
+    threads = []
+
+    def release(counts: np.ndarray, *, max_keys: int, epsilon: float) -> np.ndarray:
+        threads.append(threading.current_thread())
+        return release_public_counts(counts, max_keys=max_keys, epsilon=epsilon)
+
+    monkeypatch.setattr(shared_counts, "release_public_counts", release)
+    shared, recommender = _shared(_catalogue(a="shoes"))
+    _view(shared, UserState(), "a", now=10.0)
+    shared.advance(now=100.0)
+    assert not recommender.knows("a")  # only a later batch learns it
+    assert shared.learn_finished(wait=True) == 1 and recommender.knows("a")
+    assert threads and threads[0] is not threading.current_thread()
