@@ -217,12 +217,12 @@ class SharedCounts:
         if bound.window_start < released_before:
             self.dropped += len(keys) + counted  # a late or redelivered event, released window
             return
-        window = self._windows.get(bound.window_start) or self._open(bound.window_start)
+        open_window = self._windows.get(bound.window_start) or self._open(bound.window_start)
         self._window_partitions[bound.window_start].add(partition)
         for key in keys:
-            window.counts.add(key)
+            open_window.counts.add(key)
         if counted and item is not None:
-            self._count_item(window, item)
+            self._count_item(open_window, item)
 
     def _count_item(self, window: _Window, item: str) -> None:
         """Add one to ``item``'s popularity: thresholded, or in the catalogue's part."""
