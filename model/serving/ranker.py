@@ -283,7 +283,39 @@ class ContextRanker:
             ranked = self._search(catalogue, vectors, [behaviour[row] for row in search])
             for row, items in zip(search, ranked, strict=True):
                 answers[row] = Ranked(items, "search", versions[row])
+        self._fill_short(requests, answers)
         return answers
+
+    def _fill_short(self, requests: Sequence[RankRequest], answers: list[Ranked]) -> None:
+        """Top up the primary's browse lists shorter than ``top_k`` from the fallback.
+
+        A model whose vocabulary is smaller than the list (a young model, a large
+        catalogue) leaves room that the stream baseline, filled from the catalogue,
+        can take: its items follow the model's, scored no higher than the model's last.
+        """
+        top_k = self._config.top_k
+        short = [
+            row
+            for row, answer in enumerate(answers)
+            if answer.context == "browse"
+            and 0 < len(answer.items) < top_k
+            and answer.model_version != self.fallback.version
+        ]
+        if not short:
+            return
+        extra = self.fallback.score_many([requests[row].history for row in short], k=top_k)
+        for row, backup in zip(short, extra, strict=True):
+            answer = answers[row]
+            listed, ceiling = {item for item, _ in answer.items}, answer.items[-1][1]
+            items = list(answer.items)
+            for item, score in backup:
+                if len(items) >= top_k:
+                    break
+                if item not in listed:
+                    ceiling = min(ceiling, score)
+                    items.append((item, ceiling))
+                    listed.add(item)
+            answers[row] = Ranked(items, answer.context, answer.model_version)
 
     def _behaviour(
         self, histories: list[Sequence[str]], *, k: int

@@ -9,7 +9,7 @@ import pytest
 
 from model.checkpoint import load_checkpoint
 from model.serving.baseline import BASELINE_VERSION, CooccurrenceRecommender
-from model.serving.catalogue import TextCatalogue
+from model.serving.catalogue import CatalogueItems, TextCatalogue
 from model.serving.ranker import (
     NEW_ITEMS_WEIGHT,
     CheckpointScorer,
@@ -148,3 +148,19 @@ def test_a_shoppers_own_item_new_since_training_stays_in_their_list(
     # The recent-items share of the latest of three events: weight * 1 / (1 + 0.5 + 0.25).
     assert dict(with_new)["new-item"] >= round(NEW_ITEMS_WEIGHT / 1.75, 6)
     assert {item for item, _ in known_only} <= set("abcde")
+
+
+def test_a_model_list_shorter_than_top_k_is_topped_up_from_the_catalogue(
+    scorer: CheckpointScorer,
+) -> None:
+    """A model that knows 5 items still answers top_k items once the catalogue is known."""
+    catalogue = CatalogueItems()
+    catalogue.update(dict.fromkeys("abcdefghij", "shoes"))
+    baseline = CooccurrenceRecommender(catalogue=catalogue)
+    ranker = ContextRanker(scorer, fallback=baseline, config=RankerConfig(top_k=8))
+    [answer] = ranker.rank_many([RankRequest(history=("a", "b"))])
+    assert answer.model_version == scorer.version and len(answer.items) == 8
+    items = [item for item, _ in answer.items]
+    assert set(items[:5]) == set("abcde") and items[5:] == ["f", "g", "h"]
+    scores = [score for _, score in answer.items]
+    assert scores == sorted(scores, reverse=True)
