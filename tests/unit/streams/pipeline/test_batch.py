@@ -358,7 +358,8 @@ def test_an_event_that_came_before_the_answer_to_the_users_previous_one_is_not_c
 
 
 class _WrongScorer:
-    """A model version that always recommends an item nobody wants."""
+    """A model version that always recommends ``k`` items nobody wants (a full list: a
+    shorter one would be topped up with the baseline's items)."""
 
     version = "seq-bad"
 
@@ -366,7 +367,7 @@ class _WrongScorer:
         return True
 
     def score_many(self, histories: Any, /, *, k: int) -> list[list[tuple[str, float]]]:
-        return [[("nobody-wants-this", 1.0)] for _ in histories]
+        return [[(f"nobody-wants-{n}", 1.0 - n / k) for n in range(k)] for _ in histories]
 
 
 def test_a_version_whose_online_hits_drop_is_rejected_and_the_previous_one_restored() -> None:
