@@ -61,7 +61,13 @@ class Pseudonymizer:
 
 
 def _digests(key: bytes, ids: Iterable[str]) -> list[str]:
-    return [hmac.digest(key, raw.encode("utf-8"), "sha256")[:PSEUDONYM_BYTES].hex() for raw in ids]
+    """One keyed hash per distinct id: a shopper's events in a batch share theirs."""
+    ids = list(ids)
+    digests = {
+        raw: hmac.digest(key, raw.encode("utf-8"), "sha256")[:PSEUDONYM_BYTES].hex()
+        for raw in dict.fromkeys(ids)
+    }
+    return [digests[raw] for raw in ids]
 
 
 def load_pseudonym_key(settings: Settings, *, create: bool = False) -> bytes:
