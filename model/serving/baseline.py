@@ -123,14 +123,15 @@ class CooccurrenceRecommender:
                 scores[candidate] += count * share
         # (-score, item) tuples compare in C; a key function would run per candidate.
         best = [
-            (item, -neg) for neg, item in heapq.nsmallest(k, [(-v, i) for i, v in scores.items()])
+            (item, round(-neg, 6))
+            for neg, item in heapq.nsmallest(k, [(-v, i) for i, v in scores.items()])
         ]
         chosen = {item for item, _ in best}
         for rank, item in enumerate(dict.fromkeys(reversed(history))):
             if len(best) >= k:
                 break
             if item not in chosen:
-                best.append((item, RECENT_SCALE / (rank + 1)))
+                best.append((item, round(RECENT_SCALE / (rank + 1), 6)))
                 chosen.add(item)
         if len(best) < k:
             ceiling = best[-1][1] if best else POPULARITY_SCALE
@@ -141,7 +142,7 @@ class CooccurrenceRecommender:
                     ceiling = min(ceiling, score)
                     best.append((item, ceiling))
                     chosen.add(item)
-        return [(item, round(score, 6)) for item, score in best]
+        return best  # every score was rounded where it was made; min() keeps that
 
     def _fill(self, history: Sequence[str], k: int) -> Iterator[tuple[str, float]]:
         """Fill candidates, best first: popular in the user's categories, popular, the rest."""
@@ -180,7 +181,7 @@ class CooccurrenceRecommender:
     @staticmethod
     def _shares(counts: Iterable[tuple[str, int]], total: int) -> Iterator[tuple[str, float]]:
         """(item, share of all positive counts x :data:`POPULARITY_SCALE`), at least 0."""
-        return ((item, POPULARITY_SCALE * max(n, 0) / total) for item, n in counts)
+        return ((item, round(POPULARITY_SCALE * max(n, 0) / total, 6)) for item, n in counts)
 
 
 class NextPurchaseRate:
