@@ -78,6 +78,8 @@ class BatchingConsumer(aiokafka_driver.Consumer):
     """Faust's aiokafka consumer; records of the app's batch topics go to its handler in batches."""
 
     _in_flight: asyncio.Task[None] | None = None
+    #: The delivery the newest one queued behind; the next fetch waits for it.
+    _behind: asyncio.Task[None] | None = None
     #: ``time.monotonic()`` when the fetch loop last came back, for streams/worker/watchdog.py.
     last_fetch: float | None = None
 
@@ -88,6 +90,7 @@ class BatchingConsumer(aiokafka_driver.Consumer):
         self._committed_at = time.monotonic()
 
     async def _wait_next_records(self, timeout: float) -> tuple[Any, Any]:
+        await self._make_room()
         generation = self.app.consumer_generation_id
         records, active = await super()._wait_next_records(timeout)
         self.last_fetch = time.monotonic()
@@ -100,12 +103,26 @@ class BatchingConsumer(aiokafka_driver.Consumer):
             await self._run(route, batch, generation)
         return {tp: rs for tp, rs in records.items() if tp not in batch}, active
 
+    async def _make_room(self) -> None:
+        """Wait for the delivery the newest one queued behind, before fetching more.
+
+        So at most one scored batch waits behind the one being delivered. The wait
+        comes before the fetch, never between it and handing the fetched records
+        back: Faust checks those (table changelogs too, during recovery) against the
+        group generation it reads after this call returns, so records fetched before
+        a rebalance that happened during a wait would be dropped, and table recovery
+        would wait for them forever.
+        """
+        behind, self._behind = self._behind, None
+        if behind is not None:
+            await asyncio.shield(behind)
+
     async def _run(self, route: BatchRoute, batch: Fetched, generation: int) -> None:
-        """Score ``batch`` and queue its delivery behind the previous one, which is awaited.
+        """Score ``batch`` and queue its delivery behind the previous one.
 
         Scoring and queueing happen with no await between them, so :meth:`wait_empty`
-        always sees every scored batch; awaiting the previous delivery keeps at most
-        one batch waiting behind the one being delivered.
+        always sees every scored batch; the next fetch waits for the previous
+        delivery (:meth:`_make_room`).
         """
         if not self.flow_active or self.app.consumer_generation_id != generation:
             await self._seek_back(batch)
@@ -114,8 +131,7 @@ class BatchingConsumer(aiokafka_driver.Consumer):
         offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
         previous = self._in_flight
         self._in_flight = asyncio.ensure_future(self._deliver(previous, delivery, offsets))
-        if previous is not None:
-            await asyncio.shield(previous)
+        self._behind = previous
 
     async def _deliver(
         self, previous: asyncio.Task[None] | None, delivery: Delivery, offsets: dict[TP, int]

@@ -182,17 +182,39 @@ async def test_deliveries_run_one_at_a_time_in_fetch_order(
 ) -> None:
     first = handler.gate(1)  # batch 1's delivery is slow; batch 2's would be over at once
     await consumer._run(handler.route, {P0: records(P0, 0, 3)}, GENERATION)
-    second = asyncio.create_task(consumer._run(handler.route, {P1: records(P1, 0, 2)}, GENERATION))
-    await settle()
-    assert handler.log == ["start 1"]  # batch 2 is scored, but its delivery waits
-    assert len(handler.scored) == 2
-    assert not second.done()  # and the fetch loop waits too: one batch queued at most
+    await consumer._run(handler.route, {P1: records(P1, 0, 2)}, GENERATION)
+    with fetching(consumer, {P2: records(P2, 0, 1)}) as fetch:
+        third = asyncio.create_task(consumer._wait_next_records(0.1))
+        await settle()
+        assert handler.log == ["start 1"]  # batch 2 is scored, but its delivery waits
+        assert len(handler.scored) == 2
+        fetch.assert_not_called()  # and the next fetch waits too: one batch queued at most
 
-    first.set()
-    await second
+        first.set()
+        await third
+    assert len(handler.scored) == 3
     assert consumer._in_flight is not None
     await consumer._in_flight
-    assert handler.log == ["start 1", "end 1", "start 2", "end 2"]
+    assert handler.log == ["start 1", "end 1", "start 2", "end 2", "start 3", "end 3"]
+
+
+async def test_fetched_records_go_back_to_faust_at_once_while_a_delivery_is_under_way(
+    consumer: BatchingConsumer, handler: Handler
+) -> None:
+    """Faust checks them against the group generation it reads after the call returns:
+    a wait in between that spanned a rebalance dropped table changelog records, and
+    the table's recovery then waited for them forever."""
+    delivering = handler.gate(1)
+    await consumer._run(handler.route, {P0: records(P0, 0, 3)}, GENERATION)
+    changelog = records(OTHER, 0, 2)
+    with fetching(consumer, {P1: records(P1, 0, 2), OTHER: changelog}):
+        call = asyncio.create_task(consumer._wait_next_records(0.1))
+        await settle()
+        returned_at_once = call.done()
+        delivering.set()
+        returned, _ = await call
+    assert returned_at_once  # while batch 1 was still on its way
+    assert returned == {OTHER: changelog} and len(handler.scored) == 2
 
 
 async def test_only_the_batch_topics_go_to_the_handler_the_rest_back_to_faust(
@@ -322,8 +344,11 @@ async def test_a_failed_delivery_crashes_the_consumer_and_commits_nothing_of_it(
     handler.failing.add(2)
     await consumer._run(handler.route, {P0: records(P0, 0, 3)}, GENERATION)
     await consumer._run(handler.route, {P0: records(P0, 3, 3), P1: records(P1, 0, 2)}, GENERATION)
-    with pytest.raises(DeliveryFailed):  # the fetch loop, queueing batch 3, sees it fail
-        await consumer._run(handler.route, {P0: records(P0, 6, 1)}, GENERATION)
+    await consumer._run(handler.route, {P0: records(P0, 6, 1)}, GENERATION)
+    with fetching(consumer, {P0: records(P0, 7, 1)}) as fetch:
+        with pytest.raises(DeliveryFailed):  # the fetch loop, before its next fetch, sees it
+            await consumer._wait_next_records(0.1)
+        fetch.assert_not_called()
     assert consumer._in_flight is not None
     with pytest.raises(DeliveryFailed):  # batch 3 waited on batch 2, so it fails unsent
         await consumer._in_flight
