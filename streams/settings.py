@@ -184,9 +184,9 @@ class Settings(BaseSettings):
     stall_seconds: float = Field(
         default=60.0,
         gt=0,
-        description="A ready worker whose fetch loop is still this long, or that rebalances "
-        "or recovers tables 10 times as long, exits with status 75 to be restarted "
-        "(streams/worker/watchdog.py).",
+        description="A ready worker whose fetch loop is still this long, or whose table "
+        "recovery receives nothing this long, or that rebalances 10 times as long, exits "
+        "with status 75 to be restarted (streams/worker/watchdog.py).",
     )
     top_k: int = Field(default=20, ge=1, le=200, description="Items per recommendation.")
     history_len: int = Field(default=50, ge=1, description="Recent items kept per user.")

@@ -72,10 +72,26 @@ class ReadinessWorker(faust.Worker):
         watch(self._fetch_progress, self._stall_seconds)
 
     def _fetch_progress(self) -> tuple[float | None, bool]:
-        """(When the fetch loop last came back, whether it should be turning now)."""
-        consumer = self.app.consumer
-        fetching = consumer.flow_active and not self.app.rebalancing
-        return getattr(consumer, "last_fetch", None), fetching
+        return fetch_progress(self.app)
+
+
+def fetch_progress(app: faust.App) -> tuple[float | None, bool]:
+    """(When the worker last made progress, whether it should be making it now), for the
+    watchdog.
+
+    Progress is the fetch loop coming back; while the tables' changelogs are read back
+    after a rebalance, it is a changelog record arriving (or the recovery starting):
+    a recovery has been seen to receive nothing while the fetch loop kept turning
+    (docs/reliability.md), and it should not hold its partitions for good.
+    """
+    recovery = app.tables.recovery
+    if recovery.in_recovery:
+        # faust-streaming keeps these on the recovery service (0.15.3): monotonic times.
+        received = recovery._active_events_received_at.values()
+        return max(received, default=recovery._recovery_started_at), True
+    consumer = app.consumer
+    fetching = consumer.flow_active and not app.rebalancing
+    return getattr(consumer, "last_fetch", None), fetching
 
 
 def settle_heap() -> None:

@@ -6,9 +6,10 @@ reported ready and then never consumed, with nothing in its log
 (docs/reliability.md). A healthy fetch loop returns at least once a second,
 busy or idle; offsets are committed only after delivery, so ending the process
 loses nothing. The check runs on its own thread, so a blocked event loop is
-caught too. A rebalance or table recovery may take longer (a large state is
-read back from its changelog) but not for ever: one was seen never to finish
-on a fresh broker, so it gets :data:`RECOVERY_FACTOR` times the limit.
+caught too. A rebalance may take longer but not for ever: one was seen never
+to finish on a fresh broker, so it gets :data:`RECOVERY_FACTOR` times the
+limit. A table recovery makes progress with each changelog record it receives
+(``streams.worker.process.fetch_progress``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 EXIT_STALLED = 75
 #: Seconds between two looks at the fetch loop.
 CHECK_SECONDS = 1.0
-#: How many times the limit a rebalance or table recovery may last.
+#: How many times the limit a rebalance may last.
 RECOVERY_FACTOR = 10
 
 
@@ -96,7 +97,8 @@ def watch(
 
 def _exit_stalled(still: float) -> None:
     log.critical(
-        "fetch loop stuck for %.0f s: ending the worker (exit %d) so that it is restarted; "
+        "fetch loop stuck (or a table recovery receiving nothing) for %.0f s: ending the worker "
+        "(exit %d) so that it is restarted; "
         "uncommitted events are fetched again",
         still,
         EXIT_STALLED,

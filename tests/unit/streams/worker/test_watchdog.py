@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import threading
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 from streams.worker import watchdog
+from streams.worker.process import fetch_progress
 from streams.worker.watchdog import StallClock, watch
 
 
@@ -71,3 +74,32 @@ def test_a_rebalance_or_recovery_that_never_ends_is_a_stall_too() -> None:
     assert stall.stalled(last_fetch=None, fetching=False) is None
     clock.now += 2.0
     assert stall.stalled(last_fetch=None, fetching=False) == pytest.approx(101.0)
+
+
+def _app(*, in_recovery: bool, received: dict[str, float], started: float) -> Any:
+    """The parts of a Faust app the watchdog's probe reads."""
+    recovery = SimpleNamespace(
+        in_recovery=in_recovery,
+        _active_events_received_at=received,
+        _recovery_started_at=started,
+    )
+    consumer = SimpleNamespace(flow_active=True, last_fetch=560.5)  # turning
+    return SimpleNamespace(
+        tables=SimpleNamespace(recovery=recovery), consumer=consumer, rebalancing=False
+    )
+
+
+def test_a_table_recovery_that_receives_nothing_stalls_though_the_fetch_loop_turns() -> None:
+    """The recovery stall of docs/reliability.md: the loop came back just now, but no
+    changelog record arrived since the recovery began 61 s ago."""
+    clock = Clock()
+    clock.now = 561.0
+    stall = StallClock(60.0, clock=clock)
+    stall._excused_at = 400.0  # the rebalance before the recovery
+    last, fetching = fetch_progress(_app(in_recovery=True, received={}, started=500.0))
+    assert stall.stalled(last_fetch=last, fetching=fetching) == pytest.approx(61.0)
+    moving = _app(in_recovery=True, received={"user_state-changelog-0": 560.0}, started=500.0)
+    last, fetching = fetch_progress(moving)
+    assert stall.stalled(last_fetch=last, fetching=fetching) is None
+    last, fetching = fetch_progress(_app(in_recovery=False, received={}, started=500.0))
+    assert (last, fetching) == (560.5, True)  # out of recovery: the fetch loop counts
