@@ -135,13 +135,7 @@ class CooccurrenceRecommender:
                 chosen.add(item)
         if len(best) < k:
             ceiling = best[-1][1] if best else POPULARITY_SCALE
-            for item, score in self._fill(history, k + len(chosen)):
-                if len(best) >= k:
-                    break
-                if item not in chosen:
-                    ceiling = min(ceiling, score)
-                    best.append((item, ceiling))
-                    chosen.add(item)
+            top_up(best, self._fill(history, k + len(chosen)), k=k, ceiling=ceiling)
         return best  # every score was rounded where it was made; min() keeps that
 
     def _fill(self, history: Sequence[str], k: int) -> Iterator[tuple[str, float]]:
@@ -182,6 +176,21 @@ class CooccurrenceRecommender:
     def _shares(counts: Iterable[tuple[str, int]], total: int) -> Iterator[tuple[str, float]]:
         """(item, share of all positive counts x :data:`POPULARITY_SCALE`), at least 0."""
         return ((item, round(POPULARITY_SCALE * max(n, 0) / total, 6)) for item, n in counts)
+
+
+def top_up(
+    items: ScoredItems, candidates: Iterable[tuple[str, float]], *, k: int, ceiling: float
+) -> None:
+    """Append ``candidates`` not in ``items`` until it holds ``k``, scored no higher than
+    ``ceiling`` or the item before them, so a list never rises as it goes down."""
+    listed = {item for item, _ in items}
+    for item, score in candidates:
+        if len(items) >= k:
+            return
+        if item not in listed:
+            ceiling = min(ceiling, score)
+            items.append((item, ceiling))
+            listed.add(item)
 
 
 class NextPurchaseRate:

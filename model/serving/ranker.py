@@ -26,6 +26,7 @@ from model.checkpoint import Checkpoint
 from model.ranking.parts import FusionWeights, RankerParts
 from model.ranking.ranker import served_ranker
 from model.scorer import SequenceScorer
+from model.serving.baseline import top_up
 from model.serving.catalogue import FloatArray, TextCatalogue
 from model.vocab import ItemVocab
 
@@ -306,15 +307,8 @@ class ContextRanker:
         extra = self.fallback.score_many([requests[row].history for row in short], k=top_k)
         for row, backup in zip(short, extra, strict=True):
             answer = answers[row]
-            listed, ceiling = {item for item, _ in answer.items}, answer.items[-1][1]
             items = list(answer.items)
-            for item, score in backup:
-                if len(items) >= top_k:
-                    break
-                if item not in listed:
-                    ceiling = min(ceiling, score)
-                    items.append((item, ceiling))
-                    listed.add(item)
+            top_up(items, backup, k=top_k, ceiling=items[-1][1])
             answers[row] = Ranked(items, answer.context, answer.model_version)
 
     def _behaviour(
