@@ -20,6 +20,7 @@ processing the same events one by one.
 from __future__ import annotations
 
 import heapq
+import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
@@ -76,6 +77,11 @@ class CooccurrenceRecommender:
     def version(self) -> str:
         """The baseline's model version (``model.serving.ranker.ItemScorer``)."""
         return BASELINE_VERSION
+
+    @property
+    def epsilon(self) -> float:
+        """NaN: no per-session ε; in the worker it learns only from DP releases (per window)."""
+        return math.nan
 
     def knows(self, item_id: str) -> bool:
         """Whether ``item_id`` has been seen in the stream."""

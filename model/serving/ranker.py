@@ -14,9 +14,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -51,6 +52,16 @@ class ItemScorer(Protocol):
     @property
     def version(self) -> str:
         """Model version named in every recommendation it produced."""
+        ...
+
+    @property
+    def epsilon(self) -> float:
+        """Per-session ε of the DP guarantee on what it learned from.
+
+        ``inf`` when there is none (a model trained without DP); NaN when there is
+        no per-session figure (the stream baseline learns only from DP releases,
+        whose ε is per user and window).
+        """
         ...
 
     def score_many(self, histories: Sequence[Sequence[str]], /, *, k: int) -> list[ScoredItems]:
@@ -99,6 +110,7 @@ class CheckpointScorer:
         self._new_items_weight = max(parts.weights.recent, new_items_weight)
         self._recent_decay = parts.recent_decay
         self._version = str(checkpoint.meta["version"])
+        self._epsilon = trained_epsilon(checkpoint.meta)
         self._chunk = chunk_size
 
     @classmethod
@@ -113,6 +125,11 @@ class CheckpointScorer:
     def version(self) -> str:
         """The checkpoint's version id."""
         return self._version
+
+    @property
+    def epsilon(self) -> float:
+        """The checkpoint's per-session ε (:func:`trained_epsilon`)."""
+        return self._epsilon
 
     def knows(self, item_id: str) -> bool:
         """Whether the item is in the checkpoint's vocabulary."""
@@ -146,6 +163,27 @@ class CheckpointScorer:
                 merged = sorted([*out[row], *new.items()], key=lambda pair: (-pair[1], pair[0]))
                 out[row] = merged[:k]
         return out
+
+
+def trained_epsilon(meta: Mapping[str, Any]) -> float:
+    """The per-session ε in a checkpoint's ``privacy``; ``inf`` when it is null (not DP-trained).
+
+    Raises:
+        ValueError: ``privacy`` is neither null nor an object with a number ``epsilon`` >= 0.
+
+    Examples:
+        >>> trained_epsilon({"privacy": {"epsilon": 0.9, "delta": 1e-6}})
+        0.9
+        >>> trained_epsilon({"privacy": None})
+        inf
+    """
+    privacy = meta.get("privacy")
+    if privacy is None:
+        return math.inf
+    epsilon = privacy.get("epsilon") if isinstance(privacy, Mapping) else None
+    if isinstance(epsilon, bool) or not isinstance(epsilon, int | float) or not epsilon >= 0:
+        raise ValueError(f"the checkpoint's privacy has no valid epsilon: {privacy!r}")
+    return float(epsilon)
 
 
 def new_recent_items(

@@ -138,7 +138,9 @@ class ModelFeed:
             )
             return
         self._pipeline.use_scorer(scorer, probation=True)
-        self._metrics.serving(scorer.version, created_at=announcement.created_at)
+        self._metrics.serving(
+            scorer.version, epsilon=scorer.epsilon, created_at=announcement.created_at
+        )
         self._metrics.swapped("loaded", announced_at=announcement.created_at)
         log.warning("now scoring with model %s (on probation)", scorer.version)
 

@@ -7,6 +7,7 @@ So the metrics read nothing of the pipeline's or the learner's internals.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from online_learning.prequential import LogLossSnapshot, RankingSnapshot
@@ -40,6 +41,8 @@ class BatchStats:
     online: RankingSnapshot | None = None
     intent_log_loss: dict[str, LogLossSnapshot] = field(default_factory=dict)
     serving_version: str = ""
+    #: Its per-session ε: ``inf`` when not DP-trained, NaN for the stream baseline.
+    serving_epsilon: float = math.nan
 
 
 @dataclass(frozen=True, slots=True)

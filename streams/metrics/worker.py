@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -116,6 +117,18 @@ class WorkerMetrics:
             ["version"],
             registry=r,
         )
+        self.model_epsilon = Gauge(
+            "intentstream_model_epsilon",
+            "Per-session epsilon of the serving version (+Inf: not DP-trained; NaN: the baseline).",
+            ["version"],
+            registry=r,
+        )
+        self.model_private = Gauge(
+            "intentstream_model_private",
+            "1 when the serving version is DP-trained or the baseline (fed DP releases), else 0.",
+            ["version"],
+            registry=r,
+        )
         self.model_created = Gauge(
             "intentstream_model_created_timestamp_seconds",
             "Publication time of the serving model version (0: not from the store).",
@@ -160,7 +173,7 @@ class WorkerMetrics:
         self.quality.drifted(stats.drifts)
         for name, loss in stats.intent_log_loss.items():
             self._set_log_loss(name, loss)
-        self.serving(stats.serving_version)
+        self.serving(stats.serving_version, epsilon=stats.serving_epsilon)
 
     def set_lag(self, lag: dict[tuple[str, int], int]) -> None:
         """Events left per owned input partition; partitions no longer owned are dropped."""
@@ -174,15 +187,21 @@ class WorkerMetrics:
         if loss.n:
             self.intent_log_loss.labels(model).set(loss.window_log_loss)
 
-    def serving(self, version: str, *, created_at: float | None = None) -> None:
-        """Name the serving version (one ``intentstream_model_info`` series at a time)."""
+    def serving(self, version: str, *, epsilon: float, created_at: float | None = None) -> None:
+        """Name the serving version and its per-session ``epsilon`` (one series of each at a time).
+
+        ``epsilon`` is ``ItemScorer.epsilon``: ``inf`` marks a version that is not DP-trained.
+        """
         if created_at is not None:
             self.model_created.set(created_at)
         if version == self._version:
             return
         if self._version:
-            self.model.remove(self._version)
+            for gauge in (self.model, self.model_epsilon, self.model_private):
+                gauge.remove(self._version)
         self.model.labels(version).set(1)
+        self.model_epsilon.labels(version).set(epsilon)
+        self.model_private.labels(version).set(0 if math.isinf(epsilon) else 1)
         self._version = version
 
     def swapped(self, outcome: str, *, announced_at: float | None = None) -> None:

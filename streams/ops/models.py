@@ -12,11 +12,13 @@ has acknowledged that announcement, so a failed command leaves it as it was.
 
 from __future__ import annotations
 
+import math
 import time
 
 from rich.table import Table
 
 from online_learning.registry import ModelStore, VersionInfo
+from streams.ops.status import epsilon_cell
 
 #: Metrics shown by ``model list`` when a version has them (the RankingMetrics names).
 KEY_METRICS = ("P@20", "MRR@20", "NDCG@10")
@@ -25,7 +27,9 @@ KEY_METRICS = ("P@20", "MRR@20", "NDCG@10")
 def versions_table(store: ModelStore) -> Table:
     """A table of the store's versions, newest first; ``*`` marks the current one.
 
-    A version that is not DP-trained says so in the epsilon column.
+    The epsilon column holds a version's whole per-session spend (its ``privacy``,
+    which for a version the learner published includes its base version's), or
+    ``not DP`` in red for a version that is not DP-trained.
     """
     current = store.current()
     table = Table(title=f"{store.name} versions in {store.root}")
@@ -38,7 +42,7 @@ def versions_table(store: ModelStore) -> Table:
             info.parent or "-",
             time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(info.created_at)),
             _metrics_cell(info),
-            "not DP" if info.privacy is None else f"{info.privacy.epsilon:.3g}",
+            epsilon_cell(math.inf if info.privacy is None else info.privacy.epsilon),
             info.status if info.reason is None else f"{info.status}: {info.reason}",
         )
     return table

@@ -4,7 +4,8 @@ It scrapes each process's Prometheus endpoint (workers and the learner) twice,
 a moment apart, so it can show rates and recent latency percentiles the way
 Grafana would (from the counters' and histograms' differences), for operators
 without Grafana: throughput, latency, lag, the serving model, online quality,
-drift, privacy spend and what the learner did. A process that does not answer
+drift, privacy spend (with the serving model's epsilon, a model that is not
+DP-trained flagged) and what the learner did. A process that does not answer
 is shown as down, never silently left out.
 """
 
@@ -131,6 +132,16 @@ def _number(value: float | None, spec: str = ",.0f") -> str:
     return "-" if value is None else format(value, spec)
 
 
+def epsilon_cell(epsilon: float) -> str:
+    """A model's per-session ε for a table: ``not DP`` in red when it has none (``inf``).
+
+    NaN (the stream baseline: no per-session figure) shows as ``-``.
+    """
+    if math.isinf(epsilon):
+        return "[red]not DP[/red]"
+    return "-" if math.isnan(epsilon) else f"{epsilon:.3g}"
+
+
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{1000 * value:,.1f}"
 
@@ -154,12 +165,19 @@ def status_view(now: Sequence[Scrape], before: Sequence[Scrape] | None = None) -
     quality = Table(title="quality and privacy")
     for column in ("process", "online HR@10", "NDCG@10", "intent log-loss", "drifts"):
         quality.add_column(column)
-    for column in ("epsilon charged", "budget refusals", "erasures", "published", "DP epsilon"):
+    for column in (
+        "model epsilon",
+        "epsilon charged",
+        "budget refusals",
+        "erasures",
+        "published",
+        "DP epsilon",
+    ):
         quality.add_column(column, justify="right")
     for s in now:
         if s.error is not None:
             traffic.add_row(s.url, "[red]down[/red]", s.error[:50], *["-"] * 8)
-            quality.add_row(s.url, *["-"] * 9)
+            quality.add_row(s.url, *["-"] * 10)
             continue
         _add_rows(traffic, quality, s, earlier.get(s.url))
     return Group(traffic, quality)
@@ -185,12 +203,14 @@ def _add_rows(traffic: Table, quality: Table, s: Scrape, before: Scrape | None) 
         _number(rate(s, before, "intentstream_learn_examples_total")),
     )
     losses = s.labelled("intentstream_intent_log_loss", "model")
+    epsilons = s.labelled("intentstream_model_epsilon", "version")
     quality.add_row(
         s.url,
         _ratio(s.value("intentstream_online_hr10_ratio", role=role)),
         _ratio(s.value("intentstream_online_ndcg10_ratio", role=role)),
         " ".join(f"{name} {value:.3f}" for name, value in sorted(losses.items())) or "-",
         _number(s.value("intentstream_drift_detections_total", role=role)),
+        ", ".join(map(epsilon_cell, epsilons.values())) or "-",
         _number(s.value("intentstream_privacy_epsilon_charged_total"), ",.1f"),
         _number(s.value("intentstream_privacy_budget_refusals_total")),
         _number(s.value("intentstream_erasures_total")),

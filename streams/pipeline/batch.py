@@ -404,6 +404,7 @@ class EventPipeline:
         stats.online = self.monitor.snapshot()
         stats.intent_log_loss = self.intent.snapshots()
         stats.serving_version = self.ranker.primary.version
+        stats.serving_epsilon = self.ranker.primary.epsilon
 
 
 def _millis(timestamp: float) -> int:

@@ -11,6 +11,7 @@ and only the operator's rollback rejects a version for every worker.
 from __future__ import annotations
 
 import asyncio
+import math
 import subprocess
 import time
 from collections import Counter
@@ -25,7 +26,7 @@ from model.serving.baseline import BASELINE_VERSION
 from online_learning.registry import ModelStore
 from online_learning.signing import AnnouncementSigner
 from streams.kafka.announce import announce, publish, rollback
-from streams.ops.status import scrape
+from streams.ops.status import Scrape, scrape
 from streams.settings import Settings
 from streams.worker.process import read_ready
 from tests.integration.events import ITEMS, item_views
@@ -82,6 +83,10 @@ def test_versions_swap_under_load_and_a_corrupt_one_is_rejected(
             break
     answered = answered_versions(settings, sent)
     assert len(answered) == sent and first.version in answered.values()
+    # Trained without DP (no privacy in its meta): the worker's metrics flag it.
+    served = _worker_metrics(tmp_path)
+    assert served.value("intentstream_model_private", version=first.version) == 0.0
+    assert served.value("intentstream_model_epsilon", version=first.version) == math.inf
 
     store = ModelStore(settings.model_store, name=settings.model_name)
     run2 = tiny_checkpoint(tmp_path / "run2", seed=2, items=ITEMS, meta=META)
@@ -98,12 +103,17 @@ def test_versions_swap_under_load_and_a_corrupt_one_is_rejected(
     assert store.info(second.version).status == "accepted"  # a worker only reads the store
 
 
-def _swaps(tmp_path: Path, outcome: str) -> float:
-    """The worker's ``intentstream_model_swaps_total`` of ``outcome``, from its metrics."""
+def _worker_metrics(tmp_path: Path) -> Scrape:
+    """One scrape of the worker's metrics endpoint."""
     port = read_ready(tmp_path / "worker.ready")["metrics_port"]
     worker = scrape(f"http://127.0.0.1:{port}/metrics")
     assert worker.error is None, worker.error
-    return worker.value("intentstream_model_swaps_total", outcome=outcome) or 0.0
+    return worker
+
+
+def _swaps(tmp_path: Path, outcome: str) -> float:
+    """The worker's ``intentstream_model_swaps_total`` of ``outcome``, from its metrics."""
+    return _worker_metrics(tmp_path).value("intentstream_model_swaps_total", outcome=outcome) or 0.0
 
 
 def _serve_until(

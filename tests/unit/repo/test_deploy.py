@@ -31,12 +31,14 @@ from tests.deploy_checks import (
     ROOT,
     Problems,
     alert_rules,
+    all_panels,
     argv_problems,
     dashboard_exprs,
     dashboard_problems,
     dependency_problems,
     dockerfile_instruction,
     environment,
+    exported_names,
     exposure_problems,
     expression_problems,
     family_names,
@@ -237,6 +239,29 @@ def test_dashboards_read_only_exported_metrics(dashboards: dict[str, dict[str, A
 def test_every_exported_metric_is_on_a_dashboard(dashboards: dict[str, dict[str, Any]]) -> None:
     used = {n for d in dashboards.values() for e in dashboard_exprs(d) for n in metric_names(e)}
     assert [family for family, names in family_names().items() if not names & used] == []
+
+
+def test_the_dashboard_shows_the_served_models_epsilon_and_flags_one_not_dp_trained(
+    dashboards: dict[str, dict[str, Any]],
+) -> None:
+    panels = [p for d in dashboards.values() for p in all_panels(d)]
+
+    def reading(metric: str) -> list[dict[str, Any]]:
+        assert metric in exported_names()
+        return [
+            p for p in panels for t in p.get("targets") or [] if metric in metric_names(t["expr"])
+        ]
+
+    assert reading("intentstream_model_epsilon")
+    texts = [
+        option["text"]
+        for panel in reading("intentstream_model_private")
+        for mapping in panel["fieldConfig"]["defaults"].get("mappings", [])
+        if mapping["type"] == "value"
+        for value, option in mapping["options"].items()
+        if value == "0"
+    ]
+    assert texts == ["NOT DP"]
 
 
 def test_grafana_provisions_the_datasource_and_the_dashboards(compose: dict[str, Any]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -164,3 +165,17 @@ def test_a_model_list_shorter_than_top_k_is_topped_up_from_the_catalogue(
     assert set(items[:5]) == set("abcde") and items[5:] == ["f", "g", "h"]
     scores = [score for _, score in answer.items]
     assert scores == sorted(scores, reverse=True)
+
+
+def test_a_scorer_names_the_epsilon_it_was_trained_under(
+    tiny_checkpoint: Callable[..., Path], tmp_path: Path
+) -> None:
+    private = {"epsilon": 2.5, "delta": 1e-6}
+    dp = tiny_checkpoint(tmp_path / "dp", meta={"privacy": private})
+    plain = tiny_checkpoint(tmp_path / "plain", meta={"privacy": None})
+    broken = tiny_checkpoint(tmp_path / "broken", meta={"privacy": {"epsilon": "low"}})
+    assert CheckpointScorer(load_checkpoint(dp)).epsilon == 2.5
+    assert CheckpointScorer(load_checkpoint(plain)).epsilon == math.inf  # not DP-trained
+    with pytest.raises(ValueError, match="no valid epsilon"):
+        CheckpointScorer(load_checkpoint(broken))
+    assert math.isnan(CooccurrenceRecommender().epsilon)  # no per-session figure

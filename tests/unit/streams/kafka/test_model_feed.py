@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from online_learning.registry import ModelStore
 from online_learning.signing import AnnouncementSigner
 from streams.kafka.model_feed import ModelFeed
 from streams.metrics.worker import WorkerMetrics
-from streams.ops.status import parse
+from streams.ops.status import Scrape, parse
 from streams.pipeline.batch import EventPipeline
 from streams.pipeline.build import build_pipeline
 from streams.pipeline.monitor import ProbationFailure
@@ -50,9 +51,15 @@ class Feed:
         records = [InputRecord(b"k", v, "models", 0, n, 0.0) for n, v in enumerate(values)]
         asyncio.run(self.follower.apply(records))
 
+    def exported(self) -> Scrape:
+        return parse("worker", generate_latest(self.metrics.registry).decode())
+
     def swaps(self, outcome: str) -> float:
-        exported = parse("worker", generate_latest(self.metrics.registry).decode())
-        return exported.value("intentstream_model_swaps_total", outcome=outcome)
+        return self.exported().value("intentstream_model_swaps_total", outcome=outcome)
+
+    def served(self, name: str) -> dict[str, float]:
+        """``version -> value`` of a per-version gauge of the serving model."""
+        return self.exported().labelled(name, "version")
 
 
 @pytest.fixture
@@ -160,6 +167,22 @@ def test_with_require_dp_models_a_version_that_is_not_dp_trained_is_refused(
     assert feed.pipeline.ranker.primary.version == first.version
     assert list(feed.follower.rejected) == [plain.version]
     assert feed.swaps("rejected") == 1 and feed.swaps("loaded") == 1
+
+
+def test_the_served_versions_epsilon_is_exported_when_it_becomes_current(
+    make_feed: Callable[..., Feed], tmp_path: Path, tiny_checkpoint: Callable[..., Path]
+) -> None:
+    feed = make_feed()  # by default a version that is not DP-trained is served, and flagged
+    first, _ = feed.announced
+    run = tiny_checkpoint(tmp_path / "plain", seed=3)
+    plain = feed.store.publish(run, parent=first.version, metrics={}, privacy=None)
+    feed.apply(SIGNER.sign(first).to_bytes())
+    assert feed.served("intentstream_model_epsilon") == {first.version: 0.9}
+    assert feed.served("intentstream_model_private") == {first.version: 1.0}
+    feed.apply(SIGNER.sign(plain).to_bytes())
+    assert feed.pipeline.ranker.primary.version == plain.version
+    assert feed.served("intentstream_model_epsilon") == {plain.version: math.inf}
+    assert feed.served("intentstream_model_private") == {plain.version: 0.0}
 
 
 def test_a_signed_announcement_fits_the_published_schema(make_feed: Callable[..., Feed]) -> None:

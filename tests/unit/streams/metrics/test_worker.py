@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import orjson
 from prometheus_client import generate_latest
 
@@ -59,6 +61,9 @@ def test_a_batch_is_counted_by_type_reason_and_output() -> None:
     assert scrape.value("intentstream_online_checked_events", role="worker") == 1.0
     assert scrape.value("intentstream_online_hr10_ratio", role="worker") == 1.0
     assert scrape.labelled("intentstream_model_info", "version") == {BASELINE_VERSION: 1.0}
+    # The baseline learns only from DP releases: private, with no per-session epsilon.
+    assert scrape.labelled("intentstream_model_private", "version") == {BASELINE_VERSION: 1.0}
+    assert math.isnan(scrape.value("intentstream_model_epsilon", version=BASELINE_VERSION))
     assert scrape.value("intentstream_event_latency_seconds_count") == 3.0
     assert scrape.value("intentstream_batch_seconds_sum") == 0.06
     assert scrape.labelled("intentstream_consumer_lag_events", "partition") == {"0": 7.0}
@@ -71,3 +76,15 @@ def test_no_user_id_or_pseudonym_reaches_a_metric() -> None:
     text = _exported_after_two_batches()
     assert "secret-id" not in text
     assert Pseudonymizer(KEY).one(USER) not in text
+
+
+def test_the_serving_versions_epsilon_is_exported_and_one_not_dp_trained_is_flagged() -> None:
+    metrics = WorkerMetrics()
+    metrics.serving("v-dp", epsilon=0.9)
+    scrape = parse("test", generate_latest(metrics.registry).decode())
+    assert scrape.labelled("intentstream_model_epsilon", "version") == {"v-dp": 0.9}
+    assert scrape.labelled("intentstream_model_private", "version") == {"v-dp": 1.0}
+    metrics.serving("v-plain", epsilon=math.inf)
+    scrape = parse("test", generate_latest(metrics.registry).decode())
+    assert scrape.labelled("intentstream_model_epsilon", "version") == {"v-plain": math.inf}
+    assert scrape.labelled("intentstream_model_private", "version") == {"v-plain": 0.0}

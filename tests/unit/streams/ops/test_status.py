@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from prometheus_client import generate_latest
 from rich.console import Console
 
@@ -14,7 +16,7 @@ URL = "http://w:9400/metrics"
 
 def test_the_status_view_shows_rates_latency_and_a_down_process() -> None:
     metrics = WorkerMetrics()
-    metrics.serving(BASELINE_VERSION)
+    metrics.serving(BASELINE_VERSION, epsilon=math.nan)
     metrics.quality.hr.labels("worker").set(1.0)
     metrics.events.labels("view").inc(2)
     before = parse(URL, generate_latest(metrics.registry).decode(), at=100.0)
@@ -41,3 +43,21 @@ def test_latency_percentiles_interpolate_like_prometheus() -> None:
     assert quantile(scraped, None, "intentstream_event_latency_seconds", 0.5) == 0.0025
     p99 = quantile(scraped, None, "intentstream_event_latency_seconds", 0.99)
     assert p99 is not None and 0.1 < p99 <= 0.25
+
+
+def test_the_status_view_shows_the_served_models_epsilon_and_flags_one_not_dp_trained() -> None:
+    scrapes = []
+    for host, epsilon in (("dp", 0.9), ("plain", math.inf)):
+        metrics = WorkerMetrics()
+        metrics.serving(f"version-{host}", epsilon=epsilon)
+        scrapes.append(
+            parse(f"http://{host}:9400/metrics", generate_latest(metrics.registry).decode())
+        )
+    console = Console(width=250, record=True)
+    console.print(status_view(scrapes))
+    text = console.export_text()
+    # Each process has a traffic row, then a quality-and-privacy row.
+    _, dp = [line for line in text.splitlines() if "//dp:" in line]
+    _, plain = [line for line in text.splitlines() if "//plain:" in line]
+    assert " 0.9 " in dp and "not DP" not in dp
+    assert "not DP" in plain

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -362,6 +363,7 @@ class _WrongScorer:
     shorter one would be topped up with the baseline's items)."""
 
     version = "seq-bad"
+    epsilon = math.inf  # not DP-trained
 
     def knows(self, item_id: str) -> bool:
         return True
@@ -382,16 +384,19 @@ def test_a_version_whose_online_hits_drop_is_rejected_and_the_previous_one_resto
     pipeline.use_scorer(_WrongScorer(), probation=True)
     later = [(u, "a", 10.0 + n) for n in range(3) for u in users]
     records = [_record(_view(u, i, f"x{n}", ts), 100 + n) for n, (u, i, ts) in enumerate(later)]
-    answered, failures = [], []
+    answered, failures, epsilons = [], [], []
     for start in range(0, len(records), 5):  # a batch per round: lists are set at batch end
         result = _run(pipeline, records[start : start + 5], store)
         answered += result.recommendations
         failures += result.probation_failures
+        epsilons.append(result.stats.serving_epsilon)
     assert [f.version for f in failures] == ["seq-bad"] and "HR@10 fell" in failures[0].reason
     assert failures[0].restored == pipeline.ranker.fallback.version
     assert pipeline.ranker.primary is pipeline.ranker.fallback
     versions = [orjson.loads(r.value or b"")["model_version"] for r in answered]
     assert versions[:5] == ["seq-bad"] * 5 and set(versions[10:]) == {BASELINE_VERSION}
+    # The served epsilon the metrics show follows the swap back.
+    assert epsilons[0] == math.inf and math.isnan(epsilons[-1])
 
 
 def _event(user: str, kind: str, event_id: str, ts: float, session: str) -> bytes:
