@@ -18,15 +18,17 @@ growing.
 
 With ``privacy`` (:class:`model.training.update.OnlinePrivacy`) the updates are DP-SGD steps
 (:class:`model.training.update.OnlineDPSGD`), protecting each session of the stream. Their
-noise is calibrated to one row per session per step, so the trainer keeps one
-pending sequence per session key (a longer prefix replaces a shorter one), every
-step takes all pending sequences, and there is no replay: a reservoir would put one
-session's rows in many steps beside fresh ones. Once the epsilon budget is spent
-the model is updated no more (examples are still counted). The schedule (an update
-every ``update_every`` sessions) follows the stream's volume, which the accounting
-treats as public: the number of sessions is not protected. Growing is off: the
-vocabulary is released with the model and would reveal, without noise, that some
-session held an item, which DP-SGD's guarantee does not cover.
+noise is calibrated to one row per session per step, so the trainer keeps a pool
+(:class:`online_learning.pool.SessionPool`) of one sequence per session key (a longer
+prefix replaces a shorter one) for ``UpdateConfig.pool_updates`` updates, every step
+is a Poisson sample of the pool at the accounted rate, and there is no replay. A
+step is taken only within the lifetime cap and, with ``windows``, the window's
+share (:class:`online_learning.budget.SpendWindows`); once the cap is reached the
+model is updated no more (examples are still counted). The schedule (an update
+once ``update_every`` sessions have a new sequence) follows the stream's volume, which the
+accounting treats as public. Growing is off: the vocabulary is released with the
+model and would reveal, without noise, that some session held an item, which
+DP-SGD's guarantee does not cover.
 
 Every sequence may name its owner (a user pseudonym): :meth:`IncrementalTrainer.forget`
 then drops the owner's pending and replayed sequences, and the new items only they
@@ -47,8 +49,10 @@ from model.scorer import SequenceScorer
 from model.serving.ranker import top_items
 from model.training.dp_sgd import trained_parameters
 from model.training.grow import grow_items
-from model.training.update import OnlineDPSGD, OnlinePrivacy, incremental_step
+from model.training.update import AccountedSteps, OnlineDPSGD, OnlinePrivacy, incremental_step
 from model.vocab import ItemVocab
+from online_learning.budget import SpendWindows
+from online_learning.pool import SessionPool
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +68,8 @@ class UpdateConfig:
         update_every: new sequences between two updates.
         steps: gradient steps per update.
         batch_size: sequences per step, half new and half replayed when possible.
-            With privacy, each step takes all pending sequences and divides its noisy
-            gradient sum by this fixed number (keep it near ``update_every``).
+            With privacy, each step samples the pool and divides its noisy gradient
+            sum by this fixed number (keep it near the sample rate times the pool).
         learning_rate: Adam's step size for the updates.
         negatives: sampled negatives per step (0 = full softmax); with privacy,
             ``OnlinePrivacy.negatives`` instead.
@@ -76,6 +80,8 @@ class UpdateConfig:
             None: on without privacy, off with it (True with privacy is an error).
         max_items: most rows of the item table, padding included; once it is full,
             new items are skipped (a stream of junk ids cannot exhaust memory).
+        pool_updates: with privacy, updates a session stays in the pool after its
+            latest sequence.
     """
 
     update_every: int = 256
@@ -87,10 +93,14 @@ class UpdateConfig:
     seed: int = 0
     grow: bool | None = None
     max_items: int = 1_000_000
+    pool_updates: int = 1
 
     def __post_init__(self) -> None:
-        if min(self.update_every, self.steps, self.batch_size, self.replay_capacity) < 1:
-            raise ValueError("update_every, steps, batch_size and replay_capacity must be >= 1")
+        counts = (self.update_every, self.steps, self.batch_size, self.replay_capacity)
+        if min(*counts, self.pool_updates) < 1:
+            raise ValueError(
+                "update_every, steps, batch_size, replay_capacity and pool_updates must be >= 1"
+            )
         if self.max_items < 2:
             raise ValueError("max_items must include padding and at least one item")
         if not self.learning_rate > 0 or self.negatives < 0:
@@ -107,6 +117,9 @@ class IncrementalTrainer:
         config: when and how to update.
         replay: older sequences (item indices) to seed the reservoir; not with privacy.
         privacy: update with DP-SGD within this budget (see the module docstring).
+        history: with privacy, the accountant history of the model's lineage so far
+            (``OnlineDPSGD``'s ``prior``).
+        windows: with privacy, the most epsilon the lineage may gain per time window.
 
     Raises:
         ValueError: ``replay`` with ``privacy``, or ``config.grow`` with ``privacy``.
@@ -143,6 +156,8 @@ class IncrementalTrainer:
         config: UpdateConfig,
         replay: Sequence[Sequence[int]] = (),
         privacy: OnlinePrivacy | None = None,
+        history: Sequence[AccountedSteps] = (),
+        windows: SpendWindows | None = None,
     ) -> None:
         if privacy is not None and replay:
             raise ValueError("no replay with privacy: it would repeat sessions within a step")
@@ -160,13 +175,18 @@ class IncrementalTrainer:
         self._dp = (
             None
             if privacy is None
-            else OnlineDPSGD(model, self._optimizer, privacy, batch_size=config.batch_size)
+            else OnlineDPSGD(
+                model, self._optimizer, privacy, batch_size=config.batch_size, prior=history
+            )
         )
+        self._windows = windows
+        #: The window whose share was found spent (logged once per window).
+        self._window_full = -1
+        self._pool = SessionPool(lifetime=config.pool_updates)
         self._generator = torch.Generator().manual_seed(config.seed)
         self._random = random.Random(config.seed)
-        # Keyed by session with privacy, else by arrival (every sequence is kept);
-        # each sequence is kept with its owner, for forget.
-        self._pending: dict[int | str, _Owned] = {}
+        # Without privacy, every new sequence by arrival, with its owner (for forget).
+        self._pending: dict[int, _Owned] = {}
         self._reservoir: list[_Owned] = []
         self._seen = 0
         self._growing = privacy is None if config.grow is None else config.grow
@@ -203,10 +223,13 @@ class IncrementalTrainer:
         if len(encoded) < 2:
             return False
         self.examples += 1
-        if self._dp is not None and self._dp.exhausted:
+        if self._dp is None:
+            self._pending[self.examples] = (owner, encoded)
+        elif self._dp.exhausted:
             return False
-        self._pending[self.examples if self._dp is None or key is None else key] = (owner, encoded)
-        if len(self._pending) < self.update_every:
+        else:
+            self._pool.add(str(key), encoded, owner=owner)
+        if max(len(self._pending), self._pool.new) < self.update_every:
             return False
         self.update()
         return True
@@ -223,29 +246,47 @@ class IncrementalTrainer:
         self._pending = {k: row for k, row in self._pending.items() if row[0] not in gone}
         self._reservoir = [row for row in self._reservoir if row[0] not in gone]
         self._drop_unused_fresh()
-        return before - len(self._pending) - len(self._reservoir)
+        return before - len(self._pending) - len(self._reservoir) + self._pool.forget(gone)
 
     def top_k(self, prefixes: Sequence[Sequence[str]], *, k: int) -> list[list[str]]:
         """The current model's top-``k`` item ids per prefix (``[]`` when it knows none)."""
         return top_items(self.model, self._vocab, prefixes, k=k)
 
     def update(self) -> None:
-        """Take ``steps`` gradient steps on the pending sequences (and replayed ones, or DP).
+        """Take ``steps`` gradient steps on the pending sequences and replayed ones, or DP steps.
 
         Items first seen since the last update join the vocabulary and get their
         rows first.
         """
         self._add_fresh_items()
-        new = list(self._pending.values())
         if self._dp is None:
-            self._update_plain(new)
+            self._update_plain(list(self._pending.values()))
+            self._pending = {}
         else:
-            self._update_private(self._dp, [sequence for _, sequence in new])
-        self._pending = {}
+            self._update_private(self._dp, self._pool.rows())
+            self._pool.age()
+
+    @property
+    def learning(self) -> bool:
+        """False once the DP lifetime cap is reached: the model is updated no more."""
+        return self._dp is None or not self._dp.exhausted
+
+    @property
+    def dp_steps(self) -> int:
+        """DP steps this trainer took (0 without privacy)."""
+        return 0 if self._dp is None else self._dp.steps
 
     def privacy_spent(self) -> dict[str, Any] | None:
-        """Epsilon spent so far and the DP settings (``OnlineDPSGD.spent``); None without."""
-        return None if self._dp is None else self._dp.spent()
+        """The lineage's spend so far and the DP settings (``OnlineDPSGD.spent``); None without.
+
+        With ``windows``, ``window`` holds their state.
+        """
+        if self._dp is None:
+            return None
+        spent = self._dp.spent()
+        if self._windows is not None:
+            spent["window"] = self._windows.state()
+        return spent
 
     def _encode(self, items: Sequence[str]) -> list[int]:
         """Indices of ``items``: 0 when unknown, or when growing, the index it will have."""
@@ -322,17 +363,19 @@ class IncrementalTrainer:
         self.updates += 1
         self.last_loss = sum(losses) / len(losses)
 
-    def _update_private(self, dp: OnlineDPSGD, rows: list[list[int]]) -> None:
-        """``steps`` DP steps, each on all of ``rows`` (one per session), within the budget."""
-        if not rows or dp.exhausted:
+    def _update_private(self, dp: OnlineDPSGD, pool: list[list[int]]) -> None:
+        """``steps`` DP steps, each a Poisson sample of ``pool``, within the cap and the window."""
+        if not pool or dp.exhausted:
             return
         taken = 0
         for _ in range(self._config.steps):
-            if dp.step(rows) is None:
+            if not self._window_allows(dp):
+                break
+            if dp.step(pool) is None:
                 spent = dp.spent()
                 log.warning(
-                    "privacy budget spent (epsilon %.3g of %.3g after %d steps): "
-                    "the model is updated no more",
+                    "the lineage's lifetime privacy budget is spent (epsilon %.3g of %.3g after "
+                    "%d steps): the model is updated no more",
                     spent["epsilon"],
                     spent["budget"],
                     spent["steps"],
@@ -341,6 +384,21 @@ class IncrementalTrainer:
             taken += 1
         if taken:
             self.updates += 1
+
+    def _window_allows(self, dp: OnlineDPSGD) -> bool:
+        """Whether this window's share has room for one more step (logged once when not)."""
+        windows = self._windows
+        if windows is None or windows.allows(spent=dp.epsilon_after(0), after=dp.epsilon_after(1)):
+            return True
+        if windows.index != self._window_full:
+            self._window_full = windows.index
+            log.warning(
+                "this window's privacy budget is spent (epsilon %.3g per %.0f s): "
+                "no update until the next window",
+                windows.epsilon,
+                windows.seconds,
+            )
+        return False
 
     def _remember(self, row: _Owned) -> None:
         """Reservoir sampling: every sequence seen is kept with equal probability."""

@@ -152,7 +152,32 @@ class Settings(BaseSettings):
     learn_dp_epsilon: float = Field(
         default=8.0,
         gt=0,
-        description="The learner's DP-SGD budget per session: once spent, it stops updating.",
+        description="The lifetime DP-SGD budget per session of a model lineage (every version "
+        "learned from one base version, across restarts): once spent, the learner stops "
+        "updating and goes on serving.",
+    )
+    learn_dp_sample_rate: float = Field(
+        default=0.1,
+        gt=0,
+        le=1,
+        description="Probability that a session of the learner's pool is in a DP-SGD step "
+        "(Poisson sampling; the accountant's rate).",
+    )
+    learn_dp_pool_updates: int = Field(
+        default=8,
+        ge=1,
+        description="Updates a session stays in the learner's DP pool after its latest event.",
+    )
+    learn_dp_epsilon_per_window: float = Field(
+        default=1.0,
+        gt=0,
+        description="Most growth of the lineage's epsilon per learn_dp_window_seconds; steps "
+        "beyond it wait for the next window.",
+    )
+    learn_dp_window_seconds: float = Field(
+        default=86_400.0,
+        gt=0,
+        description="Length of the learner's DP budget window (aligned on the epoch).",
     )
     # Model versions: privacy and authenticity
     require_dp_models: bool = Field(

@@ -6,24 +6,15 @@ same next-item loss as offline training (``model.training.train.next_item_loss``
 :class:`OnlineDPSGD`, a differentially private one.
 
 Online DP-SGD (:class:`OnlineDPSGD`, the machinery of :mod:`model.training.private`)
-    The privacy unit is one **session** of the stream: the sequence of models the
-    steps produce is (epsilon, delta)-DP with respect to adding or removing one
-    session, as long as every step holds **at most one row of each session** (its
-    clipped gradient bounds that session's influence on the step). The caller
-    guarantees it (``online_learning.trainer`` keeps one prefix per session key).
-    A user with k sessions is protected at about k * epsilon. The guarantee covers
-    the stream only: the starting model's own training data are accounted for
-    separately (e.g. the offline run's epsilon), and so is anything computed from
-    the raw rows, such as the loss :meth:`OnlineDPSGD.step` returns.
-
-    Accounting: a stream is not a fixed data set sampled with a known rate, so no
-    privacy amplification by sampling is claimed; each step is a Gaussian mechanism
-    at sample rate q = 1 (every session may be in every step), and Opacus' RDP
-    accountant composes them. Each step's sum of clipped gradients gets noise of
-    standard deviation sigma * C and is divided by the fixed ``batch_size`` (dividing
-    by the actual number of rows would release that number without noise). Before
-    each step the spend after it is computed; a step that would take epsilon past
-    the budget is refused, and the model is updated no more.
+    The privacy unit is one **session** of the stream. Each step is handed the
+    *pool*, one row per session present (the caller's duty), includes each row
+    independently with probability ``sample_rate`` q (Poisson sampling, from a
+    generator seeded from the OS's entropy), and adds Gaussian noise to the sum of the
+    clipped gradients. Opacus' RDP accountant composes every step as a subsampled
+    Gaussian mechanism at rate q, together with the lineage's earlier steps
+    (``prior``), and a step that would take epsilon past the lifetime budget is
+    refused. What this proves, and what it assumes, is in docs/privacy.md ("The
+    learner's DP-SGD").
 """
 
 from __future__ import annotations
@@ -37,6 +28,7 @@ from typing import Any
 
 import torch
 from opacus.accountants import RDPAccountant
+from opacus.optimizers import DPOptimizer
 from torch.utils.data import DataLoader, TensorDataset
 
 from model.batches import pad_histories
@@ -79,6 +71,27 @@ def _check_rows(sequences: Sequence[Sequence[int]]) -> None:
         raise ValueError("every sequence needs at least two items")
 
 
+#: One entry of an accountant's history, as Opacus keeps it: (noise multiplier, sample rate,
+#: steps).
+AccountedSteps = tuple[float, float, int]
+
+
+def poisson_sample(
+    rows: Sequence[Sequence[int]], rate: float, generator: torch.Generator
+) -> list[Sequence[int]]:
+    """Each of ``rows`` independently with probability ``rate``: the sampling accounted for.
+
+    Examples:
+        >>> rng = torch.Generator().manual_seed(0)
+        >>> len(poisson_sample([[1, 2]] * 1000, 0.1, rng))
+        100
+        >>> poisson_sample([[1, 2], [3, 4]], 1.0, rng)
+        [[1, 2], [3, 4]]
+    """
+    kept = torch.rand(len(rows), generator=generator) < rate
+    return [row for row, keep in zip(rows, kept.tolist(), strict=True) if keep]
+
+
 @dataclass(frozen=True)
 class OnlinePrivacy:
     """Settings of DP-SGD for stream updates (see the module docstring).
@@ -87,7 +100,9 @@ class OnlinePrivacy:
         noise_multiplier: sigma; each step's noise has standard deviation sigma * C.
         max_grad_norm: per-session clipping norm C.
         delta: the delta epsilon is reported at; keep it well below 1 / (sessions).
-        epsilon_budget: no step is taken that would spend more epsilon than this.
+        epsilon_budget: the lifetime cap: no step is taken that would take the
+            epsilon of the whole history (``prior`` included) past it.
+        sample_rate: q, the probability that a session in the pool is in a step.
         negatives: shared negatives drawn per step (0 = full softmax).
     """
 
@@ -95,6 +110,7 @@ class OnlinePrivacy:
     max_grad_norm: float
     delta: float
     epsilon_budget: float
+    sample_rate: float = 1.0
     negatives: int = 0
 
     def __post_init__(self) -> None:
@@ -103,38 +119,46 @@ class OnlinePrivacy:
                 raise ValueError(f"{name} must be finite and > 0, got {getattr(self, name)}")
         if not 0 < self.delta < 1:
             raise ValueError(f"delta must be in (0, 1), got {self.delta}")
+        if not 0 < self.sample_rate <= 1:
+            raise ValueError(f"sample_rate must be in (0, 1], got {self.sample_rate}")
         if self.negatives < 0:
             raise ValueError(f"negatives must be >= 0, got {self.negatives}")
 
 
 class OnlineDPSGD:
-    """DP-SGD steps on a model that serves between them, within an epsilon budget.
+    """Poisson-sampled DP-SGD steps on a model that serves between them, within a lifetime cap.
 
     Each step adds Opacus' hooks and per-sample attention
     (:class:`model.training.attention.AttentionSwap`) to ``model`` and removes them after, so
     between steps it is a plain scorer in eval mode, as fast as one without hooks.
-    Noise and negatives come from ``generator``, seeded from the OS's entropy unless
-    a test injects one (a known seed would let anyone replay the noise).
+    Sampling, noise and negatives come from ``generator``, seeded from the OS's entropy
+    unless a test injects one (a known seed would let anyone replay the sample and the
+    noise). torch's generator is not a CSPRNG: Opacus' ``secure_mode`` needs
+    ``torchcsprng``, which is not built for the torch we use.
 
     Args:
         model: the scorer, updated in place.
         optimizer: over :func:`model.training.private.trained_parameters` (wrapped by Opacus).
-        privacy: sigma, C, delta and the budget.
-        batch_size: the fixed divisor of each step's noisy sum of gradients.
-        generator: for tests only: seeds noise and negatives (default: OS entropy).
+        privacy: sigma, C, delta, q and the lifetime cap.
+        batch_size: the fixed divisor of each step's noisy sum of gradients (about
+            q times the pool's size).
+        prior: the accountant history of the steps the model's lineage took before
+            this run; epsilon is computed over it and this run's steps together.
+        generator: for tests only: seeds sampling, noise and negatives (default: OS entropy).
 
     Examples:
         >>> from model.config import ScorerConfig
         >>> from model.training.dp_sgd import trained_parameters
         >>> model = SequenceScorer(ScorerConfig(n_items=10, d_model=8, n_heads=2)).eval()
         >>> privacy = OnlinePrivacy(
-        ...     noise_multiplier=1.0, max_grad_norm=1.0, delta=1e-5, epsilon_budget=8.0
+        ...     noise_multiplier=1.0, max_grad_norm=1.0, delta=1e-5, epsilon_budget=8.0,
+        ...     sample_rate=0.5,
         ... )
         >>> optimizer = torch.optim.Adam(trained_parameters(model), lr=1e-3)
-        >>> dp = OnlineDPSGD(model, optimizer, privacy, batch_size=2)
-        >>> loss = dp.step([[1, 2, 3], [4, 5]])
-        >>> dp.spent()["steps"], model.training
-        (1, False)
+        >>> dp = OnlineDPSGD(model, optimizer, privacy, batch_size=1, prior=[(1.0, 0.5, 3)])
+        >>> sampled = dp.step([[1, 2, 3], [4, 5]])
+        >>> dp.steps, dp.history, model.training
+        (1, [(1.0, 0.5, 4)], False)
     """
 
     def __init__(
@@ -144,6 +168,7 @@ class OnlineDPSGD:
         privacy: OnlinePrivacy,
         *,
         batch_size: int,
+        prior: Sequence[AccountedSteps] = (),
         generator: torch.Generator | None = None,
     ) -> None:
         if batch_size < 1:
@@ -153,12 +178,12 @@ class OnlineDPSGD:
         self._batch_size = batch_size
         self._rng = generator or torch.Generator().manual_seed(secrets.randbits(63))
         self._swap = AttentionSwap(model)
-        # One batch of batch_size rows: Opacus divides by batch_size, accounts q = 1.
+        # Opacus divides each noisy sum by the loader's batch size.
         loader = DataLoader(TensorDataset(torch.arange(batch_size)), batch_size=batch_size)
         model.train()  # Opacus validates a model in training mode
         try:
             with self._swap.per_sample():
-                self._engine, self._hooks, self._optimizer, _ = attach_opacus(
+                _, self._hooks, self._optimizer, _ = attach_opacus(
                     model,
                     optimizer,
                     loader,
@@ -170,58 +195,89 @@ class OnlineDPSGD:
             self._hooks.remove_hooks()  # back for each step only (see _hooked)
         finally:
             model.eval()
-        self._exhausted = False
+        self._accountant = RDPAccountant()
+        self._accountant.history = [(float(s), float(q), int(n)) for s, q, n in prior]
+        # Accounted here, at q, once per noisy step (Opacus' own hook would take the
+        # loader's rate, 1, times its count of accumulated chunks).
+        self._optimizer.attach_step_hook(self._account)
+        self.steps = 0
+        self._exhausted = self.epsilon_after(1) > privacy.epsilon_budget
 
     @property
     def exhausted(self) -> bool:
-        """Whether a step was refused for the budget (no step is taken any more)."""
+        """Whether the lifetime cap leaves no room for a step (none is taken any more)."""
         return self._exhausted
 
     @property
-    def steps(self) -> int:
-        """DP steps taken so far."""
-        return sum(int(steps) for _, _, steps in self._engine.accountant.history)
+    def history(self) -> list[AccountedSteps]:
+        """The lineage's accountant history: ``prior`` and this run's steps, composed."""
+        return [(float(s), float(q), int(n)) for s, q, n in self._accountant.history]
 
-    def step(self, rows: Sequence[Sequence[int]]) -> float | None:
-        """One DP-SGD step on ``rows``, at most one of each session (the caller's duty).
+    def step(self, pool: Sequence[Sequence[int]]) -> int | None:
+        """One DP-SGD step on a Poisson sample of ``pool``, one row per session present.
 
         Args:
-            rows: item-index sequences of at least two items each.
+            pool: item-index sequences of at least two items each, one per session
+                (the caller's duty); each is in the step with probability q.
 
         Returns:
-            The mean loss of the rows (computed before noise: not covered by the
-            guarantee), or None when the step would exceed the budget (none taken).
+            The number of rows sampled (not covered by the guarantee), or None when
+            the step would exceed the lifetime cap (none taken).
 
         Raises:
-            ValueError: no rows, or one shorter than two items.
+            ValueError: an empty pool, or a row shorter than two items.
         """
-        _check_rows(rows)
-        if self._exhausted or self._epsilon(extra_steps=1) > self._privacy.epsilon_budget:
+        _check_rows(pool)
+        if self._exhausted or self.epsilon_after(1) > self._privacy.epsilon_budget:
             self._exhausted = True
             return None
+        sample = poisson_sample(pool, self._privacy.sample_rate, self._rng)
         with self._hooked():
-            total = private_step(
-                self._model, self._optimizer, list(rows), self._privacy.negatives, self._rng
+            private_step(
+                self._model, self._optimizer, list(sample), self._privacy.negatives, self._rng
             )
-        return float(total) / len(rows)
+        self.steps += 1
+        return len(sample)
 
     def spent(self) -> dict[str, Any]:
-        """What the steps so far spent, and the settings they ran with."""
+        """What the lineage's steps spent (this run's included), and the settings they ran with."""
         privacy = self._privacy
+        history = self.history
         return {
-            "epsilon": self._epsilon(extra_steps=0),
+            "epsilon": self.epsilon_after(0),
             "delta": privacy.delta,
             "budget": privacy.epsilon_budget,
             "noise_multiplier": privacy.noise_multiplier,
             "max_grad_norm": privacy.max_grad_norm,
             "batch_size": self._batch_size,
-            "steps": self.steps,
-            "sample_rate": 1.0,
+            "steps": sum(n for _, _, n in history),
+            "sample_rate": privacy.sample_rate,
+            "sampling": "poisson",
+            "accountant_history": [list(entry) for entry in history],
             "mechanism": "gaussian",
-            "accountant": self._engine.accountant.mechanism(),
+            "accountant": self._accountant.mechanism(),
             "unit": UNIT,
             "secure_rng": False,
         }
+
+    def epsilon_after(self, steps: int) -> float:
+        """Epsilon at ``delta`` of the whole history after ``steps`` more steps at q."""
+        accountant = RDPAccountant()
+        accountant.history = list(self._accountant.history)
+        for _ in range(steps):
+            accountant.step(
+                noise_multiplier=self._privacy.noise_multiplier,
+                sample_rate=self._privacy.sample_rate,
+            )
+        if not accountant.history:
+            return 0.0
+        with benign_warnings_ignored():
+            return float(accountant.get_epsilon(self._privacy.delta))
+
+    def _account(self, _: DPOptimizer) -> None:
+        self._accountant.step(
+            noise_multiplier=self._privacy.noise_multiplier, sample_rate=self._privacy.sample_rate
+        )
 
     @contextmanager
     def _hooked(self) -> Iterator[None]:
@@ -240,14 +296,3 @@ class OnlineDPSGD:
                     self._hooks.remove_hooks()
         finally:
             self._model.eval()
-
-    def _epsilon(self, *, extra_steps: int) -> float:
-        """Epsilon at ``delta`` after ``extra_steps`` more steps, on a copy of the history."""
-        accountant = RDPAccountant()
-        accountant.history = list(self._engine.accountant.history)
-        for _ in range(extra_steps):
-            accountant.step(noise_multiplier=self._privacy.noise_multiplier, sample_rate=1.0)
-        if not accountant.history:
-            return 0.0
-        with benign_warnings_ignored():
-            return float(accountant.get_epsilon(self._privacy.delta))

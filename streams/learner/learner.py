@@ -11,19 +11,22 @@ before it are never learned afterwards. Every ``learn_publish_every`` sequences
 or ``learn_publish_seconds`` it publishes the model as a new version (parent: the
 version it started from), with the privacy it spent, in the model store and
 announces it on ``shop.models``, where every worker swaps to it. Bad records are
-skipped here (the workers dead-letter them).
+skipped here (the workers dead-letter them). With DP-SGD it stops updating, and
+goes on checking and serving, once its lineage's lifetime budget is spent.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+import uuid
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from model.checkpoint import Checkpoint
 from model.training.fit import pick_device
 from model.training.update import OnlinePrivacy
+from online_learning.budget import SpendWindows
 from online_learning.drift import DriftMonitor
 from online_learning.prequential import PrequentialRanking
 from online_learning.registry import ModelStore
@@ -32,7 +35,7 @@ from streams.errors import ConfigurationError
 from streams.kafka.announce import publish_update
 from streams.learner.erasure import ErasedUsers
 from streams.learner.sessions import SessionBuffer
-from streams.learner.spend import version_privacy
+from streams.learner.spend import history_of, lineage_runs, version_privacy
 from streams.metrics.stats import LearnerStats
 from streams.pipeline.pseudonyms import Pseudonymizer
 from streams.pipeline.records import InputRecord
@@ -65,22 +68,20 @@ class Learner:
         self.version = current
         self._vocab = checkpoint.vocab
         self._meta = checkpoint.meta
-        #: The version this run started from, and what it spent (None: not DP-trained).
-        self._base = (current, checkpoint.meta.get("privacy"))
-        #: Epsilon the stream updates behind the starting version already spent.
-        self.prior_epsilon = float(checkpoint.meta.get("stream_privacy", {}).get("epsilon", 0.0))
-        self.trainer = IncrementalTrainer(
-            checkpoint.model,
-            checkpoint.vocab,
-            config=UpdateConfig(
-                update_every=settings.learn_update_every,
-                # DP-SGD divides each noisy sum by batch_size: keep it near the rows per step.
-                batch_size=settings.learn_update_every
-                if settings.learn_dp_noise_multiplier
-                else UpdateConfig.batch_size,
-            ),
-            privacy=self._dp_settings(settings),
-        )
+        #: The lineage's root (the version the first learner run started from) and the
+        #: DP steps of every run of it so far, by run id.
+        self.lineage, self._runs = lineage_runs(store, checkpoint.meta, version=current)
+        #: The lineage's root and its own spend (None: not DP-trained).
+        self._base = (self.lineage, _root_privacy(checkpoint.meta))
+        self._run = uuid.uuid4().hex
+        self.trainer = self._trainer(settings, checkpoint)
+        if not self.trainer.learning:
+            log.warning(
+                "the DP budget of lineage %s is spent (epsilon cap %s): learning nothing, "
+                "raise INTENTSTREAM_LEARN_DP_EPSILON deliberately or start from a fresh version",
+                self.lineage,
+                settings.learn_dp_epsilon,
+            )
         self._validate = InputValidation(
             events_topic=settings.events_topic,
             requests_topic=settings.privacy_requests_topic,
@@ -100,13 +101,33 @@ class Learner:
         self._fast_until = 0
         self._since_publish = 0
         self._published_at = time.monotonic()
+        self._published_updates = 0
         self.published: list[str] = []
 
-    def _dp_settings(self, settings: Settings) -> OnlinePrivacy | None:
-        """DP-SGD settings when turned on, with what earlier learners spent taken off the budget.
+    def _trainer(self, settings: Settings, checkpoint: Checkpoint) -> IncrementalTrainer:
+        """The incremental trainer: plain, or DP-SGD continuing the lineage's spend."""
+        dp = settings.learn_dp_noise_multiplier is not None
+        pool = settings.learn_dp_pool_updates if dp else 1
+        # DP-SGD divides each noisy sum by batch_size: keep it near the rows per step.
+        rows = settings.learn_dp_sample_rate * settings.learn_update_every * pool
+        return IncrementalTrainer(
+            checkpoint.model,
+            checkpoint.vocab,
+            config=UpdateConfig(
+                update_every=settings.learn_update_every,
+                batch_size=max(1, round(rows)) if dp else UpdateConfig.batch_size,
+                pool_updates=pool,
+            ),
+            privacy=self._dp_settings(settings),
+            history=history_of(self._runs),
+            windows=self._windows(settings, checkpoint.meta) if dp else None,
+        )
 
-        Restarting from a version this learner published continues its spend
-        (basic composition: the budgets add up), so a restart cannot reset it.
+    def _dp_settings(self, settings: Settings) -> OnlinePrivacy | None:
+        """DP-SGD settings when turned on; the budget is the lineage's lifetime cap.
+
+        The trainer composes it over the lineage's earlier runs (``history``), so a
+        restart continues the spend and cannot reset it.
         """
         if settings.learn_dp_noise_multiplier is None:
             return None
@@ -116,19 +137,24 @@ class Learner:
                 "either (published with privacy null)",
                 self.version,
             )
-        left = settings.learn_dp_epsilon - self.prior_epsilon
-        if left <= 0:
-            raise ConfigurationError(
-                f"the learner's DP budget (epsilon {settings.learn_dp_epsilon}) is spent by "
-                f"{self.version}'s updates ({self.prior_epsilon:.3g}): raise "
-                "INTENTSTREAM_LEARN_DP_EPSILON deliberately, or start from a fresh version"
-            )
         return OnlinePrivacy(
             noise_multiplier=settings.learn_dp_noise_multiplier,
             max_grad_norm=settings.learn_dp_max_grad_norm,
             delta=settings.learn_dp_delta,
-            epsilon_budget=left,
+            epsilon_budget=settings.learn_dp_epsilon,
+            sample_rate=settings.learn_dp_sample_rate,
         )
+
+    @staticmethod
+    def _windows(settings: Settings, meta: Mapping[str, Any]) -> SpendWindows:
+        """The per-window budget, continuing the window the starting version recorded."""
+        windows = SpendWindows(
+            epsilon=settings.learn_dp_epsilon_per_window, seconds=settings.learn_dp_window_seconds
+        )
+        recorded = meta.get("stream_privacy", {}).get("window")
+        if recorded and recorded["seconds"] == windows.seconds:
+            windows.index, windows.start = int(recorded["index"]), float(recorded["start"])
+        return windows
 
     def forget(self, records: Sequence[InputRecord]) -> int:
         """Apply erasure requests (``shop.privacy.requests``); returns the users forgotten.
@@ -225,8 +251,15 @@ class Learner:
             self.trainer.update_every = self._settings.learn_update_every
 
     def due(self) -> bool:
-        """Whether enough was learned, or enough time passed with something learned."""
+        """Whether enough was learned, or enough time passed with something learned.
+
+        Under DP-SGD, only after an update: once the budget is spent (for the window or
+        for good) there is nothing new to publish.
+        """
         if self._since_publish == 0:
+            return False
+        dp = self._settings.learn_dp_noise_multiplier is not None
+        if dp and self.trainer.updates == self._published_updates:
             return False
         if self._drift_pending:
             return True
@@ -239,8 +272,9 @@ class Learner:
     def snapshot(self) -> tuple[Checkpoint, dict[str, float]]:
         """The model as it is now, with its metrics: what :meth:`publish` stores and announces.
 
-        With DP-SGD the meta's ``stream_privacy`` holds what the updates behind it
-        spent, so a learner restarted from it continues that spend.
+        With DP-SGD the meta's ``stream_privacy`` holds what the lineage behind it
+        spent (its root, each run's steps, their composed epsilon at delta, the
+        window), so a learner restarted from it continues that spend.
         """
         online = self.prequential.snapshot()
         metrics = {
@@ -255,9 +289,15 @@ class Learner:
         meta = dict(self._meta)
         spent = self.trainer.privacy_spent()
         if spent is not None:
-            stream = {**spent, "epsilon": self.prior_epsilon + spent["epsilon"]}
-            meta["stream_privacy"] = stream
-            metrics["stream_epsilon"] = stream["epsilon"]
+            runs = {**self._runs}
+            if self.trainer.dp_steps:
+                runs[self._run] = (
+                    spent["noise_multiplier"],
+                    spent["sample_rate"],
+                    self.trainer.dp_steps,
+                )
+            meta["stream_privacy"] = {**spent, "lineage": self.lineage, "runs": runs}
+            metrics["stream_epsilon"] = spent["epsilon"]
         checkpoint = Checkpoint(
             model=self.trainer.model,
             vocab=self._vocab,
@@ -281,8 +321,8 @@ class Learner:
     def privacy(self) -> dict[str, Any] | None:
         """The ``privacy`` of the version :meth:`publish` would publish now.
 
-        The base version's spend plus this learner's DP-SGD spend, or None (not
-        DP-trained) without DP-SGD or when the base version is not DP-trained.
+        The lineage root's spend plus the lineage's DP-SGD spend, or None (not
+        DP-trained) without DP-SGD or when the root is not DP-trained.
         """
         version, spent = self._base
         return version_privacy(spent, base_version=version, learner=self.trainer.privacy_spent())
@@ -300,7 +340,21 @@ class Learner:
         self.version = announcement.version
         self.published.append(self.version)
         self._since_publish = 0
+        self._published_updates = self.trainer.updates
         self._drift_pending = False
         self._published_at = time.monotonic()
         log.warning("published model %s (%d examples so far)", self.version, self.trainer.examples)
         return self.version
+
+
+def _root_privacy(meta: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The spend of the lineage's root: a learner's version records it as its ``base``.
+
+    (Its own ``privacy`` already holds the stream's spend, which the lineage's
+    history counts again.)
+    """
+    privacy = meta.get("privacy")
+    if privacy is None or "stream_privacy" not in meta:
+        return privacy
+    base: Mapping[str, Any] = privacy["base"]
+    return base

@@ -20,6 +20,7 @@ from model.serving.ranker import CheckpointScorer
 from model.training.train import TrainConfig, train
 from model.training.update import OnlinePrivacy
 from model.vocab import ItemVocab
+from online_learning.budget import SpendWindows
 from online_learning.trainer import IncrementalTrainer, UpdateConfig
 from tests.unit.walks import walks
 
@@ -79,24 +80,35 @@ def test_the_replay_reservoir_is_bounded_and_sequences_too_short_are_skipped() -
         UpdateConfig(update_every=0)
 
 
-def _private_trainer(*, budget: float = 100.0, **options: int) -> IncrementalTrainer:
+def _private_trainer(
+    *,
+    budget: float = 100.0,
+    sample_rate: float = 1.0,
+    windows: SpendWindows | None = None,
+    **options: int,
+) -> IncrementalTrainer:
     torch.manual_seed(0)
     model = SequenceScorer(ScorerConfig(n_items=N, d_model=8, n_heads=2, max_len=8)).eval()
     privacy = OnlinePrivacy(
-        noise_multiplier=1.0, max_grad_norm=1.0, delta=1e-5, epsilon_budget=budget
+        noise_multiplier=1.0,
+        max_grad_norm=1.0,
+        delta=1e-5,
+        epsilon_budget=budget,
+        sample_rate=sample_rate,
     )
-    return IncrementalTrainer(model, VOCAB, config=UpdateConfig(**options), privacy=privacy)
+    config = UpdateConfig(**options)
+    return IncrementalTrainer(model, VOCAB, config=config, privacy=privacy, windows=windows)
 
 
 def test_with_privacy_each_session_has_one_pending_row_its_longest_prefix() -> None:
     trainer = _private_trainer(update_every=2, steps=3, batch_size=2)
     assert not trainer.observe(["i1", "i2"], key="s1")
     assert not trainer.observe(["i1", "i2", "i3"], key="s1")  # still one session pending
-    assert trainer._pending == {"s1": (None, [1, 2, 3])}
+    assert trainer._pool.rows() == [[1, 2, 3]]
     assert trainer.observe(["i4", "i5"], key="s2")
     spent = trainer.privacy_spent()
     assert spent is not None and spent["steps"] == 3 and spent["epsilon"] > 0
-    assert trainer.updates == 1 and trainer.examples == 3 and not trainer._pending
+    assert trainer.updates == 1 and trainer.examples == 3 and not len(trainer._pool)
     assert math.isnan(trainer.last_loss)  # computed before noise: never published
     assert not trainer.model.training
     with pytest.raises(ValueError, match="key"):
@@ -132,8 +144,53 @@ def test_with_privacy_updates_stop_at_the_budget_and_examples_are_still_counted(
             trainer.observe(["i1", f"i{n + 1}"], key=f"s{n}")
     spent = trainer.privacy_spent()
     assert spent is not None and spent["steps"] == 5 and spent["epsilon"] <= budget
-    assert trainer.updates == 3 and trainer.examples == 6 and not trainer._pending
-    assert len([r for r in caplog.records if "privacy budget" in r.message]) == 1
+    assert trainer.updates == 3 and trainer.examples == 6 and not len(trainer._pool)
+    assert len([r for r in caplog.records if "lifetime privacy budget" in r.message]) == 1
+    assert not trainer.learning
+
+
+def test_with_privacy_sessions_stay_in_the_pool_and_each_step_samples_it_at_the_rate() -> None:
+    trainer = _private_trainer(
+        sample_rate=0.5, update_every=4, steps=3, batch_size=4, pool_updates=2
+    )
+    for n in range(4):
+        trainer.observe(["i1", f"i{n + 2}"], key=f"a{n}")
+    assert len(trainer._pool) == 4  # stays one more update
+    for n in range(4):
+        trainer.observe(["i2", f"i{n + 3}"], key=f"b{n}")
+    assert len(trainer._pool) == 4  # the first four left after their second update
+    spent = trainer.privacy_spent()
+    assert spent is not None and spent["accountant_history"] == [[1.0, 0.5, 6]]
+    accountant = RDPAccountant()
+    accountant.history = [(1.0, 0.5, 6)]
+    assert spent["epsilon"] == pytest.approx(accountant.get_epsilon(1e-5), rel=1e-9)
+
+
+def test_with_privacy_a_window_refuses_steps_beyond_its_share_and_the_next_resumes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    accountant = RDPAccountant()
+    accountant.history = [(1.0, 1.0, 2)]
+    two = accountant.get_epsilon(1e-5)
+    accountant.history = [(1.0, 1.0, 3)]
+    share = (two + accountant.get_epsilon(1e-5)) / 2  # room for 2 steps in the first window
+    now = [0.0]
+    windows = SpendWindows(epsilon=share, seconds=3600, clock=lambda: now[0])
+    trainer = _private_trainer(windows=windows, update_every=1, steps=1, batch_size=1)
+    with caplog.at_level(logging.WARNING, logger="online_learning.trainer"):
+        for n in range(4):
+            trainer.observe(["i1", f"i{n + 2}"], key=f"s{n}")
+        spent = trainer.privacy_spent()
+        assert spent is not None and spent["steps"] == 2 and trainer.updates == 2
+        assert spent["window"] == {"epsilon": share, "seconds": 3600, "index": 0, "start": 0.0}
+        assert trainer.learning  # waiting for the window, not done
+        now[0] = 3600.0
+        for n in range(4, 6):
+            trainer.observe(["i1", f"i{n + 2}"], key=f"s{n}")
+    spent = trainer.privacy_spent()
+    assert spent is not None and spent["steps"] == 4 and spent["window"]["index"] == 1
+    assert spent["window"]["start"] == pytest.approx(two)
+    assert len([r for r in caplog.records if "window's privacy budget" in r.message]) == 1
 
 
 def _new_item_stream(*, grow: bool) -> IncrementalTrainer:

@@ -1,4 +1,4 @@
-"""Online DP-SGD (model/training/update.py): accounting at q = 1, budget, noise, serving."""
+"""Online DP-SGD (model/training/update.py): Poisson sampling, accounting, cap, noise, serving."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from model.config import ScorerConfig
 from model.scorer import SequenceScorer
 from model.serving.ranker import top_items
 from model.training.dp_sgd import trained_parameters
-from model.training.update import OnlineDPSGD, OnlinePrivacy
+from model.training.update import OnlineDPSGD, OnlinePrivacy, poisson_sample
 from model.vocab import ItemVocab
 
 N_ITEMS = 200
@@ -47,6 +47,7 @@ def _dp(
     *,
     seed: int = 0,
     optimizer: torch.optim.Optimizer | None = None,
+    prior: list[tuple[float, float, int]] | None = None,
 ) -> OnlineDPSGD:
     optimizer = optimizer or torch.optim.Adam(trained_parameters(model), lr=1e-2)
     return OnlineDPSGD(
@@ -54,14 +55,15 @@ def _dp(
         optimizer,
         privacy,
         batch_size=len(ROWS),
+        prior=prior or [],
         generator=torch.Generator().manual_seed(seed),
     )
 
 
-def _rdp_epsilon(steps: int) -> float:
-    """Epsilon of ``steps`` Gaussian mechanisms at q = 1, by Opacus' RDP analysis."""
+def _rdp_epsilon(steps: int, q: float = 1.0) -> float:
+    """Epsilon of ``steps`` subsampled Gaussian mechanisms at rate q, by Opacus' RDP analysis."""
     orders = RDPAccountant.DEFAULT_ALPHAS
-    rdp = compute_rdp(q=1.0, noise_multiplier=SIGMA, steps=steps, orders=orders)
+    rdp = compute_rdp(q=q, noise_multiplier=SIGMA, steps=steps, orders=orders)
     return float(get_privacy_spent(orders=orders, rdp=rdp, delta=DELTA)[0])
 
 
@@ -77,6 +79,8 @@ def _weights(model: SequenceScorer) -> list[torch.Tensor]:
         {"epsilon_budget": math.inf},
         {"delta": 1.0},
         {"negatives": -1},
+        {"sample_rate": 0.0},
+        {"sample_rate": 1.5},
     ],
 )
 def test_invalid_online_privacy_settings_raise(settings: dict[str, Any]) -> None:
@@ -91,8 +95,7 @@ def test_each_step_moves_the_weights_and_epsilon_is_rdp_of_t_steps_at_q_1() -> N
     epsilons = []
     for steps in (1, 2, 3):
         before = _weights(model)
-        loss = dp.step(ROWS)
-        assert loss is not None and loss > 0
+        assert dp.step(ROWS) == len(ROWS)  # q = 1: every session of the pool
         moved = [not torch.equal(b, p) for b, p in zip(before, _weights(model), strict=True)]
         assert all(moved)  # noise reaches every parameter
         spent = dp.spent()
@@ -149,3 +152,39 @@ def test_between_steps_the_model_scores_as_a_plain_copy_of_its_weights() -> None
     assert top_items(model, vocab, prefixes, k=10) == top_items(copy.eval(), vocab, prefixes, k=10)
     dp.step(ROWS)  # and it still steps after serving
     assert dp.spent()["steps"] == 2
+
+
+def test_poisson_sampling_keeps_each_row_independently_at_the_rate() -> None:
+    rng = torch.Generator().manual_seed(3)
+    rows = [[n, n + 1] for n in range(20_000)]
+    sizes = [len(poisson_sample(rows, 0.1, rng)) for _ in range(5)]
+    assert all(abs(size - 2_000) < 4 * math.sqrt(20_000 * 0.1 * 0.9) for size in sizes)
+    twice = [poisson_sample(rows[:2_000], 0.5, rng) for _ in range(2)]
+    assert twice[0] != twice[1]  # a fresh sample each time
+    assert len({tuple(row) for row in twice[0]}) == len(twice[0])  # never a row twice
+
+
+def test_steps_sample_the_pool_at_q_and_are_accounted_at_q_after_the_prior() -> None:
+    model = _scorer()
+    pool = ROWS * 8  # 40 sessions
+    dp = _dp(model, _privacy(sample_rate=0.25), seed=1)
+    sizes = [dp.step(pool) for _ in range(6)]
+    assert all(size is not None and size < len(pool) for size in sizes)
+    assert 0.1 < sum(s or 0 for s in sizes) / (6 * len(pool)) < 0.4
+    spent = dp.spent()
+    assert spent["sample_rate"] == 0.25 and spent["sampling"] == "poisson"
+    assert spent["accountant_history"] == [[SIGMA, 0.25, 6]]
+    assert spent["epsilon"] == pytest.approx(_rdp_epsilon(6, q=0.25), rel=1e-9)
+    assert spent["epsilon"] < _rdp_epsilon(6)  # amplification by sampling
+
+    resumed = _dp(_scorer(), _privacy(sample_rate=0.25), seed=2, prior=dp.history)
+    assert resumed.steps == 0 and resumed.epsilon_after(0) == spent["epsilon"]
+    resumed.step(pool)
+    assert resumed.history == [(SIGMA, 0.25, 7)] and resumed.steps == 1
+    assert resumed.epsilon_after(0) == pytest.approx(_rdp_epsilon(7, q=0.25), rel=1e-9)
+
+
+def test_a_prior_that_fills_the_cap_leaves_no_step() -> None:
+    budget = (_rdp_epsilon(2) + _rdp_epsilon(3)) / 2
+    dp = _dp(_scorer(), _privacy(epsilon_budget=budget), prior=[(SIGMA, 1.0, 2)])
+    assert dp.exhausted and dp.step(ROWS) is None and dp.steps == 0

@@ -3,15 +3,17 @@ erased users, and records the privacy its versions spent."""
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Callable
 
 import orjson
 import pytest
+import torch
+from opacus.accountants import RDPAccountant
 from prometheus_client import generate_latest
 
 from online_learning.registry import ModelStore
-from streams.errors import ConfigurationError
 from streams.learner.learner import Learner
 from streams.metrics.learner import LearnerMetrics
 from streams.ops.status import parse
@@ -79,7 +81,24 @@ def test_the_learner_scores_before_learning_and_reacts_to_drift(
     assert exported.value("intentstream_online_checked_events", role="learner") == 900
 
 
-def test_with_dp_sgd_the_spend_is_published_and_survives_a_restart(
+def _publish(learner: Learner, settings: Settings) -> str:
+    """What ``Learner.publish`` stores, made current, without a broker to announce on."""
+    checkpoint, metrics = learner.snapshot()
+    store = ModelStore(settings.model_store)
+    info = store.publish(
+        checkpoint, parent=learner.version, metrics=metrics, privacy=learner.privacy()
+    )
+    store.set_current(info.version)
+    return info.version
+
+
+def _rdp_epsilon(history: list[tuple[float, float, int]], delta: float) -> float:
+    accountant = RDPAccountant()
+    accountant.history = history
+    return float(accountant.get_epsilon(delta))
+
+
+def test_a_restart_composes_epsilon_and_delta_over_the_lineage_not_adds_epsilon_keeps_delta(
     learner_settings: Callable[..., Settings],
 ) -> None:
     rng = random.Random(1)
@@ -87,32 +106,83 @@ def test_with_dp_sgd_the_spend_is_published_and_survives_a_restart(
         rng,
         n_items=N,
         epochs=1,
+        privacy={"epsilon": 1.0, "delta": 1e-6, "accountant": "prv", "unit": "session"},
         pseudonym_key=KEY,
-        learn_dp_noise_multiplier=5.0,
-        learn_dp_epsilon=8.0,
+        learn_dp_noise_multiplier=2.0,
+        learn_dp_sample_rate=0.5,
+        learn_dp_pool_updates=2,
+        learn_dp_epsilon_per_window=100.0,
         learn_update_every=16,
     )
-    learner = Learner(settings, pseudonymizer=Pseudonymizer(KEY.encode()))
-    learner.learn(_values(walks(80, rng, n_items=N, step=1), first=0))
-    spent = learner.trainer.privacy_spent()
-    assert spent is not None and 0 < spent["epsilon"] <= 8.0
-    checkpoint, metrics = learner.snapshot()
-    assert metrics["stream_epsilon"] == spent["epsilon"]
-    store = ModelStore(settings.model_store)  # what publish does, without a broker to announce on
-    privacy = learner.privacy()
-    child = store.publish(checkpoint, parent=learner.version, metrics=metrics, privacy=privacy)
-    child = child.version
-    store.set_current(child)
+    root = ModelStore(settings.model_store).current()
+    first = Learner(settings, pseudonymizer=Pseudonymizer(KEY.encode()))
+    first.learn(_values(walks(60, rng, n_items=N, step=1), first=0))
+    one = first.trainer.privacy_spent()
+    assert one is not None and one["steps"] > 0 and first.lineage == root
+    child = _publish(first, settings)
 
     again = Learner(settings, pseudonymizer=Pseudonymizer(KEY.encode()))  # a restart
-    assert again.version == child and again.prior_epsilon == spent["epsilon"]
-    budget = again.trainer.privacy_spent()
-    assert budget is not None and budget["budget"] == 8.0 - spent["epsilon"]
-    with pytest.raises(ConfigurationError, match="DP budget"):
-        Learner(
-            settings.model_copy(update={"learn_dp_epsilon": spent["epsilon"]}),
-            pseudonymizer=Pseudonymizer(KEY.encode()),
-        )
+    restored = again.trainer.privacy_spent()
+    assert again.lineage == root and restored is not None
+    assert restored["accountant_history"] == [[2.0, 0.5, one["steps"]]]
+    assert restored["epsilon"] == pytest.approx(one["epsilon"])
+    again.learn(_values(walks(60, rng, n_items=N, step=1), first=1000))
+    two = again.trainer.privacy_spent()
+    assert two is not None and two["steps"] > one["steps"]
+    steps = two["steps"]
+    assert two["epsilon"] == pytest.approx(_rdp_epsilon([(2.0, 0.5, steps)], 1e-6), rel=1e-9)
+    alone = _rdp_epsilon([(2.0, 0.5, steps - one["steps"])], 1e-6)
+    assert two["epsilon"] < one["epsilon"] + alone  # composed, not added
+    privacy = again.privacy()
+    assert privacy is not None and privacy["base"]["version"] == root
+    # The root's (1, 1e-6) plus the lineage's (epsilon, 1e-6): the restart adds no delta.
+    assert privacy["epsilon"] == pytest.approx(1.0 + two["epsilon"])
+    assert privacy["delta"] == pytest.approx(2e-6)
+    _publish(again, settings)
+
+    # A rollback to the first child forks the lineage: the other branch's steps still count.
+    ModelStore(settings.model_store).set_current(child)
+    forked = Learner(settings, pseudonymizer=Pseudonymizer(KEY.encode()))
+    spent = forked.trainer.privacy_spent()
+    assert forked.lineage == root and spent is not None and spent["steps"] == steps
+
+
+def test_at_the_lifetime_cap_the_learner_stops_learning_and_keeps_checking(
+    learner_settings: Callable[..., Settings], caplog: pytest.LogCaptureFixture
+) -> None:
+    rng = random.Random(7)
+    cap = (_rdp_epsilon([(1.0, 1.0, 4)], 1e-6) + _rdp_epsilon([(1.0, 1.0, 5)], 1e-6)) / 2
+    settings = learner_settings(
+        rng,
+        n_items=N,
+        epochs=1,
+        pseudonym_key=KEY,
+        learn_dp_noise_multiplier=1.0,
+        learn_dp_sample_rate=1.0,
+        learn_dp_pool_updates=1,
+        learn_dp_epsilon=cap,  # one update of 4 steps
+        learn_dp_epsilon_per_window=100.0,
+        learn_update_every=8,
+    )
+    learner = Learner(settings, pseudonymizer=Pseudonymizer(KEY.encode()))
+    learner.learn(_values(walks(40, rng, n_items=N, step=1), first=0))
+    spent = learner.trainer.privacy_spent()
+    assert spent is not None and spent["steps"] == 4 and spent["epsilon"] <= cap
+    assert not learner.trainer.learning and learner.trainer.updates == 1
+    weights = [p.detach().clone() for p in learner.trainer.model.parameters()]
+    checked = learner.prequential.snapshot().n
+    learner.learn(_values(walks(40, rng, n_items=N, step=1), first=500))  # no error
+    assert learner.prequential.snapshot().n > checked  # still checking what it serves
+    after = list(learner.trainer.model.parameters())
+    assert all(torch.equal(w, p) for w, p in zip(weights, after, strict=True))
+    _publish(learner, settings)
+
+    with caplog.at_level(logging.WARNING, logger="streams.learner.learner"):
+        again = Learner(settings, pseudonymizer=Pseudonymizer(KEY.encode()))  # no error
+    assert not again.trainer.learning
+    assert any("DP budget of lineage" in r.message for r in caplog.records)
+    again.learn(_values(walks(40, rng, n_items=N, step=1), first=900))
+    assert again.trainer.updates == 0 and not again.due()  # nothing new to publish
 
 
 def test_an_erased_user_is_forgotten_and_their_older_events_never_learned(
