@@ -10,16 +10,22 @@ clicked item (prequential HR@10 and NDCG@10, ``online_learning.prequential``):
 * (b) **incremental**: the same start, updated from the stream by
   ``online_learning.trainer.IncrementalTrainer`` (every 256 new sessions-so-far,
   4 steps, half replayed from a reservoir seeded with the training sessions);
-* (c) **online co-occurrence**: the stream baseline (``model.serving.baseline``) learning
+* (c) **incremental DP**: the same start, updated with DP-SGD as the learner does under
+  ``INTENTSTREAM_LEARN_DP_NOISE_MULTIPLIER``: a pool of each session's latest prefix for
+  ``--dp-pool-updates`` updates, each step a Poisson sample of it at ``--dp-rate``,
+  no replay, no new items, until the lifetime cap ``--dp-epsilon`` (delta 1e-6; no
+  per-window budget: the replay is faster than any window);
+* (d) **online co-occurrence**: the stream baseline (``model.serving.baseline``) learning
   every click as it comes (no DP here, so it is its best case).
 
-All three run in the same process on the same clicks, in chunks of 200 clicks
+All four run in the same process on the same clicks, in chunks of 200 clicks
 (a worker's batch): lists are computed at the start of a chunk, learning happens
 click by click after scoring, and the transformer updates between chunks. The
 table shows HR@10 per block of 2,000 scored clicks and overall, and the update
 throughput.
 
-Run: ``.venv/bin/python bench/online.py [--epochs 15]`` (about 2 minutes on the 2-core machine).
+Run: ``.venv/bin/python bench/online.py [--epochs 15] [--dp-sigma 1.5]`` (a few minutes on
+the 2-core machine; the DP steps take about as long as the plain updates).
 """
 
 from __future__ import annotations
@@ -28,7 +34,9 @@ import argparse
 import copy
 import time
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 
@@ -38,6 +46,7 @@ from model.scorer import SequenceScorer
 from model.serving.baseline import CooccurrenceRecommender
 from model.serving.ranker import top_items
 from model.training.train import TrainConfig, train
+from model.training.update import OnlinePrivacy
 from model.vocab import ItemVocab
 from online_learning.prequential import PrequentialRanking
 from online_learning.trainer import IncrementalTrainer, UpdateConfig
@@ -63,10 +72,33 @@ def pretrain(epochs: int, seed: int) -> tuple[SequenceScorer, ItemVocab, list[li
     return model.eval(), protocol.vocab, sequences, time.perf_counter() - started
 
 
+def private_trainer(
+    model: SequenceScorer, vocab: ItemVocab, args: argparse.Namespace
+) -> IncrementalTrainer:
+    """The learner's DP-SGD trainer: a Poisson-sampled pool, the lifetime cap, no growing."""
+    config = UpdateConfig(seed=args.seed, pool_updates=args.dp_pool_updates)
+    privacy = OnlinePrivacy(
+        noise_multiplier=args.dp_sigma,
+        max_grad_norm=1.0,
+        delta=1e-6,
+        epsilon_budget=args.dp_epsilon,
+        sample_rate=args.dp_rate,
+    )
+    # The noisy sum's divisor: the expected sample, as the learner sets it.
+    rows = max(1, round(args.dp_rate * config.update_every * args.dp_pool_updates))
+    return IncrementalTrainer(
+        model, vocab, config=replace(config, batch_size=rows), privacy=privacy
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=15, help="pretraining epochs")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dp-sigma", type=float, default=1.5, help="DP noise multiplier")
+    parser.add_argument("--dp-rate", type=float, default=0.1, help="DP Poisson sample rate")
+    parser.add_argument("--dp-pool-updates", type=int, default=8, help="updates in the DP pool")
+    parser.add_argument("--dp-epsilon", type=float, default=8.0, help="DP lifetime cap")
     args = parser.parse_args()
     torch.set_num_threads(2)
     frozen, vocab, train_sequences, pretrain_s = pretrain(args.epochs, args.seed)
@@ -76,6 +108,7 @@ def main() -> None:
     trainer = IncrementalTrainer(
         learner, copy.deepcopy(vocab), config=UpdateConfig(seed=args.seed), replay=train_sequences
     )
+    private = private_trainer(copy.deepcopy(frozen), vocab, args)
     baseline = CooccurrenceRecommender()
     for sequence in load_protocol(DATA / "train.csv.gz").train:  # the same history
         items = [vocab.ids[i] for i in sequence]
@@ -83,11 +116,11 @@ def main() -> None:
             baseline.learn_one(items[:position], item)
 
     clicks = sorted(read_events(DATA / "test.csv.gz"), key=lambda e: float(e["ts"]))
-    names = ("frozen", "incremental", "co-occurrence")
+    names = ("frozen", "incremental", "incremental DP", "co-occurrence")
     overall = {name: PrequentialRanking(k=K) for name in names}
     blocks: dict[str, list[PrequentialRanking]] = defaultdict(list)
     sessions: dict[str, list[str]] = defaultdict(list)
-    update_seconds = 0.0
+    update_seconds = private_seconds = 0.0
     for start in range(0, len(clicks), CHUNK):
         chunk = clicks[start : start + CHUNK]
         # Each click's session so far, earlier clicks of the same chunk included; the
@@ -100,6 +133,7 @@ def main() -> None:
         lists = {
             "frozen": top_items(frozen, vocab, prefixes, k=K),
             "incremental": trainer.top_k(prefixes, k=K),
+            "incremental DP": private.top_k(prefixes, k=K),
             "co-occurrence": [
                 [i for i, _ in baseline.recommend(p, k=K)] if p else [] for p in prefixes
             ],
@@ -118,6 +152,9 @@ def main() -> None:
             began = time.perf_counter()
             trainer.observe(sessions[click["session_id"]])
             update_seconds += time.perf_counter() - began
+            began = time.perf_counter()
+            private.observe(sessions[click["session_id"]], key=click["session_id"])
+            private_seconds += time.perf_counter() - began
 
     print(
         f"pretraining: {args.epochs} epochs in {pretrain_s:.0f} s; "
@@ -138,6 +175,13 @@ def main() -> None:
         f"updates: {trainer.updates} of {UpdateConfig().steps} steps, {trainer.examples:,} "
         f"examples in {update_seconds:.1f} s = {trainer.examples / update_seconds:,.0f} "
         f"examples/s (observing + training)"
+    )
+    spent = cast(dict[str, Any], private.privacy_spent())  # a private trainer has one
+    print(
+        f"DP: sigma {args.dp_sigma}, sample rate {args.dp_rate}, pool {args.dp_pool_updates} "
+        f"updates, {private.updates} updates, {spent['steps']} steps in {private_seconds:.0f} s; "
+        f"epsilon {spent['epsilon']:.2f} at delta {spent['delta']:g} (cap {args.dp_epsilon}"
+        f"{', reached' if not private.learning else ''})"
     )
 
 
