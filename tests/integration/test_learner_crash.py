@@ -81,6 +81,7 @@ def test_a_learner_killed_mid_learning_leaves_the_store_whole_and_a_restart_goes
         learn_publish_every=32,
         learn_dp_noise_multiplier=5.0,
         learn_dp_epsilon=100.0,  # room for this stream's few hundred DP steps
+        learn_dp_epsilon_per_window=100.0,  # all of it in this test's window
         # The worker's probation would judge versions on these few events by chance.
         probation_events=10**6,
     )
