@@ -40,6 +40,8 @@ from typing import Literal
 
 import torch
 
+from model.threshold import release_sums
+
 #: How a target that ties with other items is ranked (see the module docstring).
 Ties = Literal["pessimistic", "optimistic"]
 
@@ -196,3 +198,20 @@ class RankingMetrics:
             raise ValueError("no cases were added")
         means = (self._sums * (100.0 / self.count)).tolist()
         return dict(zip(METRIC_NAMES, means, strict=True))
+
+    def private_result(self, *, epsilon: float) -> dict[str, float]:
+        """:meth:`result` from sums and a count released with epsilon-DP (OpenDP's Laplace).
+
+        Each contributor must have added at most one case: it then moves the count by
+        1 and each sum by at most 1.
+
+        Raises:
+            ValueError: If no case was added.
+        """
+        if self._sums is None or self.count == 0:
+            raise ValueError("no cases were added")
+        values = [float(self.count), *self._sums.tolist()]
+        count, *sums = release_sums(values, l1=len(values), epsilon=epsilon)
+        return {
+            name: 100.0 * v / max(count, 1.0) for name, v in zip(METRIC_NAMES, sums, strict=True)
+        }

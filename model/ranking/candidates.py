@@ -29,8 +29,8 @@ import scipy.sparse as sp
 import torch
 
 from model.batches import HistoryBatch, pad_histories
-from model.ranking.fusion import recency_weights
-from model.ranking.knn import SessionKNN, packed_rows, row_positions
+from model.ranking.fusion import MemoryPart, recency_weights
+from model.ranking.knn import packed_rows, row_positions
 from model.ranking.parts import CandidateBudget, FusionWeights
 from model.scorer import SequenceScorer
 
@@ -103,7 +103,7 @@ class CandidateRanker:
     Args:
         model: the checkpoint's transformer.
         weights: the mix of transformer, session-kNN and recent items.
-        knn: the session-kNN part (None when its weight is 0).
+        knn: the memory part: session-kNN or released transitions (None when its weight is 0).
         popular: item indices, most popular first.
         budget: how many candidates each source proposes.
         recent_decay: the recent items' weight ``decay ** distance``.
@@ -117,7 +117,7 @@ class CandidateRanker:
         model: SequenceScorer,
         *,
         weights: FusionWeights,
-        knn: SessionKNN | None,
+        knn: MemoryPart | None,
         popular: torch.Tensor,
         budget: CandidateBudget,
         recent_decay: float = 0.5,

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal, Protocol
 
+import scipy.sparse as sp
 import torch
 
 from model.batches import HistoryBatch, pad_histories
@@ -24,6 +25,16 @@ class Ranker(Protocol):
 
     def score_many(self, prefixes: list[list[int]], /) -> torch.Tensor:
         """``(B, N)`` scores; padding is ``-inf``."""
+        ...
+
+
+class MemoryPart(Ranker, Protocol):
+    """The ranker's memory part (session-kNN, or a private checkpoint's released transitions)."""
+
+    n_items: int
+
+    def item_scores(self, prefixes: Sequence[Sequence[int]], /) -> sp.csr_matrix:
+        """``(B, N)`` non-negative CSR scores, columns sorted; only the items it scores."""
         ...
 
 

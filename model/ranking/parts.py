@@ -86,6 +86,9 @@ class RankerParts:
         weights: the mix, chosen on the validation split.
         sessions: ``(S, N)`` binary CSR item sets of the training sessions (the
             kNN index, N = the checkpoint's vocabulary); None without a kNN part.
+        transitions: ``(N, N)`` CSR of a DP release of which items sessions hold
+            near which (:mod:`model.training.transitions`): a private checkpoint's
+            memory part in place of ``sessions``.
         k: neighbours per prefix (V-SKNN).
         recent_decay: weight ``decay ** distance`` of an item seen in the history.
         candidates: the candidate stage's budget (two-stage serving).
@@ -94,6 +97,7 @@ class RankerParts:
 
     weights: FusionWeights
     sessions: sp.csr_matrix | None = None
+    transitions: sp.csr_matrix | None = None
     k: int = 100
     recent_decay: float = 0.5
     candidates: CandidateBudget = CandidateBudget()
@@ -102,17 +106,22 @@ class RankerParts:
     def __post_init__(self) -> None:
         if self.k < 1 or not 0 < self.recent_decay <= 1:
             raise ValueError("k must be >= 1 and recent_decay in (0, 1]")
-        if self.weights.neighbours > 0 and self.sessions is None:
-            raise ValueError("a kNN weight needs the sessions' index")
+        if self.sessions is not None and self.transitions is not None:
+            raise ValueError("a ranker keeps the sessions' index or released transitions, not both")
+        if self.weights.neighbours > 0 and self.sessions is None and self.transitions is None:
+            raise ValueError("a kNN weight needs the sessions' index or released transitions")
 
     def popular_items(self) -> np.ndarray:
         """Item indices by the number of training sessions holding them, most first.
 
-        Empty without the sessions' index.
+        From released transitions: by their summed counts. Empty without either.
         """
-        if self.sessions is None:
+        if self.transitions is not None:
+            holding = np.asarray(self.transitions.sum(axis=0), dtype=np.float64).ravel()
+        elif self.sessions is not None:
+            holding = np.asarray(self.sessions.getnnz(axis=0), dtype=np.float64)
+        else:
             return np.zeros(0, dtype=np.int64)
-        holding = np.asarray(self.sessions.getnnz(axis=0), dtype=np.int64)
         holding[0] = -1  # padding last
         order = np.argsort(-holding, kind="stable")
         return order[holding[order] > 0].astype(np.int64)
@@ -135,6 +144,13 @@ class RankerParts:
                 "indptr": matrix.indptr.astype(np.int64),
                 "indices": matrix.indices.astype(np.int32),
                 "shape": np.asarray(matrix.shape, dtype=np.int64),
+            }
+        if self.transitions is not None:
+            released = self.transitions.tocsr()
+            arrays |= {
+                "transitions_indptr": released.indptr.astype(np.int64),
+                "transitions_indices": released.indices.astype(np.int32),
+                "transitions_data": released.data.astype(np.float32),
             }
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **arrays)
@@ -161,9 +177,13 @@ class RankerParts:
                     # A model whose table grew since keeps the index; new items have no sessions.
                     ones = np.ones(indices.size, dtype=np.float32)
                     sessions = sp.csr_matrix((ones, indices, indptr), shape=(rows, n_items))
+                transitions = None
+                if "transitions_indptr" in arrays:
+                    transitions = _transitions(arrays, n_items)
             return cls(
                 weights=FusionWeights(**settings["weights"]),
                 sessions=sessions,
+                transitions=transitions,
                 k=int(settings["k"]),
                 recent_decay=float(settings["recent_decay"]),
                 candidates=CandidateBudget(**settings.get("candidates", {})),
@@ -173,3 +193,20 @@ class RankerParts:
             raise ValueError(f"not a ranker file: {exc!r}") from None
         except ValueError as exc:  # numpy refuses pickles; bad JSON, shapes or weights
             raise ValueError(f"not a ranker file: {exc}") from None
+
+
+def _transitions(arrays: Any, n_items: int) -> sp.csr_matrix:
+    """The released transitions of ``ranker.npz``, checked to fit a model of ``n_items``."""
+    indptr = arrays["transitions_indptr"]
+    indices, data = arrays["transitions_indices"], arrays["transitions_data"]
+    rows = indptr.size - 1
+    if rows > n_items or indices.size != data.size:
+        raise ValueError(f"its transitions have {rows} items, the model {n_items}")
+    if indices.size and (indices.min() < 1 or indices.max() >= rows):
+        raise ValueError("its transitions name items outside the model")
+    if not np.all(np.isfinite(data)) or (data.size and data.min() < 0):
+        raise ValueError("its transitions hold negative or non-finite counts")
+    matrix = sp.csr_matrix((data, indices, indptr), shape=(rows, rows))
+    # A model whose table grew since keeps them; new items have no pairs.
+    matrix.resize((n_items, n_items))
+    return matrix

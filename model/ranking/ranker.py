@@ -1,7 +1,9 @@
 """The served ranker: one object for the worker and for ``intentstream evaluate``.
 
-A checkpoint's transformer, mixed with session-kNN over the training sessions and
-the user's own recent items by the weights chosen on the validation split
+A checkpoint's transformer, mixed with session-kNN over the training sessions (a
+private checkpoint: the items a DP release puts near the history's,
+:class:`~model.ranking.transitions.TransitionRanker`) and the user's own recent
+items by the weights chosen on the validation split
 (:class:`~model.ranking.parts.RankerParts`). With those parts it ranks in two
 stages by default (:class:`~model.ranking.candidates.CandidateRanker`: a few
 hundred candidates a history, then the mix over them); ``full_ranking`` mixes
@@ -17,9 +19,10 @@ import torch
 
 from model.checkpoint import Checkpoint
 from model.ranking.candidates import CandidateRanker
-from model.ranking.fusion import FusedRanker, Kind, Ranker, RecentItems
+from model.ranking.fusion import FusedRanker, Kind, MemoryPart, Ranker, RecentItems
 from model.ranking.knn import SessionKNN
 from model.ranking.parts import FusionWeights
+from model.ranking.transitions import TransitionRanker
 from model.scorer import PrefixRanker
 
 
@@ -55,9 +58,12 @@ def served_ranker(
     parts = None if transformer_only else checkpoint.ranking
     weights = parts.weights if parts is not None else FusionWeights()
     n_items = checkpoint.model.config.n_items
-    knn = None
-    if parts is not None and parts.sessions is not None and weights.neighbours > 0:
-        knn = SessionKNN.from_sessions(parts.sessions, k=parts.k, weighting="linear")
+    knn: MemoryPart | None = None
+    if parts is not None and weights.neighbours > 0:
+        if parts.transitions is not None:
+            knn = TransitionRanker(parts.transitions, decay=parts.recent_decay)
+        elif parts.sessions is not None:
+            knn = SessionKNN.from_sessions(parts.sessions, k=parts.k, weighting="linear")
     # A catalogue not much larger than the candidates is cheaper to rank whole.
     small = parts is None or n_items <= 2 * (
         parts.candidates.total + checkpoint.model.config.max_len

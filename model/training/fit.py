@@ -36,6 +36,11 @@ from model.scorer import PrefixRanker, SequenceScorer
 from model.sessions import prefix_cases
 from model.training.dp_sgd import trained_parameters
 from model.training.private import train_private
+from model.training.private_ranker import (
+    choose_private_ranker,
+    composed_privacy,
+    validation_share,
+)
 from model.training.train import EpochReport, TrainConfig, ValidationCurve, train
 from model.training.vocabulary import private_vocabulary
 from model.vocab import ItemVocab
@@ -55,11 +60,24 @@ VALIDATION_CASES = 20_000
 
 @dataclass(frozen=True)
 class ValidationSplit:
-    """Training sequences, and prefix cases cut from the held-out last sessions."""
+    """Training sequences, and prefix cases cut from the held-out last sessions.
+
+    ``owners`` names each case's held-out session, so a DP choice can take one
+    case a session (:meth:`one_per_session`).
+    """
 
     train: list[list[int]]
     prefixes: list[list[int]]
     targets: torch.Tensor
+    owners: list[int]
+
+    def one_per_session(self) -> tuple[list[list[int]], torch.Tensor]:
+        """The first picked case of each held-out session: one session weighs one case."""
+        first: dict[int, int] = {}
+        for position, owner in enumerate(self.owners):
+            first.setdefault(owner, position)
+        picked = list(first.values())
+        return [self.prefixes[i] for i in picked], self.targets[picked]
 
     def recoded(self, old: ItemVocab, new: ItemVocab) -> ValidationSplit:
         """The same split in ``new``'s indices; items ``new`` lacks are dropped (targets: 0)."""
@@ -68,19 +86,25 @@ class ValidationSplit:
             train=[[table[i] for i in s if table[i]] for s in self.train],
             prefixes=[[table[i] for i in p if table[i]] for p in self.prefixes],
             targets=torch.tensor([table[int(t)] for t in self.targets], dtype=torch.int64),
+            owners=self.owners,
         )
 
 
 def validation_split(sequences: Sequence[list[int]], *, seed: int) -> ValidationSplit:
     """Hold out the last 10 % of sessions; a seeded subset of their prefixes validates."""
     cut = len(sequences) - round(len(sequences) * VALIDATION_FRACTION)
-    held_out = list(prefix_cases(sequences[cut:]))
+    held_out = [
+        (prefix, target, owner)
+        for owner, session in enumerate(sequences[cut:])
+        for prefix, target in prefix_cases([session])
+    ]
     generator = torch.Generator().manual_seed(seed)
     pick = torch.randperm(len(held_out), generator=generator)[:VALIDATION_CASES].tolist()
     return ValidationSplit(
         train=list(sequences[:cut]),
         prefixes=[held_out[j][0] for j in pick],
         targets=torch.tensor([held_out[j][1] for j in pick]),
+        owners=[held_out[j][2] for j in pick],
     )
 
 
@@ -113,7 +137,10 @@ def fit(
         vocab, vocab_spend = _private_vocabulary(run_dir, protocol.vocab, split, train_config)
         split = split.recoded(protocol.vocab, vocab)
     sequences = [s for s in split.train if len(s) >= 2]
-    val_prefixes, val_targets = split.prefixes, split.targets
+    # A private run releases metrics per validation session: one case each.
+    val_prefixes, val_targets = (
+        split.one_per_session() if private else (split.prefixes, split.targets)
+    )
     device = device or pick_device()
     options = {
         **(DP_DEFAULTS if private else {}),
@@ -139,10 +166,12 @@ def fit(
         ranker = PrefixRanker(model)
         for i in range(0, len(val_prefixes), 1024):
             metrics.update(ranker.score_many(val_prefixes[i : i + 1024]), val_targets[i : i + 1024])
+        if private:
+            return metrics.private_result(epsilon=validation_share(train_config))
         return metrics.result()
 
     def checkpoint(report: EpochReport, opt: torch.optim.Optimizer) -> None:
-        report = with_vocabulary(report, vocab_spend)
+        report = private_spend(report, vocab_spend, train_config)
         history = meta.setdefault("history", [])
         history.append(
             {
@@ -176,7 +205,8 @@ def fit(
             on_epoch=checkpoint,
             progress=progress,
         )
-        return [with_vocabulary(report, vocab_spend) for report in reports]
+        choose_private_ranker(run_dir, sequences, (val_prefixes, val_targets), train_config)
+        return [private_spend(report, vocab_spend, train_config) for report in reports]
     reports = train(
         model,
         sequences,
@@ -271,20 +301,23 @@ def _private_vocabulary(
     return vocab, spend
 
 
-def with_vocabulary(report: EpochReport, spend: dict[str, Any] | None) -> EpochReport:
-    """``report`` with the vocabulary's spend added to DP-SGD's (basic composition)."""
-    if report.privacy is None or spend is None or "vocabulary" in report.privacy:
+def private_spend(
+    report: EpochReport, vocabulary: dict[str, Any] | None, config: TrainConfig
+) -> EpochReport:
+    """A DP epoch's report with its vocabulary and its validation metrics' releases composed in.
+
+    The memory and the mix choice come later (:func:`choose_private_ranker`); a
+    non-private report is returned as is.
+    """
+    if report.privacy is None:
         return report
-    sgd = report.privacy
-    privacy = {
-        **sgd,
-        "epsilon": float(sgd["epsilon"]) + float(spend["epsilon"]),
-        "delta": float(sgd["delta"]) + float(spend["delta"]),
-        "sgd_epsilon": float(sgd["epsilon"]),
-        "sgd_delta": float(sgd["delta"]),
-        "vocabulary": spend,
-        "composition": "basic (DP-SGD + vocabulary)",
-    }
+    privacy = composed_privacy(
+        report.privacy,
+        vocabulary=vocabulary,
+        memory=None,
+        validation_releases=report.epoch,
+        config=config,
+    )
     return dataclasses.replace(report, privacy=privacy)
 
 

@@ -49,6 +49,13 @@ class TrainConfig:
             vocabulary (``model/training/vocabulary.py``); it adds to the reported spend,
             and so does ``dp_delta`` a second time.
         dp_vocab_items: distinct items one session adds to that release.
+        dp_memory_epsilon: with ``dp_epsilon``, the epsilon of the DP release of which
+            items sessions hold near which, the served ranker's memory part
+            (``model/training/transitions.py``); it adds to the training part's spend,
+            and so does ``dp_delta`` once more.
+        dp_validation_epsilon: with ``dp_epsilon``, what the held-out validation
+            sessions spend: each epoch's released metrics and the served ranker's mix
+            choice share it equally (``model/training/private_ranker.py``).
         lr_half_life: batches over which the learning rate halves (non-private runs; 0 =
             constant). It is set per epoch: ``learning_rate * 0.5 ** (batches before the
             epoch / lr_half_life)``. A rate high enough to learn fast at first
@@ -75,6 +82,8 @@ class TrainConfig:
     dp_accountant: Accountant = "prv"
     dp_vocab_epsilon: float = 1.0
     dp_vocab_items: int = 5
+    dp_memory_epsilon: float = 1.0
+    dp_validation_epsilon: float = 1.0
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or min(self.negatives, self.dp_negatives) < 0:
@@ -94,6 +103,9 @@ class TrainConfig:
             raise ValueError(f"patience must be >= 1, got {self.patience}")
         if not 0 < self.dp_vocab_epsilon < math.inf or self.dp_vocab_items < 1:
             raise ValueError("dp_vocab_epsilon must be finite and > 0, dp_vocab_items >= 1")
+        for name in ("dp_memory_epsilon", "dp_validation_epsilon"):
+            if not 0 < getattr(self, name) < math.inf:
+                raise ValueError(f"{name} must be finite and > 0, got {getattr(self, name)}")
         if self.dp_accountant not in get_args(Accountant):
             raise ValueError(f"dp_accountant must be one of {get_args(Accountant)}")
 

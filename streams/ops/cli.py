@@ -132,6 +132,8 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
         "dp_accountant": args.dp_accountant,
         "dp_vocab_epsilon": args.dp_vocab_epsilon,
         "dp_vocab_items": args.dp_vocab_items,
+        "dp_memory_epsilon": args.dp_memory_epsilon,
+        "dp_validation_epsilon": args.dp_validation_epsilon,
     }
     try:
         config = TrainConfig(**{k: v for k, v in train_options.items() if v is not None})
@@ -161,11 +163,18 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
             f"(DP-SGD target {privacy['target_epsilon']}), delta {privacy['delta']:g}, "
             f"clip {privacy['max_grad_norm']:g}, noise multiplier {privacy['noise_multiplier']:.3f}"
         )
-        if "vocabulary" in privacy:
-            vocabulary = privacy["vocabulary"]
+        for part, what in (("vocabulary", "items"), ("memory", "pairs")):
+            if part in privacy:
+                spend = privacy[part]
+                console.print(
+                    f"of which the {part} ({spend[what]} {what}): epsilon "
+                    f"{spend['epsilon']:g}, delta {spend['delta']:g}"
+                )
+        validation = privacy.get("validation_part")
+        if validation:
             console.print(
-                f"of which the vocabulary ({vocabulary['items']} items): epsilon "
-                f"{vocabulary['epsilon']:g}, delta {vocabulary['delta']:g}"
+                f"validation sessions (apart from the training ones): epsilon "
+                f"{validation['epsilon']:.3g} over {validation['releases']} releases"
             )
     console.print(f"checkpoints in {args.out}")
     return 0

@@ -129,6 +129,18 @@ def _train(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     train.add_argument(
         "--dp-vocab-items", type=int, help="distinct items a session adds to it (default 5)"
     )
+    train.add_argument(
+        "--dp-memory-epsilon",
+        type=float,
+        help="with --dp-epsilon: epsilon of the DP release of which items sessions hold near "
+        "which (the served ranker's memory), added to the spend (default 1.0)",
+    )
+    train.add_argument(
+        "--dp-validation-epsilon",
+        type=float,
+        help="with --dp-epsilon: what the validation sessions spend on epoch metrics and the "
+        "mix choice (default 1.0)",
+    )
 
 
 def _evaluate(sub: Subcommands, common: argparse.ArgumentParser) -> None:

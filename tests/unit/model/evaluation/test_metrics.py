@@ -118,3 +118,16 @@ def test_ranks_match_a_sorting_reference(rows: list[tuple[list[int], int]], ties
     targets = torch.tensor([target for _, target in rows])
     expected = [_reference_rank([float(s) for s in row], t, ties) for row, t in rows]
     assert target_ranks(scores, targets, ties=ties).tolist() == expected
+
+
+def test_private_metrics_are_near_the_exact_ones_and_carry_fresh_noise() -> None:
+    metrics = RankingMetrics()
+    ranks = torch.tensor([1, 5, 30] * 3_000)
+    metrics.update_ranks(ranks)
+    exact = metrics.result()
+    first, second = (metrics.private_result(epsilon=1.0) for _ in range(2))
+    for name, value in exact.items():
+        assert first[name] == pytest.approx(value, abs=0.5)
+    assert first != second  # released with noise, drawn again each time
+    with pytest.raises(ValueError, match="no cases"):
+        RankingMetrics().private_result(epsilon=1.0)

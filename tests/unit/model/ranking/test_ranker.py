@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
+import scipy.sparse as sp
 import torch
 
 from model.checkpoint import load_checkpoint, save_checkpoint, save_ranker
@@ -93,3 +95,27 @@ def test_ranker_parts_round_trip_and_refuse_what_does_not_fit() -> None:
         RankerParts(FusionWeights(0.5, 0.5, 0.0))  # a kNN weight without sessions
     with pytest.raises(ValueError):
         FusionWeights(0.0, 0.0, 0.0)
+
+
+def test_a_private_checkpoint_ranks_with_its_released_transitions(tmp_path: Path) -> None:
+    n_items = len(ITEMS) + 1
+    # Released counts: i2 is held near i1 far more than i5; nothing near i3.
+    released = sp.csr_matrix(
+        (np.array([30.0, 6.0, 30.0], dtype=np.float32), ([1, 1, 2], [2, 5, 1])),
+        shape=(n_items, n_items),
+    )
+    parts = RankerParts(FusionWeights(0.0, 1.0, 0.0), transitions=released)
+    checkpoint = load_checkpoint(_run(tmp_path, parts))
+    assert checkpoint.ranking is not None and checkpoint.ranking.sessions is None
+    [scores] = served_ranker(checkpoint).score_many([[1]])
+    assert scores[2] > scores[5] > scores[3] == 0
+    assert checkpoint.ranking.popular_items().tolist() == [1, 2, 5]
+    with pytest.raises(ValueError, match="not both"):
+        RankerParts(
+            parts.weights, sessions=item_matrix(SESSIONS, n_items=n_items), transitions=released
+        )
+    negative = RankerParts(parts.weights, transitions=released * -1.0)
+    with pytest.raises(ValueError, match="negative"):
+        RankerParts.from_bytes(negative.to_bytes(), n_items=n_items)
+    with pytest.raises(ValueError, match="items"):
+        RankerParts.from_bytes(parts.to_bytes(), n_items=2)

@@ -29,7 +29,7 @@ from model.training.dp_sgd import (
     session_losses,
     trained_parameters,
 )
-from model.training.fit import fit
+from model.training.fit import fit, validation_split
 from model.training.private import make_private, train_private
 from model.training.train import TrainConfig, train
 from tests.unit.walks import walks
@@ -204,9 +204,14 @@ def test_dp_fit_records_privacy_resumes_its_accounting_and_loads(tmp_path: Path)
     assert privacy["max_grad_norm"] == 1.0 and privacy["noise_multiplier"] > 0
     assert privacy["steps"] == privacy["planned_steps"] == 2 * round(1 / privacy["sample_rate"])
     assert first[0].privacy["sgd_epsilon"] < privacy["sgd_epsilon"] <= 3.0
-    # The vocabulary is a DP release too, and its spend is in the total.
-    assert privacy["vocabulary"]["epsilon"] == 20.0 and privacy["delta"] == 2e-3
-    assert privacy["epsilon"] == pytest.approx(privacy["sgd_epsilon"] + 20.0)
+    # The vocabulary and the served ranker's memory are DP releases too, in the total.
+    assert privacy["vocabulary"]["epsilon"] == 20.0 and privacy["memory"]["epsilon"] == 1.0
+    assert privacy["delta"] == pytest.approx(3e-3)
+    assert privacy["epsilon"] == pytest.approx(privacy["sgd_epsilon"] + 20.0 + 1.0)
+    # The validation sessions paid for two epochs' metrics and the mix: 1.0 in all.
+    assert privacy["validation_part"] == {"epsilon": pytest.approx(1.0), "releases": 3}
+    assert loaded.ranking is not None and loaded.ranking.sessions is None
+    assert loaded.ranking.transitions is not None
     assert f"i{N_ITEMS + 7}" not in loaded.vocab.index  # one session's item is not released
     assert len(loaded.vocab) - 1 == privacy["vocabulary"]["items"] >= N_ITEMS - 5
     assert json.loads((out / "epoch-0001" / "meta.json").read_text())["privacy"]["epsilon"] > 0
@@ -238,3 +243,13 @@ def test_dp_training_learns_an_easy_pattern_at_a_large_epsilon() -> None:
     popularity.update(Popularity(sessions, n_items=N_ITEMS).score_many(prefixes), targets)
     assert learned.result()["MRR@20"] > 3 * popularity.result()["MRR@20"]
     assert type(scorer.blocks.layers[0].self_attn) is torch.nn.MultiheadAttention
+
+
+def test_a_private_run_validates_on_one_case_per_held_out_session() -> None:
+    sessions = [[1, 2, 3, 4, 5]] * 90 + [[6, 7, 8, 9]] * 10
+    split = validation_split(sessions, seed=0)
+    assert len(split.prefixes) == 30 and len(set(split.owners)) == 10
+    prefixes, targets = split.one_per_session()
+    assert len(prefixes) == len(targets) == 10
+    firsts = [split.owners.index(owner) for owner in sorted(set(split.owners))]
+    assert sorted(map(tuple, prefixes)) == sorted(tuple(split.prefixes[i]) for i in firsts)
