@@ -28,7 +28,7 @@ from model.checkpoint import (
 )
 from model.config import ScorerConfig
 from model.evaluation.evaluate import load_protocol
-from model.evaluation.metrics import RankingMetrics
+from model.evaluation.metrics import MISS_RANK, RankingMetrics
 from model.evaluation.tuning import choose_weights
 from model.ranking.knn import SessionKNN, item_matrix
 from model.ranking.parts import RankerParts
@@ -161,11 +161,19 @@ def fit(
         "validation": {"fraction": VALIDATION_FRACTION, "cases": len(val_prefixes)},
     }
 
+    # A case whose prefix lost every item to a DP vocabulary cannot be scored: a miss.
+    known = [i for i, prefix in enumerate(val_prefixes) if prefix]
+    unscorable = len(val_prefixes) - len(known)
+    scored = ([val_prefixes[i] for i in known], val_targets[known])
+
     def validate(model: SequenceScorer) -> dict[str, float]:
         metrics = RankingMetrics()
         ranker = PrefixRanker(model)
-        for i in range(0, len(val_prefixes), 1024):
-            metrics.update(ranker.score_many(val_prefixes[i : i + 1024]), val_targets[i : i + 1024])
+        prefixes, targets = scored
+        for i in range(0, len(prefixes), 1024):
+            metrics.update(ranker.score_many(prefixes[i : i + 1024]), targets[i : i + 1024])
+        if unscorable:
+            metrics.update_ranks(torch.full((unscorable,), MISS_RANK))
         if private:
             return metrics.private_result(epsilon=validation_share(train_config))
         return metrics.result()
@@ -176,7 +184,7 @@ def fit(
         history.append(
             {
                 "epoch": report.epoch,
-                "loss": report.loss,
+                "loss": None if private else report.loss,  # computed without noise
                 "seconds": report.seconds,
                 "validation": report.metrics,
                 **({"epsilon": report.privacy["epsilon"]} if report.privacy else {}),
@@ -205,7 +213,7 @@ def fit(
             on_epoch=checkpoint,
             progress=progress,
         )
-        choose_private_ranker(run_dir, sequences, (val_prefixes, val_targets), train_config)
+        choose_private_ranker(run_dir, sequences, scored, train_config)
         return [private_spend(report, vocab_spend, train_config) for report in reports]
     reports = train(
         model,

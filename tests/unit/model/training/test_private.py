@@ -163,6 +163,8 @@ def _events_file(path: Path, sessions: list[list[int]]) -> Path:
 def test_dp_fit_records_privacy_resumes_its_accounting_and_loads(tmp_path: Path) -> None:
     sessions = walks(300, random.Random(0), n_items=N_ITEMS)
     sessions[5] = [N_ITEMS + 7, *sessions[5]]  # an item of one (training) session only
+    # A validation session whose items the DP vocabulary lacks: its case is a miss.
+    sessions.append([N_ITEMS + 20, N_ITEMS + 21, N_ITEMS + 22])
     data = _events_file(tmp_path / "events.csv", sessions)
     out = tmp_path / "run"
     options = {"d_model": 16, "n_heads": 2, "max_len": 8}
