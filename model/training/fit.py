@@ -213,8 +213,11 @@ def fit(
             on_epoch=checkpoint,
             progress=progress,
         )
-        choose_private_ranker(run_dir, sequences, scored, train_config)
-        return [private_spend(report, vocab_spend, train_config) for report in reports]
+        final = choose_private_ranker(run_dir, sequences, scored, train_config)
+        reports = [private_spend(report, vocab_spend, train_config) for report in reports]
+        if reports and final is not None:  # the newest epoch is the chosen one
+            reports[-1] = dataclasses.replace(reports[-1], privacy=final)
+        return reports
     reports = train(
         model,
         sequences,

@@ -51,8 +51,10 @@ def choose_private_ranker(
     train: list[list[int]],
     cases: tuple[list[list[int]], Any],
     config: TrainConfig,
-) -> RankerParts | None:
+) -> dict[str, Any] | None:
     """Release the run's memory (once), choose the mix privately, store both with the chosen epoch.
+
+    Returns the chosen checkpoint's ``privacy``, everything composed (None: no checkpoint).
 
     Args:
         run_dir: the DP run's folder.
@@ -65,8 +67,8 @@ def choose_private_ranker(
     if chosen is None:
         return None
     checkpoint = load_checkpoint(chosen)
-    if checkpoint.ranking is not None:
-        return checkpoint.ranking  # chosen once: choosing again would spend again
+    if checkpoint.ranking is not None:  # chosen once: choosing again would spend again
+        return dict(checkpoint.meta["privacy"])
     memory, spend = _memory(run_dir, train, len(checkpoint.vocab), config)
     prefixes, targets = cases
     weights, _ = choose_weights_privately(
@@ -89,7 +91,7 @@ def choose_private_ranker(
     )
     meta_path.write_text(json.dumps(meta, indent=2))
     log.info("private served ranker of %s: %s, %s", chosen, weights, meta["privacy"]["epsilon"])
-    return parts
+    return dict(meta["privacy"])
 
 
 def _memory(

@@ -213,6 +213,7 @@ def test_dp_fit_records_privacy_resumes_its_accounting_and_loads(tmp_path: Path)
     # The validation sessions paid for two epochs' metrics and the mix: 1.0 in all.
     assert privacy["validation_part"] == {"epsilon": pytest.approx(1.0), "releases": 3}
     assert loaded.ranking is not None and loaded.ranking.sessions is None
+    assert second[-1].privacy == privacy  # what `intentstream train` prints is the whole spend
     assert loaded.ranking.transitions is not None
     assert f"i{N_ITEMS + 7}" not in loaded.vocab.index  # one session's item is not released
     assert len(loaded.vocab) - 1 == privacy["vocabulary"]["items"] >= N_ITEMS - 5
