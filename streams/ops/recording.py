@@ -7,6 +7,7 @@ deployment. Only ``intentstream_*`` samples are kept (they hold no user ids).
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -22,11 +23,23 @@ PREFIX = "intentstream_"
 def to_line(s: Scrape) -> bytes:
     """One scrape as a JSON line."""
     samples = [
-        [name, dict(labels), value]
+        [name, dict(labels), _json_number(value)]
         for (name, labels), value in sorted(s.samples.items())
         if name.startswith(PREFIX)
     ]
     return orjson.dumps({"url": s.url, "at": s.at, "error": s.error, "samples": samples}) + b"\n"
+
+
+def _json_number(value: float) -> float | str:
+    """``value``, or Prometheus' text for NaN and infinities (JSON has none; float() reads it).
+
+    Examples:
+        >>> _json_number(2.5), _json_number(float("inf")), _json_number(float("nan"))
+        (2.5, '+Inf', 'NaN')
+    """
+    if math.isfinite(value):
+        return value
+    return "NaN" if math.isnan(value) else ("+Inf" if value > 0 else "-Inf")
 
 
 def read_recording(path: Path) -> list[Scrape]:

@@ -48,6 +48,19 @@ def test_a_recording_reads_back_and_summarises_like_prometheus(tmp_path: Path) -
     assert summary.epsilon_charged == 10.0
 
 
+def test_a_recording_keeps_nan_and_infinite_samples(tmp_path: Path) -> None:
+    """A worker serving a model that is not DP-trained exports an epsilon of +Inf."""
+    text = (
+        'intentstream_model_epsilon{version="v1"} +Inf\n'
+        'intentstream_model_epsilon{version="baseline"} NaN\n'
+    )
+    (tmp_path / "m.jsonl").write_bytes(to_line(parse("http://w:9400/metrics", text, at=1.0)))
+    [scrape] = read_recording(tmp_path / "m.jsonl")
+    assert scrape.value("intentstream_model_epsilon", version="v1") == float("inf")
+    baseline = scrape.value("intentstream_model_epsilon", version="baseline")
+    assert baseline is not None and baseline != baseline  # NaN
+
+
 def test_a_file_that_is_not_a_recording_is_refused(tmp_path: Path) -> None:
     (tmp_path / "x.jsonl").write_text('{"not": "a scrape"}\n')
     with pytest.raises(ValueError, match="not a metrics recording"):
