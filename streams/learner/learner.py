@@ -316,6 +316,7 @@ class Learner:
             drifts=self.drifts,
             online=self.prequential.snapshot(),
             epsilon=spent["epsilon"] if spent else 0.0,
+            learning=self.trainer.learning,
         )
 
     def privacy(self) -> dict[str, Any] | None:

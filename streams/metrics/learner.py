@@ -36,6 +36,11 @@ class LearnerMetrics:
             "DP-SGD epsilon spent by the learner's updates (0 when DP-SGD is off).",
             registry=r,
         )
+        self.stopped = Gauge(
+            "intentstream_learn_dp_stopped",
+            "1 once the DP lifetime cap stopped the learner's updates (it still checks), else 0.",
+            registry=r,
+        )
         self.quality = OnlineQuality(r, role="learner")
         self._drifts = 0
 
@@ -49,3 +54,4 @@ class LearnerMetrics:
         self._drifts = stats.drifts
         self.quality.set(stats.online)
         self.epsilon.set(stats.epsilon)
+        self.stopped.set(0 if stats.learning else 1)

@@ -56,3 +56,5 @@ class LearnerStats:
     online: RankingSnapshot
     #: DP-SGD epsilon spent by the learner's updates (0 when DP-SGD is off).
     epsilon: float
+    #: False once the DP lifetime cap stopped the updates (it still checks and serves).
+    learning: bool = True

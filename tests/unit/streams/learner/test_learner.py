@@ -79,6 +79,7 @@ def test_the_learner_scores_before_learning_and_reacts_to_drift(
     assert exported.value("intentstream_learn_examples_total") == learner.trainer.examples > 0
     assert exported.value("intentstream_learn_busy_seconds_total") == 2.0
     assert exported.value("intentstream_online_checked_events", role="learner") == 900
+    assert exported.value("intentstream_learn_dp_stopped") == 0.0
 
 
 def _publish(learner: Learner, settings: Settings) -> str:
@@ -169,6 +170,9 @@ def test_at_the_lifetime_cap_the_learner_stops_learning_and_keeps_checking(
     spent = learner.trainer.privacy_spent()
     assert spent is not None and spent["steps"] == 4 and spent["epsilon"] <= cap
     assert not learner.trainer.learning and learner.trainer.updates == 1
+    metrics = LearnerMetrics()
+    metrics.record(learner.stats(), busy_seconds=1.0)
+    assert metrics.registry.get_sample_value("intentstream_learn_dp_stopped") == 1.0
     weights = [p.detach().clone() for p in learner.trainer.model.parameters()]
     checked = learner.prequential.snapshot().n
     learner.learn(_values(walks(40, rng, n_items=N, step=1), first=500))  # no error
