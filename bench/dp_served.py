@@ -33,7 +33,6 @@ import math
 import time
 from pathlib import Path
 
-import numpy as np
 import scipy.sparse as sp
 
 from model.checkpoint import load_checkpoint
@@ -44,7 +43,13 @@ from model.ranking.parts import FusionWeights
 from model.ranking.transitions import TransitionRanker
 from model.serving.ranker import CheckpointScorer
 from model.training.fit import validation_split
-from model.training.transitions import MAX_PAIRS, WINDOW, bounded_counts, private_transitions
+from model.training.transitions import (
+    MAX_PAIRS,
+    WINDOW,
+    bounded_counts,
+    pair_matrix,
+    private_transitions,
+)
 from streams.ops.session_replay import replay_in_process, replay_plan
 from streams.settings import Settings
 
@@ -52,11 +57,7 @@ from streams.settings import Settings
 def exact_transitions(sessions: list[list[int]], n_items: int) -> sp.csr_matrix:
     """The same bounded contributions, summed without noise or threshold (epsilon = inf)."""
     counts = bounded_counts(sessions, n_items=n_items, window=WINDOW, max_pairs=MAX_PAIRS)
-    keys = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
-    values = np.fromiter(counts.values(), dtype=np.float32, count=len(counts))
-    matrix = sp.csr_matrix((values, (keys // n_items, keys % n_items)), shape=(n_items, n_items))
-    matrix.sort_indices()
-    return matrix
+    return pair_matrix(counts, n_items)
 
 
 def served_row(data: Path, run: Path) -> str:

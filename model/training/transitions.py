@@ -74,6 +74,15 @@ def bounded_counts(
     return counts
 
 
+def pair_matrix(counts: dict[int, float], n_items: int) -> sp.csr_matrix:
+    """Counts keyed ``a * n_items + b`` as an ``(n_items, n_items)`` float32 CSR, columns sorted."""
+    keys = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
+    values = np.fromiter(counts.values(), dtype=np.float32, count=len(counts))
+    matrix = sp.csr_matrix((values, (keys // n_items, keys % n_items)), shape=(n_items, n_items))
+    matrix.sort_indices()
+    return matrix
+
+
 def private_transitions(
     sessions: Sequence[Sequence[int]],
     *,
@@ -101,14 +110,8 @@ def private_transitions(
     measurement, scale, threshold = gaussian_threshold(epsilon, delta, max_pairs)
     counts = bounded_counts(sessions, n_items=n_items, window=window, max_pairs=max_pairs)
     released = measurement(counts) if counts else {}
-    keys = np.fromiter(released.keys(), dtype=np.int64, count=len(released))
-    values = np.fromiter(released.values(), dtype=np.float64, count=len(released))
-    positive = values > 0  # the threshold is on |count|: a far negative one is noise alone
-    keys, values = keys[positive], values[positive]
-    matrix = sp.csr_matrix(
-        (values.astype(np.float32), (keys // n_items, keys % n_items)), shape=(n_items, n_items)
-    )
-    matrix.sort_indices()
+    # The threshold is on |count|: a far negative one is noise alone.
+    matrix = pair_matrix({k: v for k, v in released.items() if v > 0}, n_items)
     spend = {
         "epsilon": epsilon,
         "delta": delta,
