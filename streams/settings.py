@@ -7,9 +7,11 @@ else reads the environment.
 
 from __future__ import annotations
 
+import difflib
 import logging
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -27,11 +29,19 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 #: Default listener port per local broker kind, so both can run side by side.
 DEFAULT_PORTS: dict[str, int] = {"tansu": 9092, "kafka": 9192}
 
+#: Prefix of every setting's environment variable.
+ENV_PREFIX = "INTENTSTREAM_"
+
+
+def _under_home(name: str) -> Callable[[dict[str, Any]], Path]:
+    """Default of a path setting: ``name`` in the ``home`` folder (``INTENTSTREAM_HOME``)."""
+    return lambda data: data.get("home", DEFAULT_HOME) / name
+
 
 class Settings(BaseSettings):
     """Configuration with one documented default each (see docs/configuration.md)."""
 
-    model_config = SettingsConfigDict(env_prefix="INTENTSTREAM_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
 
     kafka: str | None = Field(
         default=None,
@@ -42,7 +52,11 @@ class Settings(BaseSettings):
         description="Which broker the bootstrap address points at; 'tansu' turns on the "
         "work-arounds for its quirks (docs/operating.md). `--bootstrap` alone implies 'kafka'.",
     )
-    home: Path = Field(default=DEFAULT_HOME, description="State folder for local brokers.")
+    home: Path = Field(
+        default=DEFAULT_HOME,
+        description="State folder: local brokers, the demo's runs and the default key files "
+        "and model store.",
+    )
     app_id: str = Field(default="intentstream", description="Faust app id = consumer group.")
     partitions: int = Field(default=8, ge=1, description="Partitions of created topics.")
 
@@ -64,7 +78,7 @@ class Settings(BaseSettings):
         default=None, description="HMAC key for user pseudonyms (wins over the key file)."
     )
     pseudonym_key_file: Path = Field(
-        default=DEFAULT_HOME / "pseudonym.key",
+        default_factory=_under_home("pseudonym.key"),
         description="File holding the HMAC key; the demo creates it (mode 0600) if missing.",
     )
     master_key: SecretStr | None = Field(
@@ -73,7 +87,7 @@ class Settings(BaseSettings):
         "(wins over the key file).",
     )
     master_key_file: Path = Field(
-        default=DEFAULT_HOME / "master.key",
+        default_factory=_under_home("master.key"),
         description="File holding the state master key; the demo creates it (mode 0600) "
         "if missing.",
     )
@@ -221,7 +235,7 @@ class Settings(BaseSettings):
         "one epoch folder); unset = the co-occurrence baseline learned from the stream.",
     )
     model_store: Path = Field(
-        default=DEFAULT_HOME / "models",
+        default_factory=_under_home("models"),
         description="Model store: one folder per published version (verified by a SHA-256 "
         "manifest) and a CURRENT pointer; `intentstream model list|publish|rollback` use it.",
     )
@@ -397,3 +411,34 @@ class Settings(BaseSettings):
     def redacted(self) -> dict[str, object]:
         """The effective configuration with secrets hidden, for the startup log."""
         return self.model_dump(mode="json")
+
+
+def variable(field: str) -> str:
+    """The environment variable of a setting.
+
+    Examples:
+        >>> variable("metrics_port")
+        'INTENTSTREAM_METRICS_PORT'
+    """
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+def unknown_variables(environ: Mapping[str, str]) -> dict[str, str | None]:
+    """``INTENTSTREAM_*`` variables of ``environ`` that are no setting, each with the
+    closest setting's variable (None when none is close): a typo is ignored otherwise.
+
+    Examples:
+        >>> unknown_variables({"INTENTSTREAM_METRIC_PORT": "1", "INTENTSTREAM_KAFKA": "k:1"})
+        {'INTENTSTREAM_METRIC_PORT': 'INTENTSTREAM_METRICS_PORT'}
+    """
+    fields = list(Settings.model_fields)
+    unknown: dict[str, str | None] = {}
+    for name in sorted(environ):
+        field = name.upper().removeprefix(ENV_PREFIX).lower()
+        if name.upper().startswith(ENV_PREFIX) and field not in Settings.model_fields:
+            # Compared without the prefix, which every name shares.
+            close = difflib.get_close_matches(field, fields, n=1, cutoff=0.7)
+            if "bootstrap" in field:  # Kafka's own word for it
+                close = ["kafka"]
+            unknown[name] = variable(close[0]) if close else None
+    return unknown

@@ -10,7 +10,7 @@ from unittest import mock
 import pydantic
 import pytest
 
-from streams.settings import Settings
+from streams.settings import Settings, unknown_variables
 
 SASL_SSL: dict[str, Any] = {
     "security_protocol": "SASL_SSL",
@@ -60,3 +60,31 @@ def test_secured_settings_reach_a_child_process_but_not_the_log() -> None:
 def test_metrics_bind_to_loopback_unless_opened() -> None:
     with mock.patch.dict(os.environ, {}, clear=True):
         assert Settings().metrics_host == "127.0.0.1"
+
+
+def test_home_moves_every_default_path(tmp_path: Path) -> None:
+    environment = {"INTENTSTREAM_HOME": str(tmp_path)}
+    with mock.patch.dict(os.environ, environment, clear=True):
+        settings = Settings()
+    assert settings.pseudonym_key_file == tmp_path / "pseudonym.key"
+    assert settings.master_key_file == tmp_path / "master.key"
+    assert settings.model_store == tmp_path / "models"
+    # An explicit path still wins over the home folder.
+    assert Settings(home=tmp_path, model_store=Path("/srv/models")).model_store == Path(
+        "/srv/models"
+    )
+
+
+def test_an_unknown_variable_is_named_with_the_closest_setting() -> None:
+    environment = {
+        "INTENTSTREAM_METRIC_PORT": "9400",
+        "INTENTSTREAM_KAFKA": "k:9092",
+        "INTENTSTREAM_NOTHING_LIKE_IT": "1",
+        "INTENTSTREAM_BOOTSTRAP_SERVERS": "k:9092",
+        "HOME": "/root",
+    }
+    assert unknown_variables(environment) == {
+        "INTENTSTREAM_METRIC_PORT": "INTENTSTREAM_METRICS_PORT",
+        "INTENTSTREAM_NOTHING_LIKE_IT": None,
+        "INTENTSTREAM_BOOTSTRAP_SERVERS": "INTENTSTREAM_KAFKA",
+    }
