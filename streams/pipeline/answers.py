@@ -75,11 +75,35 @@ class Answers:
         purchase_intent: float,
         now: float,
         latency_s: float,
-    ) -> OutputRecord:
-        """The recommendation answering ``event``, keyed by its raw user id."""
-        value = {
-            "user_id": event["user_id"],
-            "event_id": event["event_id"],
+    ) -> tuple[OutputRecord, bytes]:
+        """The recommendation answering ``event``, keyed by its raw user id, and its body.
+
+        The body is the value without ``user_id`` (:func:`recommendation_body`): what
+        the worker keeps as the user's latest list, under their pseudonym only.
+        """
+        user_id = event["user_id"]
+        body = recommendation_body(
+            event["event_id"],
+            answer,
+            purchase_intent=purchase_intent,
+            now=now,
+            latency_s=latency_s,
+        )
+        record = OutputRecord(
+            topic=self._recommendations_topic,
+            key=user_id.encode(),
+            value=with_user_id(user_id, body),
+        )
+        return record, body
+
+
+def recommendation_body(
+    event_id: str, answer: Ranked, *, purchase_intent: float, now: float, latency_s: float
+) -> bytes:
+    """A recommendation's JSON without its ``user_id``: every other field, in contract order."""
+    return orjson.dumps(
+        {
+            "event_id": event_id,
             "ts": round(now, 6),
             "context": answer.context,
             "items": [{"item_id": item, "score": score} for item, score in answer.items],
@@ -87,8 +111,17 @@ class Answers:
             "model_version": answer.model_version,
             "latency_ms": round(latency_s * 1000.0, 3),
         }
-        return OutputRecord(
-            topic=self._recommendations_topic,
-            key=event["user_id"].encode(),
-            value=orjson.dumps(value),
-        )
+    )
+
+
+def with_user_id(user_id: str, body: bytes) -> bytes:
+    """The recommendation ``body`` with ``user_id`` as its first field: the contract's value.
+
+    Byte for byte what ``orjson.dumps`` gives the whole object, without encoding the
+    body twice.
+
+    Examples:
+        >>> with_user_id("u1", b'{"event_id":"e1"}')
+        b'{"user_id":"u1","event_id":"e1"}'
+    """
+    return b'{"user_id":' + orjson.dumps(user_id) + b"," + body[1:]

@@ -14,14 +14,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from model.serving.ranker import ContextRanker, ItemScorer, RankRequest
+from model.serving.ranker import ContextRanker, ItemScorer, Ranked, RankRequest
 from model.threshold import MICRO
 from online_learning.intent import intent_cell
 from streams.metrics.stats import BatchStats
 from streams.pipeline.answers import Answers, UserSeal
 from streams.pipeline.crypto import StateCipher, pack_record
 from streams.pipeline.intent import IntentPredictor
-from streams.pipeline.ledger import LedgerSealer
+from streams.pipeline.ledger import LedgerSealer, UserLedger
 from streams.pipeline.monitor import OnlineMonitor, ProbationFailure
 from streams.pipeline.pseudonyms import Pseudonymizer
 from streams.pipeline.records import InputRecord, OutputRecord
@@ -53,6 +53,9 @@ class BatchResult:
     release_marks: dict[int, float] = field(default_factory=dict)
     probation_failures: list[ProbationFailure] = field(default_factory=list)
     stats: BatchStats = field(default_factory=BatchStats)
+    #: Pseudonym -> (partition, body of the user's last recommendation in the batch,
+    #: without ``user_id``); body None: the user was erased and has no list.
+    latest: dict[bytes, tuple[int, bytes | None]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +183,29 @@ class EventPipeline:
         self._finish_stats(result.stats, records=len(records), unreadable=states.unreadable)
         return result
 
+    def search(
+        self, user: bytes, query: str, *, read_state: TableReader, read_key: TableReader
+    ) -> tuple[Ranked, float]:
+        """Rank the catalogue for ``query`` as a search event of ``user`` would be; writes nothing.
+
+        The user's history comes from their sealed state (none once erased); nothing
+        is applied, contributed or checked, and no state, ledger or statistic changes.
+
+        Returns:
+            The ranked answer and the user's purchase intent.
+        """
+        states = WorkingSet(
+            self._cipher,
+            self._ledgers,
+            read_state=read_state,
+            read_key=read_key,
+            restore=_keep_state,
+            seen_every=self._seen_every,
+        )
+        state = states.get(user, self.answers.clock())
+        [answer] = self.ranker.rank_many([RankRequest(history=tuple(state.items), query=query)])
+        return answer, round(self.intent.predict(state), 6)
+
     def _hold_watermark(self, records: Sequence[InputRecord], checked: Sequence[Checked]) -> float:
         """Enter each partition's first event time of the batch into the watermark.
 
@@ -257,6 +283,8 @@ class EventPipeline:
         """
         existed = states.erase(user, record.partition, requested_ms=_millis(record.timestamp))
         result.stats.erased += 1
+        if existed is not None:  # a redelivered request leaves later lists alone
+            result.latest[user] = (record.partition, None)
         result.audit.append(self.answers.audit(record, request, existed=bool(existed)))
 
     def _apply(
@@ -378,20 +406,29 @@ class EventPipeline:
         now = self.answers.clock()
         latencies = result.stats.latencies
         out = result.recommendations
+        latest = result.latest
         for waiting, answer in answered:
             waiting.state.last_emitted = [item for item, _ in answer.items[:EMITTED_KEPT]]
             waiting.state.last_version = answer.model_version
             latency_s = max(0.0, now - waiting.record.timestamp)
             latencies.append(latency_s)
-            out.append(
-                self.answers.recommendation(
-                    waiting.event,
-                    answer,
-                    purchase_intent=waiting.purchase_intent,
-                    now=now,
-                    latency_s=latency_s,
-                )
+            record, body = self.answers.recommendation(
+                waiting.event,
+                answer,
+                purchase_intent=waiting.purchase_intent,
+                now=now,
+                latency_s=latency_s,
             )
+            out.append(record)
+            user = waiting.user
+            previous = latest.get(user)
+            # An event answered before its user's erasure later in this batch leaves no list.
+            if (
+                previous is None
+                or previous[1] is not None
+                or (_millis(waiting.record.timestamp) > states.erased_before_ms(user))
+            ):
+                latest[user] = (waiting.record.partition, body)
         result.stats.recommendations = len(out)
 
     def _finish_stats(self, stats: BatchStats, *, records: int, unreadable: int) -> None:
@@ -405,6 +442,10 @@ class EventPipeline:
         stats.intent_log_loss = self.intent.snapshots()
         stats.serving_version = self.ranker.primary.version
         stats.serving_epsilon = self.ranker.primary.epsilon
+
+
+def _keep_state(state: UserState, ledger: UserLedger | None, now: float) -> None:
+    """A read-only opening: the ledger's spend is not applied (nothing is charged)."""
 
 
 def _millis(timestamp: float) -> int:

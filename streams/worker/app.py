@@ -19,6 +19,8 @@ from model.serving.ranker import CheckpointScorer
 from model.serving.text import TextEncoder
 from online_learning.registry import ModelStore
 from streams.errors import ConfigurationError
+from streams.http.backend import WorkerBackend
+from streams.http.latest import LatestLists
 from streams.kafka.catalogue_feed import CatalogueFeed
 from streams.kafka.model_feed import ModelFeed
 from streams.kafka.produce import kafka_producer, send_all
@@ -40,11 +42,13 @@ from streams.worker.shredding import SegmentRoller, register_roller
 log = logging.getLogger(__name__)
 
 
-def faust_options(settings: Settings) -> dict[str, Any]:
+def faust_options(settings: Settings, *, web_url: str | None = None) -> dict[str, Any]:
     """Faust settings derived from ours (documented in docs/configuration.md).
 
     Creates the folder Faust keeps its per-app data in (under ``home``, not the
-    working directory), since Faust does not create its parent.
+    working directory), since Faust does not create its parent. ``web_url`` is the
+    HTTP API's advertised URL: Faust's assignor shares it with the group
+    (``canonical_url``), which is how every worker knows the owner of a partition.
     """
     tansu = settings.broker_kind == "tansu"
     (settings.home / "faust").mkdir(parents=True, exist_ok=True)
@@ -58,7 +62,10 @@ def faust_options(settings: Settings) -> dict[str, Any]:
         "topic_partitions": settings.partitions,
         "topic_replication_factor": settings.replication_factor,
         "topic_disable_leader": True,
+        # Our own HTTP API (streams/http) runs instead: Faust's web server would
+        # expose its table views, whose keys are pseudonyms.
         "web_enabled": False,
+        **({"canonical_url": web_url} if web_url is not None else {}),
         "consumer_auto_offset_reset": "earliest",
         "producer_linger": 0.005,
         "producer_acks": -1,
@@ -78,8 +85,9 @@ def create_app(
     master_key: bytes | None = None,
     ready: list[asyncio.Event] | None = None,
     metrics: WorkerMetrics | None = None,
-) -> BatchingApp:
-    """Build a configured app with its topics, tables, batch handler and feeds.
+    web_url: str | None = None,
+) -> WorkerApp:
+    """Build a configured app with its topics, tables, batch handler, feeds and API backend.
 
     Args:
         settings: the one configuration object.
@@ -89,19 +97,21 @@ def create_app(
             announcements have been read to their end; the worker waits for all
             of them before it reports ready.
         metrics: where the app counts what it does (default: a fresh, unserved registry).
+        web_url: the HTTP API's advertised URL (:func:`faust_options`).
     """
     key = pseudonym_key if pseudonym_key is not None else load_pseudonym_key(settings)
     master = master_key if master_key is not None else load_master_key(settings)
-    app = BatchingApp(settings.app_id, autodiscover=False, **faust_options(settings))
+    app = WorkerApp(settings.app_id, autodiscover=False, **faust_options(settings, web_url=web_url))
     topics = build_topics(app, settings)
     tables = build_tables(app, settings)
     scorer = load_scorer(settings)
     encoder = TextEncoder() if settings.text_search else None
     catalogue = TextCatalogue(dim=encoder.dim) if encoder is not None else None
     items = CatalogueItems()
+    pseudonyms = Pseudonymizer(key)
     pipeline = build_pipeline(
         settings,
-        pseudonymizer=Pseudonymizer(key),
+        pseudonymizer=pseudonyms,
         master_key=master,
         scorer=scorer,
         items=items,
@@ -124,6 +134,7 @@ def create_app(
         metrics=metrics,
     )
     roller = SegmentRoller(settings.partitions)
+    latest = LatestLists(settings.http_latest_users)
     register_handler(
         app,
         settings=settings,
@@ -133,9 +144,24 @@ def create_app(
         metrics=metrics,
         record_failure=models.record_failure,
         roller=roller,
+        latest=latest,
     )
     register_roller(app, tables=tables, roller=roller)
-    register_expiry(app, settings=settings, tables=tables, ledgers=LedgerSealer(master))
+    register_expiry(
+        app,
+        settings=settings,
+        tables=tables,
+        ledgers=LedgerSealer(master),
+        on_expired=latest.discard,
+    )
+    app.api = WorkerBackend(
+        app,
+        events_topic=settings.events_topic,
+        pipeline=pipeline,
+        tables=tables,
+        latest=latest,
+        pseudonyms=pseudonyms,
+    )
     app.task(models.run)
     ready.append(models.loaded)
     catalogue_feed = CatalogueFeed(
@@ -149,6 +175,12 @@ def create_app(
     app.task(catalogue_feed.run)
     ready.append(catalogue_feed.loaded)
     return app
+
+
+class WorkerApp(BatchingApp):
+    """The worker's app, with the backend its HTTP API answers from."""
+
+    api: WorkerBackend
 
 
 def load_scorer(settings: Settings) -> CheckpointScorer | None:
@@ -170,7 +202,7 @@ def load_scorer(settings: Settings) -> CheckpointScorer | None:
     return CheckpointScorer.on_best_device(checkpoint, full_ranking=settings.full_ranking)
 
 
-def __getattr__(name: str) -> BatchingApp:
+def __getattr__(name: str) -> WorkerApp:
     """Build ``app`` on first access, so importing this module reads no environment."""
     if name != "app":
         raise AttributeError(name)

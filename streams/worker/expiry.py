@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable, Iterable
 
 from streams.kafka.produce import kafka_producer, send_all
 from streams.kafka.tables import WorkerTables, write_changes
@@ -27,9 +28,17 @@ log = logging.getLogger(__name__)
 
 
 def register_expiry(
-    app: BatchingApp, *, settings: Settings, tables: WorkerTables, ledgers: LedgerSealer
+    app: BatchingApp,
+    *,
+    settings: Settings,
+    tables: WorkerTables,
+    ledgers: LedgerSealer,
+    on_expired: Callable[[Iterable[bytes]], None],
 ) -> None:
-    """Run the expiry sweep every ``state_ttl_seconds / LAST_SEEN_STEPS``."""
+    """Run the expiry sweep every ``state_ttl_seconds / LAST_SEEN_STEPS``.
+
+    ``on_expired`` gets the pseudonyms of the users deleted (their latest lists go too).
+    """
     ttl = settings.state_ttl_seconds
     users_topic, keys_topic, _ = tables.changelogs()
 
@@ -52,6 +61,7 @@ def register_expiry(
             return
         write_changes(tables.users, gone)
         write_changes(tables.keys, gone)
+        on_expired(gone)
         records = [
             OutputRecord(topic=topic, key=user, value=None, partition=partition)
             for topic in (users_topic, keys_topic)

@@ -15,6 +15,9 @@ import logging
 import time
 from collections.abc import Callable
 
+from faust.types import TP
+
+from streams.http.latest import LatestLists
 from streams.kafka.consumed import input_records
 from streams.kafka.produce import kafka_producer, send_all
 from streams.kafka.tables import WorkerTables, reader, write_changes
@@ -43,11 +46,14 @@ def register_handler(
     metrics: WorkerMetrics,
     record_failure: Callable[[ProbationFailure], None],
     roller: SegmentRoller,
+    latest: LatestLists,
 ) -> None:
     """Route the fetched batches of the input topics to ``recommend_for_events``.
 
     ``record_failure`` writes a probation failure to the model store; it runs in a
-    thread during the batch's delivery, never inside the pipeline.
+    thread during the batch's delivery, never inside the pipeline. ``latest`` gets
+    each batch's lists (and loses an erased user's) as soon as the batch is
+    scored, and loses a partition's lists when the partition is given away.
     """
     changelogs = tables.changelogs()
     isolate_tails = settings.broker_kind == "tansu"
@@ -65,6 +71,12 @@ def register_handler(
             for tp in owned
             if (tp.topic, tp.partition) in positions
         }
+
+    async def forget_revoked_lists(sender: object, revoked: set[TP], **_: object) -> None:
+        """A partition given away: its lists would go stale here while another worker answers."""
+        latest.drop_partitions({tp.partition for tp in revoked if tp.topic in inputs})
+
+    app.on_partitions_revoked.connect(forget_revoked_lists)
 
     @app.timer(LAG_REFRESH_SECONDS)
     async def refresh_lag() -> None:
@@ -90,6 +102,7 @@ def register_handler(
         write_changes(tables.keys, result.changes.keys)
         write_changes(tables.releases, _encoded_marks(result.release_marks))
         roller.note(result.changes.erased_partitions)
+        latest.update(result.latest)
         for tp, batch in fetched.items():
             positions[(tp.topic, tp.partition)] = batch[-1].offset + 1
         metrics.record_batch(result.stats, seconds=seconds)

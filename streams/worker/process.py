@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import faust
+from mode import ServiceT
 
 from streams.errors import WorkerError
+from streams.http.service import advertised_url, api_service, bind
 from streams.kafka.admin import ensure_topics, wait_for_group_coordinator
 from streams.kafka.key_check import verify_keys
 from streams.metrics.common import serve
@@ -30,7 +32,7 @@ from streams.metrics.worker import WorkerMetrics
 from streams.pipeline.crypto import load_master_key
 from streams.pipeline.pseudonyms import load_pseudonym_key
 from streams.settings import Settings
-from streams.worker.app import create_app
+from streams.worker.app import WorkerApp, create_app
 from streams.worker.watchdog import watch
 
 log = logging.getLogger(__name__)
@@ -42,24 +44,28 @@ GC_YOUNG_THRESHOLD = 50_000
 class ReadinessWorker(faust.Worker):
     """A Faust worker that writes ``ready_file`` once started and every ``ready`` event is set.
 
-    The file holds ``{"pid": ..., "metrics_port": ...}`` (the port matters when it was 0).
-    From then on a watchdog ends the process if its fetch loop stops (streams/worker/watchdog.py).
+    The file holds ``{"pid": ..., "metrics_port": ..., "http_port": ...}`` (the ports
+    matter when they were 0). ``services`` (the HTTP API) start before the app. Once
+    ready, the API's backend is told so, and a watchdog ends the process if its
+    fetch loop stops (streams/worker/watchdog.py).
     """
 
     def __init__(
         self,
-        app: faust.App,
-        *,
+        app: WorkerApp,
+        *services: ServiceT,
         ready_file: Path | None,
         ready: list[asyncio.Event],
         metrics_port: int,
+        http_port: int | None = None,
         stall_seconds: float,
         **kwargs: Any,
     ) -> None:
-        super().__init__(app, **kwargs)
+        super().__init__(app, *services, **kwargs)
         self._ready_file = ready_file
         self._ready = ready
         self._metrics_port = metrics_port
+        self._http_port = http_port
         self._stall_seconds = stall_seconds
 
     async def on_startup_finished(self) -> None:
@@ -67,8 +73,12 @@ class ReadinessWorker(faust.Worker):
         for event in self._ready:
             await event.wait()
         settle_heap()
+        app: WorkerApp = self.app  # type: ignore[assignment]
+        app.api.started = True
         if self._ready_file is not None:
-            write_ready(self._ready_file, metrics_port=self._metrics_port)
+            write_ready(
+                self._ready_file, metrics_port=self._metrics_port, http_port=self._http_port
+            )
         watch(self._fetch_progress, self._stall_seconds)
 
     def _fetch_progress(self) -> tuple[float | None, bool]:
@@ -108,14 +118,17 @@ def settle_heap() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
 
-def write_ready(ready_file: Path, *, metrics_port: int) -> None:
-    """Say this process is ready, with its pid and metrics port (:func:`read_ready`)."""
+def write_ready(ready_file: Path, *, metrics_port: int, http_port: int | None = None) -> None:
+    """Say this process is ready, with its pid and ports (:func:`read_ready`)."""
     ready_file.parent.mkdir(parents=True, exist_ok=True)
-    ready_file.write_text(json.dumps({"pid": os.getpid(), "metrics_port": metrics_port}))
+    ready: dict[str, int] = {"pid": os.getpid(), "metrics_port": metrics_port}
+    if http_port is not None:
+        ready["http_port"] = http_port
+    ready_file.write_text(json.dumps(ready))
 
 
 def read_ready(ready_file: Path) -> dict[str, int]:
-    """What a ready process wrote: its ``pid`` and ``metrics_port``."""
+    """What a ready process wrote: its ``pid``, ``metrics_port`` and (a worker) ``http_port``."""
     return dict(json.loads(ready_file.read_text()))
 
 
@@ -129,20 +142,27 @@ def run_worker(settings: Settings) -> None:
     ready: list[asyncio.Event] = []
     metrics = WorkerMetrics()
     port = serve(metrics.registry, settings.metrics_port, host=settings.metrics_host)
+    # Bound before the app is built: it advertises the API's URL when it joins the group.
+    http_socket = bind(settings.http_host, settings.http_port)
+    http_port = int(http_socket.getsockname()[1])
     app = create_app(
         settings,
         pseudonym_key=pseudonym_key,
         master_key=master_key,
         ready=ready,
         metrics=metrics,
+        web_url=advertised_url(settings, http_port),
     )
+    api = api_service(settings, app.api, sock=http_socket, registry=metrics.registry)
     if settings.ready_file is not None:
         settings.ready_file.unlink(missing_ok=True)
     worker = ReadinessWorker(
         app,
+        api,
         ready_file=settings.ready_file,
         ready=ready,
         metrics_port=port,
+        http_port=http_port,
         stall_seconds=settings.stall_seconds,
         loglevel=settings.worker_loglevel,
         quiet=True,

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from model.serving.baseline import BASELINE_VERSION
 from streams.errors import StateDecryptionError
+from streams.pipeline.answers import with_user_id
 from streams.pipeline.batch import BatchResult, EventPipeline
 from streams.pipeline.build import build_pipeline
 from streams.pipeline.crypto import DLQ_PURPOSE, RecordSealer, StateCipher
@@ -499,3 +500,88 @@ def test_an_idle_partition_stops_holding_the_windows_open() -> None:
     wall[0] += 100.0  # partition 1 has said nothing more: partition 0 alone moves time
     _run(pipeline, [_record(_view("a", "x", "a2", ts=16.0), 1)], store)
     assert pipeline.shared.released_windows == 1
+
+
+# ------------------------------------------------------------ latest lists and search
+
+
+def _pseudonym(user: str) -> bytes:
+    return Pseudonymizer(KEY).one(user).encode()
+
+
+@given(st.text(max_size=40), st.text(min_size=1, max_size=40), st.floats(0, 1e10))
+def test_a_body_with_its_user_id_is_the_whole_recommendation(
+    user_id: str, event_id: str, ts: float
+) -> None:
+    body = orjson.dumps({"event_id": event_id, "ts": ts, "items": []})
+    whole = orjson.dumps({"user_id": user_id, "event_id": event_id, "ts": ts, "items": []})
+    assert with_user_id(user_id, body) == whole
+
+
+def test_each_users_latest_list_is_their_last_recommendation_without_their_id() -> None:
+    records = [
+        _record(_view("u1", "a", "e0"), 0),
+        _record(_view("u2", "b", "e1"), 1, partition=3),
+        _record(_view("u1", "c", "e2"), 2),
+    ]
+    result = _run(_pipeline(), records, Tables())
+    latest = {user: result.latest[_pseudonym(user)] for user in ("u1", "u2")}
+    by_event = {orjson.loads(r.value or b"")["event_id"]: r.value for r in result.recommendations}
+    assert latest["u1"][0] == 0 and latest["u2"][0] == 3
+    for user, event in (("u1", "e2"), ("u2", "e1")):
+        body = latest[user][1]
+        assert body is not None and b"user_id" not in body
+        assert with_user_id(user, body) == by_event[event]
+    assert len(result.latest) == 2
+
+
+def test_an_erasure_leaves_no_list_even_for_an_event_answered_before_it_in_the_batch() -> None:
+    pipeline, store = _pipeline(), Tables()
+    before = _record(_view("u", "a", "e0"), 0, timestamp=99.5)
+    result = _run(pipeline, [before, _erase("u", "r1", 1, timestamp=99.6)], store)
+    assert len(result.recommendations) == 1  # answered before the request was read
+    assert result.latest[_pseudonym("u")] == (0, None)
+    after = _record(_view("u", "b", "e1"), 2, timestamp=99.7)
+    again = _run(pipeline, [_erase("u", "r1", 1, timestamp=99.6), after], store)
+    body = again.latest[_pseudonym("u")][1]  # the redelivered request changes nothing
+    assert body is not None and orjson.loads(body)["event_id"] == "e1"
+
+
+def test_an_event_after_the_erasure_in_the_same_batch_has_a_list() -> None:
+    records = [
+        _erase("u", "r1", 0, timestamp=99.6),
+        _record(_view("u", "b", "e1"), 1, timestamp=99.7),
+    ]
+    result = _run(_pipeline(), records, Tables())
+    body = result.latest[_pseudonym("u")][1]
+    assert body is not None and orjson.loads(body)["event_id"] == "e1"
+
+
+def test_search_ranks_with_the_users_history_as_a_search_event_would_and_writes_nothing() -> None:
+    pipeline, store = _pipeline(), Tables()
+    _run(pipeline, [_record(_view("u", "a", "e0"), 0), _record(_view("u", "b", "e1"), 1)], store)
+    before = (dict(store.states), dict(store.keys))
+    answer, intent = pipeline.search(
+        _pseudonym("u"), "shoes", read_state=store.states.get, read_key=store.keys.get
+    )
+    assert (dict(store.states), dict(store.keys)) == before
+    search = orjson.dumps(
+        {"event_id": "s", "user_id": "u", "ts": 2.0, "type": "search", "query": "shoes"}
+    )
+    [event] = _run(pipeline, [_record(search, 2)], store).recommendations
+    expected = orjson.loads(event.value or b"")
+    assert answer.context == expected["context"] == "search"
+    assert [[i, s] for i, s in answer.items] == [
+        [i["item_id"], i["score"]] for i in expected["items"]
+    ]
+    assert {item for item, _ in answer.items} >= {"a", "b"}
+    assert 0.0 <= intent <= 1.0
+
+
+def test_search_for_an_erased_user_uses_no_history() -> None:
+    pipeline, store = _pipeline(), Tables()
+    _run(pipeline, [_record(_view("u", "a", "e0"), 0), _erase("u", "r1", 1)], store)
+    answer, _ = pipeline.search(
+        _pseudonym("u"), "shoes", read_state=store.states.get, read_key=store.keys.get
+    )
+    assert "a" not in {item for item, _ in answer.items}

@@ -85,3 +85,16 @@ def test_a_worker_requiring_dp_models_refuses_a_non_private_checkpoint(
         load_scorer(Settings(model_path=plain, require_dp_models=True))
     assert load_scorer(Settings(model_path=private, require_dp_models=True)) is not None
     assert load_scorer(Settings(model_path=plain)) is not None
+
+
+def test_the_app_advertises_its_http_api_through_fausts_assignor() -> None:
+    """Faust's own PartitionAssignor shares canonical_url with the group: the routes' source."""
+    from faust.assignor import PartitionAssignor
+
+    settings = Settings(broker_kind="kafka", kafka="127.0.0.1:1")
+    app = create_app(settings, pseudonym_key=KEY, master_key=bytes(32), web_url="http://w1:8123")
+    assert str(app.conf.canonical_url) == "http://w1:8123"
+    assert type(app.assignor) is PartitionAssignor
+    assert app.assignor._metadata.url == "http://w1:8123"
+    assert not app.conf.web_enabled  # Faust's web views stay off: the API is our own
+    assert app.api.lists_held() == 0 and not app.api.started
