@@ -20,14 +20,18 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/mypy model online_learning
 
-# Debian's Chromium, for the test that opens a rendered report headless, and kcat,
-# the third-party client the tests produce with as a shop's own tools would.
+# Debian's Chromium, for the test that opens a rendered report headless; kcat,
+# the third-party client the tests produce with as a shop's own tools would; and
+# Prometheus, whose promtool unit-tests the alert rules and whose server evaluates
+# them against live workers (tests/integration/test_alerts.py; the tests start their
+# own on a free port, whatever service the package starts under systemd).
 CHROMIUM := /usr/bin/chromium
 KCAT := /usr/bin/kcat
-$(CHROMIUM) $(KCAT):
-	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium kcat
+PROMTOOL := /usr/bin/promtool
+$(CHROMIUM) $(KCAT) $(PROMTOOL):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium kcat prometheus
 
-test: lint $(CHROMIUM) $(KCAT)
+test: lint $(CHROMIUM) $(KCAT) $(PROMTOOL)
 	$(BIN)/pytest
 
 bench: $(STAMP)

@@ -42,6 +42,9 @@ PROMETHEUS_SERIES = frozenset({"up"})
 GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "1h"}
 STORE = "INTENTSTREAM_MODEL_STORE"
 SEVERITIES = frozenset({"critical", "warning", "info"})
+#: Where the runbooks are, relative to the repository root (each alert's runbook_url).
+RUNBOOKS = "docs/operating.md"
+RULE_TESTS = sorted((ROOT / "deploy" / "prometheus" / "tests").glob("*.yml"))
 #: Tokens that end one simple shell command.
 SHELL_OPERATORS = frozenset({";", "&&", "||", "|", "&", "(", ")", "{", "}", "do", "done", "then"})
 
@@ -398,7 +401,8 @@ def alert_rules(alerts: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def rule_problems(rule: Mapping[str, Any]) -> Problems:
-    """An alert has a duration, a severity, a summary and a description quoting its value."""
+    """An alert has a duration, a severity, a summary, a description quoting its value and
+    a runbook: the anchor of a heading named after it in docs/operating.md."""
     name = rule.get("alert", "?")
     problems = []
     try:
@@ -410,9 +414,40 @@ def rule_problems(rule: Mapping[str, Any]) -> Problems:
     notes = rule.get("annotations") or {}
     if not notes.get("summary"):
         problems.append(f"{name}: no summary")
+    if notes.get("runbook_url") != f"{RUNBOOKS}#{name.lower()}":
+        problems.append(f"{name}: runbook_url is not {RUNBOOKS}#{name.lower()}")
     if "$value" not in notes.get("description", ""):
         problems.append(f"{name}: the description does not quote {{{{ $value }}}}")
     return problems
+
+
+def github_anchors(markdown: str) -> set[str]:
+    """The anchors GitHub gives the headings of a Markdown page.
+
+    Lower case; inline code and link markup reduced to their text; every character
+    but letters, digits, ``_``, ``-`` and spaces dropped; spaces as ``-``; a repeated
+    anchor gets ``-1``, ``-2``, ...
+
+    Examples:
+        >>> sorted(github_anchors("# A `b` [c](d)!\\n## Topics on a shop's cluster\\n## A b c"))
+        ['a-b-c', 'a-b-c-1', 'topics-on-a-shops-cluster']
+    """
+    anchors: set[str] = set()
+    fenced = False
+    for line in markdown.splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        heading = re.match(r"#{1,6} (.+)", line)
+        if fenced or not heading:
+            continue
+        text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", heading.group(1).strip())
+        slug = re.sub(r"[^\w\- ]", "", text.replace("`", "").lower()).replace(" ", "-")
+        anchor, n = slug, 0
+        while anchor in anchors:
+            n += 1
+            anchor = f"{slug}-{n}"
+        anchors.add(anchor)
+    return anchors
 
 
 # ---------------------------------------------------------------- Grafana
@@ -431,8 +466,14 @@ def dashboard_exprs(dashboard: Mapping[str, Any]) -> list[str]:
     return [t["expr"] for p in all_panels(dashboard) for t in p.get("targets") or []]
 
 
-def dashboard_problems(dashboard: Mapping[str, Any], datasource_uid: str) -> Problems:
-    """Grafana can load it, and every query goes to the provisioned datasource."""
+#: What every Prometheus panel and query names as its datasource: the dashboard's variable.
+DATASOURCE_VARIABLE = "${datasource}"
+#: The matchers every selector of an exported metric carries: the dashboard's variables.
+FILTERS = {"job": "$job", "instance": "$instance"}
+
+
+def dashboard_problems(dashboard: Mapping[str, Any]) -> Problems:
+    """Grafana can load it anywhere: no datasource uid of one Grafana, filters on every query."""
     title = dashboard.get("title", "?")
     problems = [
         f"{title}: no {key}"
@@ -442,12 +483,54 @@ def dashboard_problems(dashboard: Mapping[str, Any], datasource_uid: str) -> Pro
     ids = [p.get("id") for p in all_panels(dashboard)]
     if len(ids) != len(set(ids)) or None in ids:
         problems.append(f"{title}: panel ids are missing or repeated: {ids}")
+    problems += variable_problems(dashboard)
+    problems += [
+        f"{title}: datasource {ds} is not {DATASOURCE_VARIABLE}" for ds in hard_coded(dashboard)
+    ]
     for panel in all_panels(dashboard):
-        problems += panel_problems(panel, datasource_uid)
+        problems += panel_problems(panel)
     return problems
 
 
-def panel_problems(panel: Mapping[str, Any], datasource_uid: str) -> Problems:
+def variable_problems(dashboard: Mapping[str, Any]) -> Problems:
+    """A ``$datasource`` of type prometheus, and ``$job`` and ``$instance`` queried from it."""
+    variables = {v.get("name"): v for v in (dashboard.get("templating") or {}).get("list") or []}
+    source = variables.get("datasource") or {}
+    problems = []
+    if (source.get("type"), source.get("query")) != ("datasource", "prometheus"):
+        problems.append("no $datasource variable of type prometheus")
+    for name in FILTERS:
+        variable = variables.get(name) or {}
+        query = variable.get("query")
+        text = query.get("query", "") if isinstance(query, Mapping) else str(query or "")
+        if variable.get("type") != "query" or not text.startswith("label_values("):
+            problems.append(f"no ${name} variable listing the label's values")
+        elif (variable.get("datasource") or {}).get("uid") != DATASOURCE_VARIABLE:
+            problems.append(f"${name} is not queried from {DATASOURCE_VARIABLE}")
+    return problems
+
+
+def hard_coded(tree: object) -> list[object]:
+    """Every ``datasource`` in the JSON that names one (a uid or a name) instead of the variable.
+
+    Grafana's own annotation source (``{"type": "grafana"}``) is no datasource of ours.
+    """
+    found: list[object] = []
+    if isinstance(tree, Mapping):
+        for key, value in tree.items():
+            if key == "datasource" and value is not None:
+                uid = value.get("uid") if isinstance(value, Mapping) else value
+                kind = value.get("type") if isinstance(value, Mapping) else None
+                if kind != "grafana" and uid != DATASOURCE_VARIABLE:
+                    found.append(value)
+            found += hard_coded(value)
+    elif isinstance(tree, list):
+        for item in tree:
+            found += hard_coded(item)
+    return found
+
+
+def panel_problems(panel: Mapping[str, Any]) -> Problems:
     name = panel.get("title", "?")
     grid = panel.get("gridPos") or {}
     problems = []
@@ -460,9 +543,28 @@ def panel_problems(panel: Mapping[str, Any], datasource_uid: str) -> Problems:
         problems.append(f"panel {name}: no query")
     if len({t.get("refId") for t in targets}) != len(targets):
         problems.append(f"panel {name}: repeated refId")
-    sources = [panel.get("datasource") or {}] + [t.get("datasource") or {} for t in targets]
-    if any(source.get("uid") != datasource_uid for source in sources):
-        problems.append(f"panel {name}: datasource is not {datasource_uid}")
+    sources = [panel.get("datasource")] + [t.get("datasource") for t in targets]
+    if any(not isinstance(s, Mapping) or s.get("uid") != DATASOURCE_VARIABLE for s in sources):
+        problems.append(f"panel {name}: datasource is not {DATASOURCE_VARIABLE}")
+    problems += [f"panel {name}: {p}" for t in targets for p in filter_problems(t.get("expr", ""))]
+    return problems
+
+
+def filter_problems(expr: str) -> Problems:
+    """Each selector of a metric the processes export is narrowed to ``$job`` and ``$instance``."""
+    exported = exported_names()
+    problems = []
+    for selector in selectors(expr):
+        if selector.name not in exported:
+            continue
+        matchers = {
+            (m.name, m.value)
+            for m in selector.matchers.matchers
+            if m.op == promql_parser.MatchOp.Re
+        }
+        missing = [f'{k}=~"{v}"' for k, v in FILTERS.items() if (k, v) not in matchers]
+        if missing:
+            problems.append(f"{selector.name} is not filtered by {', '.join(missing)}")
     return problems
 
 

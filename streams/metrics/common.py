@@ -1,9 +1,13 @@
 """Metric pieces shared by the worker and the learner, and the HTTP endpoint that serves them.
 
 Names follow Prometheus style: the ``intentstream_`` prefix, base units (seconds,
-ratios), ``_total`` for counters. Labels never hold user ids or pseudonyms, only small
-fixed sets (event type, reject reason, model version). Each process has its own
-registry, so tests can build several apps in one process. Metrics are pushed: each
+ratios), ``_total`` for counters. A value that only grows while the process lives is a
+counter (dashboards and alerts take its ``rate()``); a gauge is a level that can go
+down, or one that outlives the process (the learner's DP spend, restored from its
+lineage). Labels never hold user ids or pseudonyms, only small fixed sets (event type,
+reject reason, model version). Each process has its own registry, so tests can build
+several apps in one process; :func:`process_registry` gives it the process, platform
+and garbage-collector metrics the default registry would have. Metrics are pushed: each
 process hands its statistics to its metrics object; nothing here reads a pipeline.
 """
 
@@ -11,11 +15,39 @@ from __future__ import annotations
 
 import logging
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+    start_http_server,
+)
 
 from online_learning.prequential import RankingSnapshot
 
 log = logging.getLogger(__name__)
+
+
+def process_registry() -> CollectorRegistry:
+    """A registry holding the process's own metrics, as the default registry would.
+
+    ``process_*`` (CPU seconds, resident and virtual memory, open file descriptors,
+    start time; read from ``/proc`` at each scrape), ``python_info`` and
+    ``python_gc_*`` (collections and collected objects per generation, from
+    ``gc.get_stats()``: nothing runs at collection time).
+
+    Examples:
+        >>> names = {family.name for family in process_registry().collect()}
+        >>> {"process_cpu_seconds", "python_gc_collections", "python_info"} <= names
+        True
+    """
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    return registry
 
 
 class Cumulative:
@@ -50,24 +82,28 @@ class OnlineQuality:
             labels,
             registry=registry,
         )
-        self.checks = Gauge(
-            "intentstream_online_checked_events",
-            "Events checked against the last list so far (prequential).",
+        self.checks = Counter(
+            "intentstream_online_checked_events_total",
+            "Events checked against the last list (prequential).",
             labels,
             registry=registry,
         )
         self.drifts = Counter(
-            "intentstream_drift_detections",
+            "intentstream_drift_detections_total",
             "ADWIN drift detections in the online miss rate.",
             labels,
             registry=registry,
         )
+        # Bound now, so both counters show 0 from the start (and the dashboard's
+        # $job and $instance variables find every process by its checked events).
+        self._checked = Cumulative(self.checks.labels(role))
+        self.drifts.labels(role)
 
     def set(self, ranking: RankingSnapshot) -> None:
         """Publish a prequential snapshot."""
         self.hr.labels(self._role).set(ranking.window_hr)
         self.ndcg.labels(self._role).set(ranking.window_ndcg)
-        self.checks.labels(self._role).set(ranking.n)
+        self._checked.update(ranking.n)
 
     def drifted(self, count: int = 1) -> None:
         """Count drift detections."""

@@ -4,33 +4,45 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from streams.metrics.common import Cumulative, OnlineQuality
+from streams.metrics.common import Cumulative, OnlineQuality, process_registry
 from streams.metrics.stats import LearnerStats
 
 
 class LearnerMetrics:
-    """Everything the learner exports: what it learned, published, and how well it predicts."""
+    """Everything the learner exports: what it learned, published, and how well it predicts.
+
+    Without ``registry``, a :func:`process_registry` (the process's CPU, memory and
+    garbage-collector metrics beside the learner's); an injected one gets the
+    learner's metrics only.
+    """
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry or CollectorRegistry()
+        self.registry = registry or process_registry()
         r = self.registry
         self.examples = Cumulative(
-            Counter("intentstream_learn_examples", "Training sequences learned from.", registry=r)
+            Counter(
+                "intentstream_learn_examples_total", "Training sequences learned from.", registry=r
+            )
         )
         self.updates = Cumulative(
             Counter(
-                "intentstream_learn_updates", "Incremental updates (micro-batches).", registry=r
+                "intentstream_learn_updates_total",
+                "Incremental updates (micro-batches).",
+                registry=r,
             )
         )
         self.published = Cumulative(
-            Counter("intentstream_learn_published", "Model versions published.", registry=r)
+            Counter("intentstream_learn_published_total", "Model versions published.", registry=r)
         )
         self.busy = Counter(
-            "intentstream_learn_busy_seconds",
+            "intentstream_learn_busy_seconds_total",
             "Seconds spent checking, learning and publishing (examples / busy seconds = update "
             "throughput).",
             registry=r,
         )
+        # A gauge though it only grows: the spend of the model's lineage, restored from
+        # the store when the learner restarts (a counter would start again at 0), and
+        # read against the cap INTENTSTREAM_LEARN_DP_EPSILON rather than as a rate.
         self.epsilon = Gauge(
             "intentstream_learn_dp_epsilon",
             "DP-SGD epsilon spent by the learner's updates (0 when DP-SGD is off).",

@@ -8,7 +8,7 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from online_learning.prequential import LogLossSnapshot
-from streams.metrics.common import Cumulative, OnlineQuality
+from streams.metrics.common import Cumulative, OnlineQuality, process_registry
 from streams.metrics.stats import BatchStats
 
 #: Buckets of the model swap time (announcement to serving), seconds.
@@ -17,27 +17,37 @@ SWAP_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 BATCH_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2000, 5000)
 #: Buckets of event-to-recommendation latency and of per-batch times, seconds.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+#: Outcomes of a model swap, bound at start: ``increase()`` misses a series' first
+#: sample, so a first rejection would not raise IntentstreamModelSwapRejected.
+SWAP_OUTCOMES = ("loaded", "rejected", "failed_probation")
 
 
 class WorkerMetrics:
-    """Everything a scoring worker exports."""
+    """Everything a scoring worker exports.
+
+    Without ``registry``, a :func:`process_registry` (the process's CPU, memory and
+    garbage-collector metrics beside intentstream's); an injected one gets
+    intentstream's metrics only.
+    """
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry or CollectorRegistry()
+        self.registry = registry or process_registry()
         r = self.registry
         self.events = Counter(
-            "intentstream_events", "Accepted events, by type.", ["type"], registry=r
+            "intentstream_events_total", "Accepted events, by type.", ["type"], registry=r
         )
         self.rejected = Counter(
-            "intentstream_rejected",
+            "intentstream_rejected_total",
             "Inputs sent to the dead-letter topic, by reason.",
             ["reason"],
             registry=r,
         )
         self.recommendations = Counter(
-            "intentstream_recommendations", "Recommendations produced.", registry=r
+            "intentstream_recommendations_total", "Recommendations produced.", registry=r
         )
-        self.erasures = Counter("intentstream_erasures", "Erasure requests applied.", registry=r)
+        self.erasures = Counter(
+            "intentstream_erasures_total", "Erasure requests applied.", registry=r
+        )
         self.batch_size = Histogram(
             "intentstream_batch_size_events",
             "Records per fetched batch.",
@@ -69,37 +79,37 @@ class WorkerMetrics:
             registry=r,
         )
         self.redelivered = Counter(
-            "intentstream_redelivered_events",
+            "intentstream_redelivered_events_total",
             "Events delivered again after a restart: answered, not counted twice.",
             registry=r,
         )
         self.erased_records = Counter(
-            "intentstream_erased_records",
+            "intentstream_erased_records_total",
             "Records stamped at or before their user's erasure: dropped unapplied.",
             registry=r,
         )
         self.unreadable = Counter(
-            "intentstream_unreadable_states",
+            "intentstream_unreadable_states_total",
             "User states that failed to open (tampered, or another master key) and restarted.",
             registry=r,
         )
         self.epsilon_charged = Cumulative(
             Counter(
-                "intentstream_privacy_epsilon_charged",
+                "intentstream_privacy_epsilon_charged_total",
                 "Epsilon charged to users' budgets for the shared counts, summed over users.",
                 registry=r,
             )
         )
         self.budget_refusals = Cumulative(
             Counter(
-                "intentstream_privacy_budget_refusals",
+                "intentstream_privacy_budget_refusals_total",
                 "Contributions refused because the user's budget for the window was spent.",
                 registry=r,
             )
         )
         self.dp_releases = Cumulative(
             Counter(
-                "intentstream_privacy_windows_released",
+                "intentstream_privacy_windows_released_total",
                 "Windows of shared counts released with differential privacy.",
                 registry=r,
             )
@@ -135,7 +145,7 @@ class WorkerMetrics:
             registry=r,
         )
         self.swaps = Counter(
-            "intentstream_model_swaps",
+            "intentstream_model_swaps_total",
             "Model version changes, by outcome.",
             ["outcome"],
             registry=r,
@@ -146,6 +156,8 @@ class WorkerMetrics:
             buckets=SWAP_BUCKETS,
             registry=r,
         )
+        for outcome in SWAP_OUTCOMES:
+            self.swaps.labels(outcome)
         self._version = ""
         self._lag_series: set[tuple[str, int]] = set()
 

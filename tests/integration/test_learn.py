@@ -79,9 +79,9 @@ def test_the_learner_publishes_a_child_version_that_workers_serve(
         assert worker.value("intentstream_model_swaps_total", outcome="loaded") >= 1
         assert worker.value("intentstream_model_swap_seconds_count") >= 1
         assert sum(worker.labelled("intentstream_events_total", "type").values()) == 340
-        assert worker.value("intentstream_online_checked_events", role="worker") > 0
+        assert worker.value("intentstream_online_checked_events_total", role="worker") > 0
         learner = scrape(f"http://127.0.0.1:{settings.learn_metrics_port}/metrics")
         assert learner.error is None, learner.error
         assert learner.value("intentstream_learn_examples_total") >= 64
         assert learner.value("intentstream_learn_published_total") >= 1
-        assert learner.value("intentstream_online_checked_events", role="learner") > 0
+        assert learner.value("intentstream_online_checked_events_total", role="learner") > 0

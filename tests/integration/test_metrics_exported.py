@@ -57,21 +57,23 @@ def _events() -> list[tuple[bytes, bytes]]:
     return out
 
 
+#: Series the processes export themselves, as opposed to ``up``, which Prometheus makes.
+OWN_PREFIXES = ("intentstream_", "process_", "python_")
+
+
 def _used_names() -> set[str]:
-    """The intentstream series names the alert rules and dashboards read."""
+    """The series names of the processes that the alert rules and dashboards read."""
     exprs = [rule["expr"] for rule in alert_rules(load_yaml(ALERTS))]
     for path in DASHBOARDS:
         exprs += dashboard_exprs(orjson.loads(path.read_bytes()))
-    return {
-        name for expr in exprs for name in metric_names(expr) if name.startswith("intentstream_")
-    }
+    return {name for expr in exprs for name in metric_names(expr) if name.startswith(OWN_PREFIXES)}
 
 
 def _missing(scrapes: list[Scrape], wanted: set[str]) -> set[str]:
     """Wanted names without a sample, and the learner's role series until it has recorded."""
     missing = wanted - {name for s in scrapes for name, _ in s.samples}
-    if not scrapes[1].value("intentstream_online_checked_events", role="learner"):
-        missing.add('intentstream_online_checked_events{role="learner"}')
+    if not scrapes[1].value("intentstream_online_checked_events_total", role="learner"):
+        missing.add('intentstream_online_checked_events_total{role="learner"}')
     return missing
 
 
@@ -126,3 +128,7 @@ def test_a_live_worker_and_learner_export_every_metric_the_alerts_and_dashboards
     assert (worker.value("intentstream_model_swaps_total", outcome="loaded") or 0) >= 1
     assert (worker.value("intentstream_drift_detections_total", role="worker") or 0) >= 1
     assert (learner.value("intentstream_learn_examples_total") or 0) > 0
+    # The process and garbage-collector metrics of both (the dashboard's Processes row).
+    for process in (worker, learner):
+        assert (process.value("process_resident_memory_bytes") or 0) > 0
+        assert (process.value("python_gc_collections_total", generation="0") or 0) > 0

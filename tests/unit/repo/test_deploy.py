@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import PurePosixPath
@@ -42,6 +43,7 @@ from tests.deploy_checks import (
     exposure_problems,
     expression_problems,
     family_names,
+    filter_problems,
     image_problems,
     invocations,
     is_intentstream,
@@ -223,13 +225,31 @@ def test_the_alerts_cover_the_issue_list(alerts: dict[str, Any]) -> None:
 # ---------------------------------------------------------------- Grafana
 
 
-def test_dashboards_are_valid_and_query_the_provisioned_datasource(
+def test_dashboards_import_anywhere_and_filter_by_job_and_instance(
     dashboards: dict[str, dict[str, Any]],
 ) -> None:
     assert "intentstream overview" in {d["title"] for d in dashboards.values()}
-    uid = provisioned_uid()
-    assert [p for d in dashboards.values() for p in dashboard_problems(d, uid)] == []
+    assert [p for d in dashboards.values() for p in dashboard_problems(d)] == []
     assert len({d["uid"] for d in dashboards.values()}) == len(dashboards)
+    # Not even in a variable's remembered choice: it is this Grafana's, not another's.
+    assert all(provisioned_uid() not in json.dumps(d) for d in dashboards.values())
+
+
+def test_the_dashboard_shows_cpu_memory_and_gc_per_process(
+    dashboards: dict[str, dict[str, Any]],
+) -> None:
+    per_process = {
+        name
+        for d in dashboards.values()
+        for e in dashboard_exprs(d)
+        if re.search(r"\bby \([^)]*\binstance\b", e)
+        for name in metric_names(e)
+    }
+    assert {
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "python_gc_collections_total",
+    } <= per_process
 
 
 def test_dashboards_read_only_exported_metrics(dashboards: dict[str, dict[str, Any]]) -> None:
@@ -275,6 +295,8 @@ def test_grafana_provisions_the_datasource_and_the_dashboards(compose: dict[str,
     prometheus = services(compose)["prometheus"]
     published = {p.split(":")[-1] for p in prometheus["ports"]}
     assert source["type"] == "prometheus" and source["url"] == "http://prometheus:9090"
+    # The default: what the dashboards' $datasource picks on a first visit.
+    assert source["isDefault"] is True
     assert "9090" in published
     home = PurePosixPath(environment(grafana)["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"])
     assert (where[str(home.parent)] / home.name).is_file()
@@ -382,10 +404,25 @@ def _mistakes() -> dict[str, Callable[[], Problems]]:
             prometheus,
         ),
         "repeated panel id": lambda: dashboard_problems(
-            {**overview, "panels": [first, {**second, "id": first["id"]}]}, provisioned_uid()
+            {**overview, "panels": [first, {**second, "id": first["id"]}]}
         ),
-        "other datasource": lambda: dashboard_problems(
-            {**overview, "panels": [first]}, "another-prometheus"
+        "hard-coded datasource": lambda: dashboard_problems(
+            _set(overview, "panels/1/targets/0/datasource/uid", provisioned_uid())
+        ),
+        "datasource by name": lambda: dashboard_problems(
+            _set(overview, "panels/1/datasource", "Prometheus")
+        ),
+        "no datasource variable": lambda: dashboard_problems(
+            _set(overview, "templating/list/0/type", "custom")
+        ),
+        "no instance variable": lambda: dashboard_problems(
+            _set(overview, "templating/list/2/name", "host")
+        ),
+        "unfiltered query": lambda: dashboard_problems(
+            _set(overview, "panels/1/targets/0/expr", "sum(rate(intentstream_events_total[5m]))")
+        ),
+        "query for one instance only": lambda: filter_problems(
+            'rate(process_cpu_seconds_total{job=~"$job"}[5m])'
         ),
         "alert without severity": lambda: rule_problems(
             {"alert": "A", "expr": "up == 0", "for": "1m", "annotations": {"summary": "s"}}

@@ -78,7 +78,7 @@ def test_the_learner_scores_before_learning_and_reacts_to_drift(
     assert exported.value("intentstream_drift_detections_total", role="learner") == learner.drifts
     assert exported.value("intentstream_learn_examples_total") == learner.trainer.examples > 0
     assert exported.value("intentstream_learn_busy_seconds_total") == 2.0
-    assert exported.value("intentstream_online_checked_events", role="learner") == 900
+    assert exported.value("intentstream_online_checked_events_total", role="learner") == 900
     assert exported.value("intentstream_learn_dp_stopped") == 0.0
 
 

@@ -58,7 +58,7 @@ def test_a_batch_is_counted_by_type_reason_and_output() -> None:
     assert scrape.value("intentstream_recommendations_total") == 3.0
     assert scrape.value("intentstream_batch_size_events_count") == 3.0
     # The repeat view was checked against the list emitted after the first one: a hit.
-    assert scrape.value("intentstream_online_checked_events", role="worker") == 1.0
+    assert scrape.value("intentstream_online_checked_events_total", role="worker") == 1.0
     assert scrape.value("intentstream_online_hr10_ratio", role="worker") == 1.0
     assert scrape.labelled("intentstream_model_info", "version") == {BASELINE_VERSION: 1.0}
     # The baseline learns only from DP releases: private, with no per-session epsilon.
