@@ -1,7 +1,11 @@
-"""The ``intentstream`` command line: brokers, topics, worker, replay, tail, demo, models, data.
+"""The ``intentstream`` command line: brokers, topics, worker, events, catalogue, dead letters,
+models, data.
 
-Every command takes ``--bootstrap HOST:PORT`` (or ``INTENTSTREAM_KAFKA``) to use an
-existing cluster, and ``--kind tansu|kafka`` for the local broker / quirk handling.
+Run ``intentstream --help``; global options come before the command
+(``intentstream --bootstrap-server HOST:PORT tail``). Every failure the user can fix
+ends in one line on stderr naming the flag or ``INTENTSTREAM_*`` variable to change,
+with exit status 2 (``streams.ops.failures``); the Kafka clients' own logs show only
+with ``--verbose``.
 """
 
 from __future__ import annotations
@@ -9,31 +13,50 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.logging import RichHandler
 
-from streams.errors import IntentstreamError
 from streams.ops import parser
+from streams.ops.failures import EXIT_USAGE, CommandError, explain
 from streams.ops.parser import Command
-from streams.settings import Settings
+from streams.settings import Settings, unknown_variables
+
+if TYPE_CHECKING:
+    from online_learning.registry import ModelStore
 
 log = logging.getLogger("intentstream")
 console = Console()
 
+#: Loggers of the Kafka and Faust client libraries: a broker that does not answer makes
+#: them log dozens of lines a second, which only ``--verbose`` shows.
+CLIENT_LOGGERS = ("kafka", "aiokafka", "faust", "mode")
+#: Of those, the ones a long-running worker or learner keeps at WARNING: their warnings
+#: are an operator's signal there (the worker's own level is INTENTSTREAM_WORKER_LOGLEVEL).
+PROCESS_LOGGERS = ("aiokafka", "faust", "mode")
+
 
 def build_settings(args: argparse.Namespace) -> Settings:
     """Environment first, then the explicit command-line flags on top."""
+    return Settings(**flag_overrides(args))  # type: ignore[arg-type]
+
+
+def flag_overrides(args: argparse.Namespace) -> dict[str, object]:
+    """The settings the command line sets (``--bootstrap-server``, ``--kind``)."""
     overrides: dict[str, object] = {}
-    if args.bootstrap:
-        overrides["kafka"] = args.bootstrap
-    if args.kind:
-        overrides["broker_kind"] = args.kind
-    elif args.bootstrap:
+    bootstrap, kind = getattr(args, "bootstrap", None), getattr(args, "kind", None)
+    if bootstrap:
+        overrides["kafka"] = bootstrap
+    if kind:
+        overrides["broker_kind"] = kind
+    elif bootstrap:
         overrides["broker_kind"] = "kafka"  # an existing cluster is Apache Kafka unless told
-    return Settings(**overrides)  # type: ignore[arg-type]
+    return overrides
 
 
 def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
@@ -88,6 +111,7 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     from streams.kafka.admin import ensure_topics
     from streams.ops.replay import replay
 
+    _check_events_file(args.file)
     ensure_topics(settings)
     stats = asyncio.run(
         replay(settings, args.file, rate=args.rate, speedup=args.speedup, limit=args.limit)
@@ -103,11 +127,51 @@ def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_items(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.kafka.admin import ensure_topics
+    from streams.ops.catalogue import publish_items, read_items
+
+    try:
+        items = read_items(args.file)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
+    ensure_topics(settings)
+    sent = asyncio.run(publish_items(settings, items))
+    console.print(f"published {sent:,} items from {args.file} to {settings.items_topic}")
+    return 0
+
+
+def cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.ops.dlq import print_dead_letters, unsealer
+
+    opener = unsealer(settings) if args.unseal else None
+    printed = asyncio.run(
+        print_dead_letters(
+            settings, out=sys.stdout, follow=args.follow, limit=args.limit, opener=opener
+        )
+    )
+    log.info("%d dead letter(s) in %s", printed, settings.dlq_topic)
+    return 0
+
+
+def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.ops.config_view import effective_settings, render
+
+    rows = effective_settings(settings, environ=os.environ, flags=flag_overrides(args))
+    sys.stdout.write(render(rows) + "\n")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from streams.ops.demo import DemoOptions, run_demo
 
     options = DemoOptions(
-        data=args.data, rate=args.rate, speedup=args.speedup, limit=args.limit, model=args.model
+        data=args.data,
+        rate=args.rate,
+        speedup=args.speedup,
+        limit=args.limit,
+        model=args.model,
+        port=args.port,
     )
     return run_demo(settings, options)
 
@@ -138,8 +202,8 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     try:
         config = TrainConfig(**{k: v for k, v in train_options.items() if v is not None})
     except ValueError as exc:
-        log.error("invalid training options: %s", exc)
-        return 2
+        _say(f"error: invalid training options: {exc}")
+        return EXIT_USAGE
     scorer_options = {
         "d_model": args.d_model,
         "n_layers": args.layers,
@@ -249,11 +313,18 @@ def cmd_rewrap(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_model(args: argparse.Namespace, settings: Settings) -> int:
     from online_learning.errors import OnlineLearningError
     from streams.kafka import announce
-    from streams.ops.models import versions_table
 
     try:
         if args.action == "list":
+            from streams.ops.models import versions_table
+
             console.print(versions_table(announce.store_of(settings)))
+        elif args.action == "show":
+            from streams.ops.models import version_view
+
+            sys.stdout.write(version_view(announce.store_of(settings), args.version) + "\n")
+        elif args.action == "prune":
+            _prune(announce.store_of(settings), keep=args.keep, dry_run=args.dry_run)
         elif args.action == "publish":
             published = announce.publish(settings, args.checkpoint, parent=args.parent)
             console.print(f"published {published.version} to {published.uri}; now current")
@@ -261,9 +332,24 @@ def cmd_model(args: argparse.Namespace, settings: Settings) -> int:
             restored = announce.rollback(settings, args.version)
             console.print(f"{restored.version} is current again; workers are swapping to it")
     except OnlineLearningError as exc:
-        log.error("%s", exc)
-        return 2
+        _say(f"error: {exc}")
+        return EXIT_USAGE
     return 0
+
+
+def _prune(store: ModelStore, *, keep: int, dry_run: bool) -> None:
+    from streams.ops.models import prune_plan, remove_versions
+
+    plan = prune_plan(store, keep=keep)
+    verb = "would remove" if dry_run else "removing"
+    for info in plan.removed:
+        sys.stdout.write(f"{verb} {info.version} ({info.status}, {info.path})\n")
+    removed = [] if dry_run else remove_versions(store, plan.removed)
+    done = f"would remove {len(plan.removed)}" if dry_run else f"removed {len(removed)}"
+    sys.stdout.write(
+        f"{done} version(s); kept {len(plan.kept)}: {plan.current} (current) and its "
+        f"lineage{f', and the {keep} newest' if keep else ''}\n"
+    )
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
@@ -297,8 +383,8 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     try:
         summary = write_report(args.recording, args.out)
     except (OSError, ValueError) as exc:
-        log.error("cannot render %s: %s", args.recording, exc)
-        return 2
+        _say(f"error: cannot render {args.recording}: {exc}")
+        return EXIT_USAGE
     console.print(
         f"report of {summary.events:,.0f} events in {summary.seconds:,.0f} s written to {args.out}"
     )
@@ -311,8 +397,8 @@ def cmd_data(args: argparse.Namespace, settings: Settings) -> int:
     try:
         converted = convert(args.format, args.source, args.out, progress=True)
     except (OSError, ValueError) as exc:
-        log.error("cannot convert %s: %s", args.source, exc)
-        return 2
+        _say(f"error: cannot convert {args.source}: {exc}")
+        return EXIT_USAGE
     counts = ", ".join(f"{n:,} {kind}" for kind, n in sorted(converted.types.items()))
     console.print(f"wrote {converted.events:,} events ({counts or 'none'}) to {args.out}")
     return 0
@@ -327,6 +413,9 @@ HANDLERS: dict[str, Command] = {
     "rewrap": cmd_rewrap,
     "replay": cmd_replay,
     "tail": cmd_tail,
+    "items": cmd_items,
+    "dlq": cmd_dlq,
+    "config": cmd_config,
     "train": cmd_train,
     "evaluate": cmd_evaluate,
     "demo": cmd_demo,
@@ -337,31 +426,83 @@ HANDLERS: dict[str, Command] = {
 }
 
 
+#: What ``intentstream --help`` says first.
+DESCRIPTION = (
+    "Real-time, privacy-preserving recommendations on Kafka. Global options go before the "
+    "command (intentstream --bootstrap-server HOST:PORT tail); `intentstream COMMAND --help` "
+    "shows a command's own."
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``intentstream`` argument parser, each command bound to its handler here."""
-    return parser.build_parser(HANDLERS, description=__doc__ or "")
+    return parser.build_parser(HANDLERS, description=DESCRIPTION)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``intentstream`` console script."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(message)s",
-        handlers=[RichHandler(show_path=False, rich_tracebacks=False)],
-    )
-    for noisy in ("kafka", "aiokafka", "faiss"):  # faiss logs which CPU build it loads
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_logging(args)
+    for name, closest in unknown_variables(os.environ).items():
+        hint = f"; did you mean {closest}?" if closest else ""
+        _say(f"warning: {name} is not a setting, ignored{hint}")
     if getattr(args, "rate", None) == 0:
         args.rate = None
+    settings = None
     try:
         settings = build_settings(args)
         return int(args.func(args, settings))
-    except IntentstreamError as exc:
-        log.error("%s", exc)
-        return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        message = explain(exc, settings=settings)
+        if message is None:  # not one the user can fix: a bug, with its traceback
+            log.exception("intentstream %s failed", args.command)
+            _say(f"error: {type(exc).__name__}: {_first(exc)} (a bug: please report it)")
+            return 1
+        if args.verbose:
+            log.error("%s", exc, exc_info=exc)
+        _say(f"error: {message}")
+        return EXIT_USAGE
+
+
+def configure_logging(args: argparse.Namespace) -> None:
+    """Rich log lines on stderr at ``--log-level``; the client libraries quiet unless
+    ``--verbose``."""
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(message)s",
+        handlers=[
+            RichHandler(console=Console(stderr=True), show_path=False, rich_tracebacks=False)
+        ],
+    )
+    logging.getLogger("faiss").setLevel(logging.WARNING)  # which CPU build it loads
+    if args.verbose:
+        return
+    long_running = args.command in ("worker", "learn")
+    for name in CLIENT_LOGGERS:
+        quiet = long_running and name in PROCESS_LOGGERS
+        logging.getLogger(name).setLevel(logging.WARNING if quiet else logging.CRITICAL + 1)
+
+
+def _check_events_file(path: Path) -> None:
+    """Read an events file's first event now: a bad header stops before any broker."""
+    from streams.ops.event_log import read_events
+
+    try:
+        next(iter(read_events(path, limit=1)), None)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
+
+
+def _first(exc: BaseException) -> str:
+    return str(exc).strip().partition("\n")[0]
+
+
+def _say(line: str) -> None:
+    """One line on stderr, never wrapped."""
+    sys.stderr.write(f"intentstream: {line}\n")
+    sys.stderr.flush()
 
 
 if __name__ == "__main__":

@@ -7,8 +7,10 @@ model answered with what online HR@10, until every event is answered. Unless
 ``--no-model``, a small transformer trains on the log's first part while that
 part is replayed, and answers the rest (streams/ops/demo_model.py). It records
 the worker's metrics meanwhile and renders them to
-``<home>/runs/demo-<time>/report.html`` (``intentstream report``). Ctrl-C stops
-everything it started; nothing is left running.
+``<home>/runs/demo-<time>/report.html`` (``intentstream report``). Ctrl-C or
+SIGTERM stops everything it started; nothing is left running. Its local broker
+listens on ``--port``, else the kind's default port, else (when another process
+holds that) a free one.
 """
 
 from __future__ import annotations
@@ -16,12 +18,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from streams.brokers import local_broker
+from streams.brokers.base import LocalBroker
+from streams.brokers.probe import free_port, port_in_use
 from streams.errors import ConfigurationError
 from streams.kafka.admin import ensure_topics
 from streams.ops.catalogue import publish_catalogue
@@ -33,7 +39,7 @@ from streams.ops.replay import Pause, replay
 from streams.ops.report import write_report
 from streams.pipeline.crypto import load_master_key
 from streams.pipeline.pseudonyms import load_pseudonym_key
-from streams.settings import Settings
+from streams.settings import DEFAULT_PORTS, Settings
 from streams.worker.process import read_ready, wait_until_ready, worker_process
 
 log = logging.getLogger(__name__)
@@ -64,6 +70,8 @@ class DemoOptions:
     speedup: float | None
     limit: int | None
     model: bool = True
+    #: Port of the local broker it starts (None: the kind's default, or a free one).
+    port: int | None = None
 
 
 def resolve_data(settings: Settings, data: str) -> Path:
@@ -95,13 +103,27 @@ def resolve_data(settings: Settings, data: str) -> Path:
 
 
 def run_demo(settings: Settings, options: DemoOptions) -> int:
-    """Run the whole demo; returns the process exit code."""
+    """Run the whole demo; returns the process exit code.
+
+    SIGTERM stops it as Ctrl-C does (exit status 143): everything it started is stopped.
+    """
+    with _terminate_as_interrupt() as terminated:
+        try:
+            return _run(settings, options)
+        except KeyboardInterrupt:
+            if terminated:
+                log.info("stopped by SIGTERM; everything the demo started is stopped")
+                return 128 + signal.SIGTERM
+            raise
+
+
+def _run(settings: Settings, options: DemoOptions) -> int:
     started = time.monotonic()
     path = resolve_data(settings, options.data)
     load_pseudonym_key(settings, create=True)
     load_master_key(settings, create=True)
     run_dir = settings.home / "runs" / f"demo-{time.strftime('%Y%m%dT%H%M%S')}"
-    with _broker(settings) as running:
+    with _broker(settings, port=options.port) as running:
         ensure_topics(running)
         asyncio.run(
             publish_catalogue(running, log_catalogue(read_events(path, limit=options.limit)))
@@ -197,12 +219,12 @@ async def _serve_when_trained(training: DemoTraining, monitor: DemoMonitor, paus
 
 
 @contextlib.contextmanager
-def _broker(settings: Settings) -> Iterator[Settings]:
+def _broker(settings: Settings, *, port: int | None = None) -> Iterator[Settings]:
     """Use the configured cluster, or start the local broker (and stop it if we started it)."""
     if settings.kafka:
         yield settings
         return
-    broker = local_broker(settings.broker_kind, home=settings.home)
+    broker = _local_broker(settings, port)
     already_running = broker.status().running
     address = broker.start()
     try:
@@ -210,3 +232,49 @@ def _broker(settings: Settings) -> Iterator[Settings]:
     finally:
         if not already_running:
             broker.stop()
+
+
+def _local_broker(settings: Settings, port: int | None) -> LocalBroker:
+    """The demo's local broker: on ``port``, else the default port, else a free one.
+
+    A broker of ours already running on the default port is used as it is; a port
+    another process holds is left alone.
+    """
+    kind = settings.broker_kind
+    if port is not None:
+        return local_broker(kind, home=settings.home, port=port)
+    broker = local_broker(kind, home=settings.home)
+    span = 2 if kind == "kafka" else 1  # Apache Kafka's controller takes the next port
+    taken = any(port_in_use(DEFAULT_PORTS[kind] + i) for i in range(span))
+    if broker.status().running or not taken:
+        return broker
+    chosen = free_port(span=span)
+    log.warning(
+        "port %d is taken by another process: the demo's %s broker listens on %d instead "
+        "(--port chooses one)",
+        DEFAULT_PORTS[kind],
+        kind,
+        chosen,
+    )
+    return local_broker(kind, home=settings.home, port=chosen)
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[list[int]]:
+    """While inside, SIGTERM interrupts as Ctrl-C does; the list records each SIGTERM.
+
+    The signal is passed on as SIGINT, so that whichever handler Ctrl-C has at that
+    moment (asyncio's, which cancels the running task, or Python's KeyboardInterrupt)
+    runs, and every ``finally`` stops what the demo started.
+    """
+    received: list[int] = []
+
+    def interrupt(signum: int, frame: object) -> None:
+        received.append(signum)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous)

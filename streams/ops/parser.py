@@ -1,11 +1,18 @@
-"""The arguments of every ``intentstream`` command; the handlers live in ``streams.ops.cli``."""
+"""The arguments of every ``intentstream`` command; the handlers live in ``streams.ops.cli``.
+
+Options that act on every command come before it, spelled as Kafka's own tools spell
+them (``intentstream --bootstrap-server HOST:PORT tail``); a command's ``--help`` shows
+only the options it acts on. ``--bootstrap`` (the older spelling) and the global options
+are still taken after the command.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TypeAlias
+from typing import NoReturn, TypeAlias
 
 from streams.ops.convert import FORMATS
 from streams.settings import Settings
@@ -16,34 +23,109 @@ Command = Callable[[argparse.Namespace, Settings], int]
 Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (exit status 2), naming the way to help."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+class Parents:
+    """The option groups commands share: ``cluster`` for those that talk to a broker,
+    ``hidden`` for every command (the global options, also taken after it)."""
+
+    def __init__(self) -> None:
+        self.cluster = Parser(add_help=False)
+        _cluster_options(self.cluster, default=argparse.SUPPRESS)
+        self.hidden = Parser(add_help=False)
+        _logging_options(self.hidden, default=argparse.SUPPRESS, shown=False)
+
+    def plain(self) -> list[argparse.ArgumentParser]:
+        """Parents of a command that needs no broker."""
+        return [self.hidden]
+
+    def broker(self) -> list[argparse.ArgumentParser]:
+        """Parents of a command that talks to a broker."""
+        return [self.cluster, self.hidden]
+
+
 def build_parser(handlers: Mapping[str, Command], *, description: str) -> argparse.ArgumentParser:
     """The parser of every command; ``args.func`` is the command's entry in ``handlers``."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--bootstrap", help="existing Kafka cluster (env INTENTSTREAM_KAFKA)")
-    common.add_argument("--kind", choices=["tansu", "kafka"], help="local broker kind")
-    common.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
-    parser = argparse.ArgumentParser(prog="intentstream", description=description)
-    sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_processes, _streams, _train, _evaluate, _demo, _status, _report, _model, _data):
-        add(sub, common)
+    parser = Parser(prog="intentstream", description=description)
+    _cluster_options(parser, default=None)
+    _logging_options(parser, default=None, shown=True)
+    parser.add_argument("--version", action="version", version=f"intentstream {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parents = Parents()
+    for add in (
+        _processes, _streams, _operations, _train, _evaluate, _demo, _status, _report, _model,
+        _data,
+    ):  # fmt: skip
+        add(sub, parents)
     for name, command in sub.choices.items():
         command.set_defaults(func=handlers[name])
     return parser
 
 
-def _processes(sub: Subcommands, common: argparse.ArgumentParser) -> None:
-    broker = sub.add_parser("broker", parents=[common], help="start/stop/status a local broker")
-    broker.add_argument("action", choices=["start", "stop", "status"])
-    broker.add_argument("--port", type=int, help="listener port (default 9092 tansu, 9192 kafka)")
-    sub.add_parser("topics", parents=[common], help="create missing topics")
-    sub.add_parser("worker", parents=[common], help="run a stream worker")
-    sub.add_parser(
-        "learn", parents=[common], help="learn from the stream and publish model versions"
+def _version() -> str:
+    try:
+        return importlib.metadata.version("intentstream")
+    except importlib.metadata.PackageNotFoundError:  # run from a tree that is not installed
+        return "unknown"
+
+
+def _cluster_options(parser: argparse.ArgumentParser, *, default: object) -> None:
+    parser.add_argument(
+        "--bootstrap-server",
+        "--bootstrap",
+        dest="bootstrap",
+        metavar="HOST:PORT",
+        default=default,
+        help="an existing Kafka cluster (INTENTSTREAM_KAFKA); unset = the local broker",
     )
-    sub.add_parser("keygen", parents=[common], help="create missing key files")
+    parser.add_argument(
+        "--kind",
+        choices=["tansu", "kafka"],
+        default=default,
+        help="which broker it is (INTENTSTREAM_BROKER_KIND; --bootstrap-server alone: kafka)",
+    )
+
+
+def _logging_options(parser: argparse.ArgumentParser, *, default: object, shown: bool) -> None:
+    parser.add_argument(
+        "--log-level",
+        default="INFO" if default is None else default,
+        help="logging level (default INFO)" if shown else argparse.SUPPRESS,
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=False if default is None else default,
+        help="also show the Kafka clients' own logs, and the whole of an error"
+        if shown
+        else argparse.SUPPRESS,
+    )
+
+
+def _processes(sub: Subcommands, parents: Parents) -> None:
+    broker = sub.add_parser(
+        "broker", parents=parents.plain(), help="start/stop/status a local broker"
+    )
+    broker.add_argument("action", choices=["start", "stop", "status"])
+    broker.add_argument(
+        "--kind", choices=["tansu", "kafka"], default=argparse.SUPPRESS, help="local broker kind"
+    )
+    broker.add_argument("--port", type=int, help="listener port (default 9092 tansu, 9192 kafka)")
+    sub.add_parser("topics", parents=parents.broker(), help="create missing topics")
+    sub.add_parser("worker", parents=parents.broker(), help="run a stream worker")
+    sub.add_parser(
+        "learn", parents=parents.broker(), help="learn from the stream and publish model versions"
+    )
+    sub.add_parser("keygen", parents=parents.plain(), help="create missing key files")
     rewrap = sub.add_parser(
         "rewrap",
-        parents=[common],
+        parents=parents.broker(),
         help="rotate the master key: re-wrap every user's data key (stop the workers first)",
     )
     rewrap.add_argument(
@@ -54,20 +136,78 @@ def _processes(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     )
 
 
-def _streams(sub: Subcommands, common: argparse.ArgumentParser) -> None:
-    replay = sub.add_parser("replay", parents=[common], help="produce an events file")
+def _streams(sub: Subcommands, parents: Parents) -> None:
+    replay = sub.add_parser("replay", parents=parents.broker(), help="produce an events file")
     replay.add_argument("file", type=Path, help="canonical events CSV/JSONL (optionally .gz)")
     _add_pace_options(replay)
-    tail = sub.add_parser("tail", parents=[common], help="print recommendations as they arrive")
-    tail.add_argument("--from-beginning", action="store_true")
-    tail.add_argument("--limit", type=int, help="stop after N recommendations")
+    tail = sub.add_parser(
+        "tail",
+        parents=parents.broker(),
+        help="print the recommendations in the topic, then exit (--follow: keep printing)",
+    )
+    tail.add_argument(
+        "--topic",
+        help="topic to read (default INTENTSTREAM_RECOMMENDATIONS_TOPIC); records of another "
+        "topic print as published",
+    )
+    tail.add_argument(
+        "--group", help="consumer group: start at its committed offsets, and commit what is read"
+    )
+    tail.add_argument("--user", help="only this user's recommendations (their raw user id)")
+    tail.add_argument(
+        "--follow",
+        "-f",
+        action="store_true",
+        help="keep printing new records until Ctrl-C (from the newest, unless --from-beginning)",
+    )
+    tail.add_argument(
+        "--from-beginning",
+        action="store_true",
+        help="with --follow: start at the oldest record (without --follow it always does)",
+    )
+    tail.add_argument("--limit", type=int, help="stop after N records")
     tail.add_argument("--raw", action="store_true", help="print the JSON as produced")
 
 
-def _train(sub: Subcommands, common: argparse.ArgumentParser) -> None:
+def _operations(sub: Subcommands, parents: Parents) -> None:
+    items = sub.add_parser("items", help="the shop's item catalogue")
+    actions = items.add_subparsers(dest="action", required=True, metavar="ACTION")
+    load = actions.add_parser(
+        "load",
+        parents=parents.broker(),
+        help="publish a catalogue file (CSV with a header id,title,... or JSON lines) to the "
+        "catalogue topic",
+    )
+    load.add_argument(
+        "file",
+        type=Path,
+        help="CSV (header: id,title and any of category,price,brand) or JSON lines of items; "
+        "optionally gzipped",
+    )
+    dlq = sub.add_parser(
+        "dlq",
+        parents=parents.broker(),
+        help="print the dead letters with their reasons, then exit (--follow: keep printing)",
+    )
+    dlq.add_argument(
+        "--unseal",
+        action="store_true",
+        help="open each dead letter's original record with the master key "
+        "(INTENTSTREAM_MASTER_KEY or INTENTSTREAM_MASTER_KEY_FILE): it may hold raw user ids",
+    )
+    dlq.add_argument("--follow", "-f", action="store_true", help="keep printing until Ctrl-C")
+    dlq.add_argument("--limit", type=int, help="stop after N dead letters")
+    sub.add_parser(
+        "config",
+        parents=parents.plain(),
+        help="the effective settings, secrets masked, and where each value came from",
+    )
+
+
+def _train(sub: Subcommands, parents: Parents) -> None:
     train = sub.add_parser(
         "train",
-        parents=[common],
+        parents=parents.plain(),
         help="train the sequence scorer (unset options: defaults of TrainConfig/ScorerConfig)",
     )
     train.add_argument(
@@ -143,8 +283,8 @@ def _train(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     )
 
 
-def _evaluate(sub: Subcommands, common: argparse.ArgumentParser) -> None:
-    evaluate = sub.add_parser("evaluate", parents=[common], help="SR-GNN protocol table")
+def _evaluate(sub: Subcommands, parents: Parents) -> None:
+    evaluate = sub.add_parser("evaluate", parents=parents.plain(), help="SR-GNN protocol table")
     evaluate.add_argument("data", type=Path, help="data folder or canonical events file")
     evaluate.add_argument(
         "--checkpoint",
@@ -167,8 +307,16 @@ def _evaluate(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     )
 
 
-def _demo(sub: Subcommands, common: argparse.ArgumentParser) -> None:
-    demo = sub.add_parser("demo", parents=[common], help="broker + worker + real data, live")
+def _demo(sub: Subcommands, parents: Parents) -> None:
+    demo = sub.add_parser(
+        "demo", parents=parents.broker(), help="broker + worker + real data, live"
+    )
+    demo.add_argument(
+        "--port",
+        type=int,
+        help="port of the local broker it starts (default: 9092 for tansu, 9192 for kafka, or "
+        "a free one when that is taken)",
+    )
     demo.add_argument(
         "--data",
         default="retailrocket",
@@ -185,8 +333,10 @@ def _demo(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     _add_pace_options(demo, default_rate=1000.0)
 
 
-def _status(sub: Subcommands, common: argparse.ArgumentParser) -> None:
-    status = sub.add_parser("status", parents=[common], help="live view of running processes")
+def _status(sub: Subcommands, parents: Parents) -> None:
+    status = sub.add_parser(
+        "status", parents=parents.plain(), help="live view of running processes"
+    )
     status.add_argument(
         "--url",
         action="append",
@@ -211,9 +361,9 @@ def _status(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     )
 
 
-def _report(sub: Subcommands, common: argparse.ArgumentParser) -> None:
+def _report(sub: Subcommands, parents: Parents) -> None:
     report = sub.add_parser(
-        "report", parents=[common], help="render a metrics recording to an HTML report"
+        "report", parents=parents.plain(), help="render a metrics recording to an HTML report"
     )
     report.add_argument(
         "recording", type=Path, help="a recording (the demo's runs/*/metrics.jsonl, or --record)"
@@ -221,27 +371,42 @@ def _report(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     report.add_argument("--out", type=Path, default=Path("report.html"), help="HTML file to write")
 
 
-def _model(sub: Subcommands, common: argparse.ArgumentParser) -> None:
-    model = sub.add_parser("model", help="list, publish or roll back model versions")
-    actions = model.add_subparsers(dest="action", required=True)
-    actions.add_parser("list", parents=[common], help="versions in the model store")
+def _model(sub: Subcommands, parents: Parents) -> None:
+    model = sub.add_parser("model", help="list, show, publish, roll back or prune model versions")
+    actions = model.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("list", parents=parents.plain(), help="versions in the model store")
+    show = actions.add_parser(
+        "show", parents=parents.plain(), help="one version: lineage, metrics, privacy, files"
+    )
+    show.add_argument("version", help="a version of the store (see `intentstream model list`)")
     publish = actions.add_parser(
-        "publish", parents=[common], help="import a training checkpoint, announce it"
+        "publish", parents=parents.broker(), help="import a training checkpoint, announce it"
     )
     publish.add_argument("checkpoint", type=Path, help="run or checkpoint folder of `train`")
     publish.add_argument("--parent", help="version it was derived from (default: none)")
     rollback = actions.add_parser(
-        "rollback", parents=[common], help="announce an older version and make it current"
+        "rollback", parents=parents.broker(), help="announce an older version and make it current"
     )
     rollback.add_argument("version", help="an accepted version (see `intentstream model list`)")
+    prune = actions.add_parser(
+        "prune",
+        parents=parents.plain(),
+        help="delete the versions that are neither the current one nor its lineage",
+    )
+    prune.add_argument(
+        "--keep", type=int, default=0, help="also keep the N newest versions (default 0)"
+    )
+    prune.add_argument(
+        "--dry-run", action="store_true", help="say what would be deleted, delete nothing"
+    )
 
 
-def _data(sub: Subcommands, common: argparse.ArgumentParser) -> None:
+def _data(sub: Subcommands, parents: Parents) -> None:
     data = sub.add_parser("data", help="convert public data sets to the canonical event CSV")
-    actions = data.add_subparsers(dest="action", required=True)
+    actions = data.add_subparsers(dest="action", required=True, metavar="ACTION")
     convert = actions.add_parser(
         "convert",
-        parents=[common],
+        parents=parents.plain(),
         help="an original (RetailRocket, YOOCHOOSE, Diginetica) to a canonical events file; "
         "a malformed row stops it, naming file and line",
     )
