@@ -53,6 +53,7 @@ class RecommendationConsumer:
 
     Args:
         settings: Broker address, security and topic names.
+        topic: The topic to read; default ``settings.recommendations_topic``.
         group: Consumer group whose offsets are kept; ``None`` = none.
         user: Only this raw user id's recommendations.
         from_beginning: Start at the oldest retained record, not at the end (with
@@ -70,13 +71,14 @@ class RecommendationConsumer:
         self,
         settings: Settings,
         *,
+        topic: str | None = None,
         group: str | None = None,
         user: str | None = None,
         from_beginning: bool = False,
         stop_at_end: bool = False,
         idle_timeout: float | None = None,
     ) -> None:
-        self.topic = settings.recommendations_topic
+        self.topic = settings.recommendations_topic if topic is None else topic
         self._group = group
         self._user_key = None if user is None else user_key(user)
         self._stop_at_end = stop_at_end

@@ -28,8 +28,9 @@ from aiokafka import AIOKafkaProducer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from streams.client.connection import producer_options
+from streams.client.partitioner import user_key
 from streams.kafka.produce import PartitionBatches, Sent
-from streams.kafka.security import client_security
 from streams.ops.event_log import read_events
 from streams.settings import Settings
 
@@ -185,14 +186,10 @@ async def replay(
         limit,
     )
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap,
-        acks="all",
-        # A retried batch is not written twice; Tansu rejects InitProducerId.
-        enable_idempotence=settings.broker_kind == "kafka",
+        **producer_options(settings),
         # Batches are built by _Batches (so linger_ms doesn't apply); 16 KiB
         # default batches cap throughput near 9k/s (DESIGN.md measurements).
         max_batch_size=512 * 1024,
-        **client_security(settings),
     )
     try:
         await producer.start()
@@ -235,7 +232,7 @@ async def _send_all(
                 await batches.send()  # what is due now must not wait out the sleep
                 await asyncio.sleep(delay)
             user_id = event.get("user_id")
-            key = None if user_id is None else str(user_id).encode()
+            key = None if user_id is None else user_key(str(user_id))
             await batches.add(key, orjson.dumps(event))
             if batches.in_chunk >= CHUNK_EVENTS or time.monotonic() - chunk_start >= CHUNK_SECONDS:
                 sent += await batches.end_chunk(on_sent, keep=1)

@@ -1,20 +1,20 @@
-"""Follow the recommendations topic and print one line per recommendation.
+"""Print the recommendations topic, one line per recommendation.
 
 Used by ``intentstream tail`` to watch what the workers publish, either as a
-compact summary per line or as the raw JSON values.
+compact summary per line or as the raw JSON values. It reads with
+:class:`streams.client.RecommendationConsumer`.
 """
 
 from __future__ import annotations
 
-import asyncio
+import itertools
 import logging
 import sys
 from typing import Any, TextIO
 
 import orjson
-from aiokafka import AIOKafkaConsumer
 
-from streams.kafka.security import client_security
+from streams.client import RecommendationConsumer
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -72,28 +72,36 @@ def _line(value: bytes | None, *, raw: bool) -> str:
     )
 
 
-async def tail(
+def tail(
     settings: Settings,
     *,
-    from_beginning: bool = False,
-    limit: int | None = None,
-    out: TextIO | None = None,
+    topic: str | None = None,
     group: str | None = None,
+    user: str | None = None,
+    from_beginning: bool = False,
+    stop_at_end: bool = False,
+    limit: int | None = None,
+    idle_timeout: float | None = None,
+    out: TextIO | None = None,
     raw: bool = False,
 ) -> int:
     """Print recommendations from ``settings.recommendations_topic`` as they arrive.
 
-    Cancellation (Ctrl-C under ``asyncio.run``) ends the tail cleanly and
-    still returns the count, so the CLI can report it.
+    Ctrl-C ends the tail cleanly and still returns the count, so the CLI can
+    report it.
 
     Args:
         settings: Broker address and topic names.
-        from_beginning: Start at the oldest retained record instead of the
-            newest; with ``group``, only where the group has no committed offset.
-        limit: Stop after this many records (``None`` = until cancelled).
-        out: Where lines go (``None`` = ``sys.stdout`` at call time).
+        topic: Read this topic instead (print it ``raw`` unless it holds recommendations).
         group: Consumer group whose offsets are committed; ``None`` = no group,
             nothing committed.
+        user: Only this raw user id's recommendations (read on their partition only).
+        from_beginning: Start at the oldest retained record instead of the
+            newest; with ``group``, only where the group has no committed offset.
+        stop_at_end: Stop at the end the topic had when the tail started.
+        limit: Stop after this many records (``None`` = no limit).
+        idle_timeout: Stop when no record came for this many seconds.
+        out: Where lines go (``None`` = ``sys.stdout`` at call time).
         raw: Print each value as published instead of the compact summary.
 
     Returns:
@@ -101,31 +109,27 @@ async def tail(
 
     Raises:
         ValueError: ``limit`` is negative.
-        aiokafka.errors.KafkaError: The broker could not be reached or read.
+        BrokerError: The broker could not be reached or refused the login.
+        ClientError: The topic does not exist.
     """
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be >= 0, got {limit}")
     stream = sys.stdout if out is None else out
-    consumer = AIOKafkaConsumer(
-        settings.recommendations_topic,
-        bootstrap_servers=settings.bootstrap,
-        group_id=group,
-        enable_auto_commit=group is not None,
-        auto_offset_reset="earliest" if from_beginning else "latest",
-        **client_security(settings),
-    )
     printed = 0
-    try:
-        await consumer.start()
-        while limit is None or printed < limit:
-            wanted = None if limit is None else limit - printed
-            batches = await consumer.getmany(timeout_ms=500, max_records=wanted)
-            for records in batches.values():
-                stream.writelines(f"{_line(record.value, raw=raw)}\n" for record in records)
-                printed += len(records)
-            stream.flush()
-    except asyncio.CancelledError:
-        log.info("tail of %s cancelled after %d records", settings.recommendations_topic, printed)
-    finally:
-        await consumer.stop()
+    with RecommendationConsumer(
+        settings,
+        topic=topic,
+        group=group,
+        user=user,
+        from_beginning=from_beginning,
+        stop_at_end=stop_at_end,
+        idle_timeout=idle_timeout,
+    ) as consumer:
+        try:
+            for record in itertools.islice(consumer.records(), limit):
+                stream.write(f"{_line(record.value, raw=raw)}\n")
+                stream.flush()
+                printed += 1
+        except KeyboardInterrupt:
+            log.info("tail of %s interrupted after %d records", consumer.topic, printed)
     return printed

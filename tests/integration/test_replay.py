@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import gzip
 import io
+import os
+import signal
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -13,9 +16,10 @@ from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 from kafka.admin import KafkaAdminClient, NewTopic
 
+from streams.kafka.produce import produce_records
 from streams.ops.event_log import read_events
 from streams.ops.replay import replay
 from streams.ops.tail import tail
@@ -119,7 +123,7 @@ async def test_rate_and_limit(
     assert sorted(orjson.loads(record.value)["event_id"] for record in records) == sorted(first)
 
 
-async def test_tail_prints_compact_and_raw_lines(
+def test_tail_prints_compact_and_raw_lines(
     kafka_bootstrap: str, new_topic_name: Callable[[str], str]
 ) -> None:
     topic = new_topic_name("recommendations")
@@ -130,31 +134,35 @@ async def test_tail_prints_compact_and_raw_lines(
          "purchase_intent": 0.25, "model_version": "seq-test", "latency_ms": 3.0 + n}
         for n in range(3)
     ]  # fmt: skip
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
-    await producer.start()
-    try:
-        for rec in recs:
-            await producer.send_and_wait(topic, orjson.dumps(rec), key=rec["user_id"].encode())
-    finally:
-        await producer.stop()
+    records = [(rec["user_id"].encode(), orjson.dumps(rec)) for rec in recs]
+    asyncio.run(produce_records(kafka_bootstrap, topic, records))
     settings = Settings(kafka=kafka_bootstrap, broker_kind="kafka", recommendations_topic=topic)
 
     out = io.StringIO()
-    assert await tail(settings, from_beginning=True, limit=3, out=out) == 3
+    assert tail(settings, from_beginning=True, limit=3, out=out) == 3
     assert out.getvalue().splitlines()[1] == (
         "u1 browse [i0 1.000, i1 0.900, i2 0.800, i3 0.700, i4 0.600] intent=0.250"
         " model=seq-test latency=4.0ms"
     )
     raw = io.StringIO()
     group = new_topic_name("tail")
-    assert await tail(settings, from_beginning=True, limit=2, out=raw, group=group, raw=True) == 2
+    assert tail(settings, from_beginning=True, limit=2, out=raw, group=group, raw=True) == 2
     assert [orjson.loads(line) for line in raw.getvalue().splitlines()] == recs[:2]
+    # The group goes on after what it printed; to the end of the topic, and no further.
+    rest = io.StringIO()
+    assert tail(settings, group=group, stop_at_end=True, out=rest, raw=True) == 1
+    assert orjson.loads(rest.getvalue()) == recs[2]
 
-    # Without a limit it runs until cancelled, then still returns its count.
+    # Without a limit it runs until Ctrl-C, then still returns its count.
     endless = io.StringIO()
-    task = asyncio.create_task(tail(settings, from_beginning=True, out=endless))
-    deadline = time.monotonic() + _TIMEOUT_S
-    while endless.getvalue().count("\n") < 3 and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
-    task.cancel()
-    assert await task == 3
+
+    def interrupt_after_three_lines() -> None:
+        deadline = time.monotonic() + _TIMEOUT_S
+        while endless.getvalue().count("\n") < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    interrupter = threading.Thread(target=interrupt_after_three_lines)
+    interrupter.start()
+    assert tail(settings, from_beginning=True, out=endless) == 3
+    interrupter.join()
