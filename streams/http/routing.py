@@ -54,8 +54,11 @@ def routes_from(
 ) -> Routes | None:
     """The routes of ``topic`` from the assignor's ``{url: {topic: [partition, ...]}}``.
 
-    None while they are incomplete: the topic's partition count is unknown, or a
-    partition has no owner or two (a rebalance is under way).
+    ``partitions`` is the topic's partition count when the consumer's metadata has
+    it (only the group's leader may); else the partitions the distribution names,
+    since Faust's assignor gives every partition of a subscribed topic an owner.
+    None while the routes are incomplete: a partition has no owner or two (a
+    rebalance is under way).
 
     Examples:
         >>> routes = routes_from(
@@ -65,15 +68,14 @@ def routes_from(
         True
         >>> routes_from({"http://a:1": {"ev": [0]}}, topic="ev", partitions=2, own_url="") is None
         True
+        >>> routes_from({"http://a:1": {"ev": [1]}}, topic="ev", partitions=None, own_url="")
     """
-    if not partitions:
-        return None
     owners: dict[int, str] = {}
     for url, topics in distribution.items():
         for partition in topics.get(topic, ()):
             if partition in owners:
                 return None
             owners[partition] = url
-    if set(owners) != set(range(partitions)):
+    if not owners or set(owners) != set(range(partitions or len(owners))):
         return None
     return Routes(owners=owners, own_url=own_url)

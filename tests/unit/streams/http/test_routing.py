@@ -53,6 +53,8 @@ def test_routes_are_none_while_a_partition_has_no_owner_or_two() -> None:
 
     assert routes(3, a=[0], b=[1]) is None  # partition 2 unowned
     assert routes(2, a=[0, 1], b=[1]) is None  # two owners during a handover
-    assert routes(None, a=[0]) is None  # the topic's size is not known yet
+    assert routes(None, a=[0], b=[2]) is None  # size unknown, and partition 1 unowned
+    assert routes(None, a=[0], b=[1]) is not None  # size unknown: every partition is owned
+    assert routes(None) is None
     assert routes(2, a=[0], b=[1, 2]) is None  # an owner of a partition the topic lacks
     assert routes(2, a=[0], b=[1]) is not None
