@@ -29,9 +29,10 @@ from streams.settings import Settings, unknown_variables
 
 if TYPE_CHECKING:
     from online_learning.registry import ModelStore
+    from streams.client import DeliveryReport
 
 log = logging.getLogger("intentstream")
-console = Console()
+console = Console(soft_wrap=True)  # a line stays one line, in a pipe too
 
 #: Loggers of the Kafka and Faust client libraries: a broker that does not answer makes
 #: them log dozens of lines a second, which only ``--verbose`` shows.
@@ -123,8 +124,74 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
     from streams.ops.tail import tail
 
-    asyncio.run(tail(settings, from_beginning=args.from_beginning, limit=args.limit, raw=args.raw))
+    printed = tail(
+        settings,
+        topic=args.topic,
+        group=args.group,
+        user=args.user,
+        # Without --follow: what the topic holds (from the group's offsets with --group).
+        from_beginning=args.from_beginning or not args.follow,
+        stop_at_end=not args.follow,
+        limit=args.limit,
+        # Only recommendations have a compact form.
+        raw=args.raw or args.topic not in (None, settings.recommendations_topic),
+    )
+    log.debug("%d record(s)", printed)
     return 0
+
+
+def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
+    import time
+    import uuid
+
+    import orjson
+
+    from streams.client import EventProducer, InvalidEventError
+
+    text = sys.stdin.read() if args.event == "-" else args.event
+    try:
+        event = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise CommandError(f"the event is not JSON: {exc}") from exc
+    if not isinstance(event, dict):
+        raise CommandError(f"the event must be a JSON object, not {type(event).__name__}")
+    event.setdefault("event_id", str(uuid.uuid4()))
+    event.setdefault("ts", round(time.time(), 3))
+    with EventProducer(settings) as producer:
+        try:
+            sent = producer.send(event)
+        except InvalidEventError as exc:
+            raise CommandError(f"not sent, the worker would dead-letter it: {exc}") from exc
+        _delivered(producer.flush())
+    where = sent.result()
+    console.print(
+        f"sent event {where.record_id} to {where.topic} partition {where.partition} "
+        f"offset {where.offset}"
+    )
+    return 0
+
+
+def cmd_erase(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.client import EventProducer, InvalidEventError
+
+    with EventProducer(settings) as producer:
+        try:
+            sent = producer.erase(args.user)
+        except InvalidEventError as exc:
+            raise CommandError(f"not sent: {exc}") from exc
+        _delivered(producer.flush())
+    where = sent.result()
+    console.print(
+        f"erasure request {where.record_id} sent to {where.topic} partition {where.partition}; "
+        f"its outcome will be on {settings.privacy_audit_topic}"
+    )
+    return 0
+
+
+def _delivered(report: DeliveryReport) -> None:
+    """Raise unless the broker acknowledged every record of ``report``."""
+    if not report.ok:
+        raise CommandError(f"not delivered: {report.describe()}")
 
 
 def cmd_items(args: argparse.Namespace, settings: Settings) -> int:
@@ -413,6 +480,8 @@ HANDLERS: dict[str, Command] = {
     "rewrap": cmd_rewrap,
     "replay": cmd_replay,
     "tail": cmd_tail,
+    "send": cmd_send,
+    "erase": cmd_erase,
     "items": cmd_items,
     "dlq": cmd_dlq,
     "config": cmd_config,

@@ -170,6 +170,22 @@ def _streams(sub: Subcommands, parents: Parents) -> None:
 
 
 def _operations(sub: Subcommands, parents: Parents) -> None:
+    send = sub.add_parser(
+        "send",
+        parents=parents.broker(),
+        help="send one event (JSON) to the events topic, checked against the event schema",
+    )
+    send.add_argument(
+        "event",
+        nargs="?",
+        default="-",
+        help="the event's JSON; event_id and ts default to a new uuid and now (default -: "
+        "read it from stdin)",
+    )
+    erase = sub.add_parser(
+        "erase", parents=parents.broker(), help="ask for a user's erasure (right to be forgotten)"
+    )
+    erase.add_argument("user", help="the raw user id, as the shop sends it")
     items = sub.add_parser("items", help="the shop's item catalogue")
     actions = items.add_subparsers(dest="action", required=True, metavar="ACTION")
     load = actions.add_parser(
