@@ -174,7 +174,7 @@ class BrokerProcess(ABC):
                 raise BrokerError(
                     f"cannot start the {self.kind} broker: port {port} on 127.0.0.1 is "
                     "already in use by another process; stop that process or choose "
-                    "another port"
+                    "another port (--port)"
                 )
 
     def _spawn(self) -> int:

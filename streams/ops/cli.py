@@ -25,11 +25,11 @@ from rich.logging import RichHandler
 from streams.ops import parser
 from streams.ops.failures import EXIT_USAGE, CommandError, explain
 from streams.ops.parser import Command
+from streams.ops.verbs import cmd_config, cmd_dlq, cmd_erase, cmd_items, cmd_send, cmd_tail
 from streams.settings import Settings, unknown_variables
 
 if TYPE_CHECKING:
     from online_learning.registry import ModelStore
-    from streams.client import DeliveryReport
 
 log = logging.getLogger("intentstream")
 console = Console(soft_wrap=True)  # a line stays one line, in a pipe too
@@ -44,20 +44,7 @@ PROCESS_LOGGERS = ("aiokafka", "faust", "mode")
 
 def build_settings(args: argparse.Namespace) -> Settings:
     """Environment first, then the explicit command-line flags on top."""
-    return Settings(**flag_overrides(args))  # type: ignore[arg-type]
-
-
-def flag_overrides(args: argparse.Namespace) -> dict[str, object]:
-    """The settings the command line sets (``--bootstrap-server``, ``--kind``)."""
-    overrides: dict[str, object] = {}
-    bootstrap, kind = getattr(args, "bootstrap", None), getattr(args, "kind", None)
-    if bootstrap:
-        overrides["kafka"] = bootstrap
-    if kind:
-        overrides["broker_kind"] = kind
-    elif bootstrap:
-        overrides["broker_kind"] = "kafka"  # an existing cluster is Apache Kafka unless told
-    return overrides
+    return Settings(**parser.flag_overrides(args))  # type: ignore[arg-type]
 
 
 def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
@@ -118,114 +105,6 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
         replay(settings, args.file, rate=args.rate, speedup=args.speedup, limit=args.limit)
     )
     console.print(f"sent {stats.sent} events in {stats.seconds:.1f} s to {settings.events_topic}")
-    return 0
-
-
-def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.ops.tail import tail
-
-    printed = tail(
-        settings,
-        topic=args.topic,
-        group=args.group,
-        user=args.user,
-        # Without --follow: what the topic holds (from the group's offsets with --group).
-        from_beginning=args.from_beginning or not args.follow,
-        stop_at_end=not args.follow,
-        limit=args.limit,
-        # Only recommendations have a compact form.
-        raw=args.raw or args.topic not in (None, settings.recommendations_topic),
-    )
-    log.debug("%d record(s)", printed)
-    return 0
-
-
-def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
-    import time
-    import uuid
-
-    import orjson
-
-    from streams.client import EventProducer, InvalidEventError
-
-    text = sys.stdin.read() if args.event == "-" else args.event
-    try:
-        event = orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
-        raise CommandError(f"the event is not JSON: {exc}") from exc
-    if not isinstance(event, dict):
-        raise CommandError(f"the event must be a JSON object, not {type(event).__name__}")
-    event.setdefault("event_id", str(uuid.uuid4()))
-    event.setdefault("ts", round(time.time(), 3))
-    with EventProducer(settings) as producer:
-        try:
-            sent = producer.send(event)
-        except InvalidEventError as exc:
-            raise CommandError(f"not sent, the worker would dead-letter it: {exc}") from exc
-        _delivered(producer.flush())
-    where = sent.result()
-    console.print(
-        f"sent event {where.record_id} to {where.topic} partition {where.partition} "
-        f"offset {where.offset}"
-    )
-    return 0
-
-
-def cmd_erase(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.client import EventProducer, InvalidEventError
-
-    with EventProducer(settings) as producer:
-        try:
-            sent = producer.erase(args.user)
-        except InvalidEventError as exc:
-            raise CommandError(f"not sent: {exc}") from exc
-        _delivered(producer.flush())
-    where = sent.result()
-    console.print(
-        f"erasure request {where.record_id} sent to {where.topic} partition {where.partition}; "
-        f"its outcome will be on {settings.privacy_audit_topic}"
-    )
-    return 0
-
-
-def _delivered(report: DeliveryReport) -> None:
-    """Raise unless the broker acknowledged every record of ``report``."""
-    if not report.ok:
-        raise CommandError(f"not delivered: {report.describe()}")
-
-
-def cmd_items(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.kafka.admin import ensure_topics
-    from streams.ops.catalogue import publish_items, read_items
-
-    try:
-        items = read_items(args.file)
-    except ValueError as exc:
-        raise CommandError(str(exc)) from exc
-    ensure_topics(settings)
-    sent = asyncio.run(publish_items(settings, items))
-    console.print(f"published {sent:,} items from {args.file} to {settings.items_topic}")
-    return 0
-
-
-def cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.ops.dlq import print_dead_letters, unsealer
-
-    opener = unsealer(settings) if args.unseal else None
-    printed = asyncio.run(
-        print_dead_letters(
-            settings, out=sys.stdout, follow=args.follow, limit=args.limit, opener=opener
-        )
-    )
-    log.info("%d dead letter(s) in %s", printed, settings.dlq_topic)
-    return 0
-
-
-def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.ops.config_view import effective_settings, render
-
-    rows = effective_settings(settings, environ=os.environ, flags=flag_overrides(args))
-    sys.stdout.write(render(rows) + "\n")
     return 0
 
 

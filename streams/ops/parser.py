@@ -67,6 +67,19 @@ def build_parser(handlers: Mapping[str, Command], *, description: str) -> argpar
     return parser
 
 
+def flag_overrides(args: argparse.Namespace) -> dict[str, object]:
+    """The settings the command line sets (``--bootstrap-server``, ``--kind``)."""
+    overrides: dict[str, object] = {}
+    bootstrap, kind = getattr(args, "bootstrap", None), getattr(args, "kind", None)
+    if bootstrap:
+        overrides["kafka"] = bootstrap
+    if kind:
+        overrides["broker_kind"] = kind
+    elif bootstrap:
+        overrides["broker_kind"] = "kafka"  # an existing cluster is Apache Kafka unless told
+    return overrides
+
+
 def _version() -> str:
     try:
         return importlib.metadata.version("intentstream")
