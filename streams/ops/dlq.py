@@ -11,8 +11,10 @@ shut. Without ``--unseal`` nothing is decrypted and no raw id is shown.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -36,6 +38,8 @@ from streams.settings import Settings
 
 #: Characters of an opened key or value shown on a dead letter's line.
 SHOWN_CHARS = 500
+#: Least seconds between two readings of the key changelog while following.
+RELOAD_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +87,8 @@ class Unsealer:
         master_key: the deployment's 32-byte master key.
         ledgers: pseudonym -> sealed ledger, the latest of the key table's changelog
             (a user with none was erased or expired).
+        reload: reads the ledgers again, for a letter of a user not among them
+            (``--follow``: the user may be new); at most every :data:`RELOAD_SECONDS`.
 
     Examples:
         >>> sealed = RecordSealer(bytes(32), purpose=DLQ_PURPOSE).seal(b"u1", b"{oops")
@@ -92,11 +98,31 @@ class Unsealer:
         'shredded: the user was erased or expired, their key destroyed'
     """
 
-    def __init__(self, master_key: bytes, ledgers: Mapping[bytes, bytes]) -> None:
+    def __init__(
+        self,
+        master_key: bytes,
+        ledgers: Mapping[bytes, bytes],
+        *,
+        reload: Callable[[], Mapping[bytes, bytes]] | None = None,
+    ) -> None:
         self._master = RecordSealer(master_key, purpose=DLQ_PURPOSE)
         self._cipher = StateCipher(master_key)
         self._ledgers = LedgerSealer(master_key)
         self._sealed_ledgers = ledgers
+        self._reload = reload
+        self._loaded_at = time.monotonic()
+
+    def misses(self, letter: DeadLetter) -> bool:
+        """Whether ``letter`` was sealed for a user whose ledger is not known here."""
+        user = letter.user
+        return user is not None and user not in self._sealed_ledgers
+
+    def refresh(self) -> None:
+        """Read the ledgers again (blocking), unless that was done a moment ago."""
+        if self._reload is None or time.monotonic() - self._loaded_at < RELOAD_SECONDS:
+            return
+        self._sealed_ledgers = self._reload()
+        self._loaded_at = time.monotonic()
 
     def open(self, letter: DeadLetter) -> str:
         """The original key and value, or why they cannot be read."""
@@ -154,8 +180,12 @@ def unsealer(settings: Settings) -> Unsealer:
         aiokafka.errors.KafkaError: the changelog could not be read.
     """
     master_key = load_master_key(settings)
-    changelog = read_to_end(settings, changelog_topic(settings, KEY_TABLE))
-    return Unsealer(master_key, latest_ledgers([(r.key, r.value) for r in changelog]))
+
+    def ledgers() -> dict[bytes, bytes]:
+        changelog = read_to_end(settings, changelog_topic(settings, KEY_TABLE))
+        return latest_ledgers([(r.key, r.value) for r in changelog])
+
+    return Unsealer(master_key, ledgers(), reload=ledgers)
 
 
 async def print_dead_letters(
@@ -179,6 +209,8 @@ async def print_dead_letters(
     async with contextlib.aclosing(records):  # stops the consumer on break
         async for record in records:
             letter = DeadLetter.of(record)
+            if opener is not None and follow and opener.misses(letter):
+                await asyncio.to_thread(opener.refresh)  # a user new since the start
             out.write(letter.line(None if opener is None else opener.open(letter)) + "\n")
             out.flush()
             printed += 1

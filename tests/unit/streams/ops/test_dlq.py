@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
+
 from streams.ops.dlq import DeadLetter, Unsealer, latest_ledgers
 from streams.pipeline.crypto import DLQ_PURPOSE, RecordSealer, StateCipher, pack_record
 from streams.pipeline.ledger import LedgerSealer, UserLedger
@@ -57,3 +59,25 @@ def test_a_wrong_master_key_opens_nothing() -> None:
     sealed = RecordSealer(MASTER, purpose=DLQ_PURPOSE).seal(b"u1", b"{}")
     line = Unsealer(bytes(32), {}).open(DeadLetter(0, 0, HEADERS, sealed))
     assert line.startswith("does not open:") and "u1" not in line
+
+
+def test_a_user_new_since_the_start_is_read_again_while_following(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    user = b"c" * 32
+    letter, ledger = sealed_for_user(user, b"u7", b"{}")
+    dead = DeadLetter(0, 0, {**HEADERS, "user": user.decode()}, letter)
+    reads: list[int] = []
+
+    def reload() -> dict[bytes, bytes]:
+        reads.append(1)
+        return {user: ledger}
+
+    unsealer = Unsealer(MASTER, {}, reload=reload)
+    assert unsealer.misses(dead)
+    unsealer.refresh()  # just loaded: not read again yet
+    assert reads == []
+    monkeypatch.setattr("streams.ops.dlq.RELOAD_SECONDS", 0.0)
+    unsealer.refresh()
+    assert reads == [1] and not unsealer.misses(dead)
+    assert unsealer.open(dead) == "key='u7' value='{}'"
