@@ -435,6 +435,12 @@ class Settings(BaseSettings):
         # The same folder whichever directory a command runs in.
         return None if value is None else PROJECT_ROOT / value
 
+    @field_validator("home")
+    @classmethod
+    def _home_expanded(cls, value: Path) -> Path:
+        # As the brokers take it, so that the key files and model store under it agree.
+        return value.expanduser()
+
     @field_validator("kafka")
     @classmethod
     def _strip_bootstrap(cls, value: str | None) -> str | None:

@@ -23,6 +23,9 @@ Command = Callable[[argparse.Namespace, Settings], int]
 Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
 class Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line (exit status 2), naming the way to help."""
 
@@ -107,8 +110,10 @@ def _cluster_options(parser: argparse.ArgumentParser, *, default: object) -> Non
 def _logging_options(parser: argparse.ArgumentParser, *, default: object, shown: bool) -> None:
     parser.add_argument(
         "--log-level",
+        type=str.upper,
+        choices=LOG_LEVELS,
         default="INFO" if default is None else default,
-        help="logging level (default INFO)" if shown else argparse.SUPPRESS,
+        help="intentstream's own logs (default INFO)" if shown else argparse.SUPPRESS,
     )
     parser.add_argument(
         "-v",

@@ -50,6 +50,8 @@ def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
     from streams.client import EventProducer, InvalidEventError
 
+    if args.event == "-" and sys.stdin.isatty():
+        log.info("reading the event's JSON from stdin; end it with Ctrl-D")
     text = sys.stdin.read() if args.event == "-" else args.event
     try:
         event = orjson.loads(text)

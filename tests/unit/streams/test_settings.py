@@ -88,3 +88,9 @@ def test_an_unknown_variable_is_named_with_the_closest_setting() -> None:
         "INTENTSTREAM_NOTHING_LIKE_IT": None,
         "INTENTSTREAM_BOOTSTRAP_SERVERS": "INTENTSTREAM_KAFKA",
     }
+
+
+def test_a_home_with_a_tilde_is_the_users() -> None:
+    settings = Settings(home=Path("~/intentstream-state"))
+    assert settings.home == Path.home() / "intentstream-state"
+    assert settings.master_key_file == Path.home() / "intentstream-state" / "master.key"
