@@ -43,6 +43,8 @@ class WorkerBackend:
         self._pseudonyms = pseudonyms
         #: Set by the worker once it started: tables recovered, feeds read.
         self.started = False
+        self._distribution: object = None
+        self._routes: Routes | None = None
 
     def readiness(self) -> dict[str, Any]:
         """The checks /readyz shows, and ``ready``: all of them pass."""
@@ -72,12 +74,17 @@ class WorkerBackend:
         """Every partition's owner, from the group assignment Faust's assignor shared."""
         if not self.started:
             return None
-        return routes_from(
-            self._app.assignor.external_topics_metadata(),
-            topic=self._topic,
-            partitions=self._app.consumer.topic_partitions(self._topic),
-            own_url=str(self._app.conf.canonical_url),
-        )
+        distribution = self._app.assignor.external_topics_metadata()
+        # The assignor replaces the whole mapping on each assignment: same object, same routes.
+        if distribution is not self._distribution:
+            self._routes = routes_from(
+                distribution,
+                topic=self._topic,
+                partitions=self._app.consumer.topic_partitions(self._topic),
+                own_url=str(self._app.conf.canonical_url),
+            )
+            self._distribution = distribution
+        return self._routes
 
     def lists_held(self) -> int:
         """Users whose latest list this worker holds."""
