@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from kafka.errors import KafkaError
 
 from streams.errors import BrokerError
+from streams.kafka.admin import admin_client
 from streams.kafka.security import client_security, describe
 from streams.settings import Settings
 
@@ -35,12 +36,18 @@ def producer_options(settings: Settings) -> dict[str, Any]:
 
 
 def connect(settings: Settings, what: str, make: Callable[[], T]) -> T:
-    """``make()`` a kafka-python client, turning a failure to connect into a clear error.
+    """``make()`` a kafka-python client, once the cluster has let an admin client in.
+
+    kafka-python's producer and consumer are built before they log in, and retry a
+    refused login for ever (the consumer's first metadata request never returns);
+    its admin client logs in when it is built, and fails at once.
 
     Raises:
         BrokerError: It could not connect, the certificate files could not be read,
             or the TLS or SASL handshake failed; the message says how it connected.
     """
+    with admin_client(settings):
+        pass
     try:
         return make()
     except (KafkaError, OSError) as exc:  # ssl.SSLError is an OSError
