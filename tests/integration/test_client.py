@@ -4,7 +4,8 @@
 leaves it, a worker answers, and ``RecommendationConsumer`` yields its typed
 answers, all of them or one user's; an erasure is applied. The kcat one-liners
 and the Java example of docs/producing.md run as written (only the address and
-topic names changed) and the worker accepts what they send.
+topic names changed) and the worker accepts what they send. On Tansu, the demo's
+broker, the client sends and reads one user's records.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from streams.client import (
 from streams.pipeline.validation import Reason
 from streams.settings import Settings
 
-pytestmark = [pytest.mark.integration, pytest.mark.kafka]
+pytestmark = pytest.mark.integration
 
 StartWorker = Callable[[Settings], subprocess.Popen[bytes]]
 
@@ -67,6 +68,7 @@ def _until(records: Iterator[ConsumerRecord], count: int) -> list[dict[str, Any]
     return [orjson.loads(record.value) for record in itertools.islice(records, count)]
 
 
+@pytest.mark.kafka
 def test_the_client_produces_where_java_would_and_reads_typed_answers(
     kafka_bootstrap: str, make_settings: Callable[..., Settings], start_worker: StartWorker
 ) -> None:
@@ -137,6 +139,7 @@ def _documented(page: str, *needles: str) -> str:
     return block.replace("\\\n", " ").strip()
 
 
+@pytest.mark.kafka
 def test_the_documented_kcat_and_java_producers_reach_the_worker(
     kafka_bootstrap: str,
     make_settings: Callable[..., Settings],
@@ -188,3 +191,28 @@ def test_the_documented_kcat_and_java_producers_reach_the_worker(
     audits = _until(_records(served, served.privacy_audit_topic, idle_timeout=ANSWER_SECONDS), 1)
     assert [(a["request_id"], a["outcome"]) for a in audits] == [("r-2024-0042", "erased")]
     assert list(_records(served, served.dlq_topic, stop_at_end=True)) == []
+
+
+@pytest.mark.tansu
+def test_the_client_sends_and_reads_on_tansu(
+    tansu_bootstrap: str, make_settings: Callable[..., Settings]
+) -> None:
+    """The demo's broker: no idempotent producer there, and its own end offsets."""
+    settings = make_settings(tansu_bootstrap, "tansu", partitions=PARTITIONS)
+    events = [_event(n, USERS[n % len(USERS)]) for n in range(10)]
+    with EventProducer(settings) as producer:
+        for event in events:
+            producer.send(event)
+        producer.erase("zoë", request_id="erase-zoe")
+        assert producer.flush().sent == len(events) + 1
+
+    with RecommendationConsumer(
+        settings, topic=settings.events_topic, user="zoë", from_beginning=True, stop_at_end=True
+    ) as mine:
+        read = [
+            (record.partition, orjson.loads(record.value)["event_id"]) for record in mine.records()
+        ]
+    zoe = partition_for("zoë", PARTITIONS)
+    assert read == [(zoe, event["event_id"]) for event in events if event["user_id"] == "zoë"]
+    requests = list(_records(settings, settings.privacy_requests_topic, stop_at_end=True))
+    assert [(r.key, r.partition) for r in requests] == [("zoë".encode(), zoe)]
