@@ -134,7 +134,7 @@ def producing_md(repo_root: Path) -> str:
 
 def _documented(page: str, *needles: str) -> str:
     """The one ```bash block of ``page`` that holds every needle, as one command line."""
-    blocks = re.findall(r"```bash\n(.*?)```", page, flags=re.DOTALL)
+    blocks: list[str] = re.findall(r"```bash\n(.*?)```", page, flags=re.DOTALL)
     (block,) = [block for block in blocks if all(needle in block for needle in needles)]
     return block.replace("\\\n", " ").strip()
 
