@@ -19,7 +19,9 @@ from unittest import mock
 import promql_parser
 import pydantic
 import yaml
+from prometheus_client import CollectorRegistry
 
+from streams.metrics.http import HttpMetrics
 from streams.metrics.learner import LearnerMetrics
 from streams.metrics.worker import WorkerMetrics
 from streams.ops.cli import build_parser
@@ -341,9 +343,16 @@ def family_names() -> dict[str, frozenset[str]]:
             {sample.name for sample in family.samples}
             | {family.name + suffix for suffix in suffixes[family.type]}
         )
-        for metrics in (WorkerMetrics(), LearnerMetrics())
-        for family in metrics.registry.collect()
+        for registry in (WorkerMetrics().registry, http_registry(), LearnerMetrics().registry)
+        for family in registry.collect()
     }
+
+
+def http_registry() -> CollectorRegistry:
+    """The metrics a worker's HTTP API adds to the worker's registry."""
+    registry = CollectorRegistry()
+    HttpMetrics(registry)
+    return registry
 
 
 def exported_names() -> frozenset[str]:

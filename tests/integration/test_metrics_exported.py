@@ -4,7 +4,8 @@ tests/deploy_checks.py checks the names against the metrics the code
 registers; this runs a worker and the learner on Apache Kafka and reads their
 endpoints, as Prometheus would. A labelled series exists only once observed, so
 the traffic makes each appear: events of every type, a dead letter, an erasure,
-a model swap, and hits turning into misses, which the drift detector catches.
+a model swap, hits turning into misses, which the drift detector catches, and a
+request to the HTTP API.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -113,7 +115,11 @@ def test_a_live_worker_and_learner_export_every_metric_the_alerts_and_dashboards
         erase = orjson.dumps({"action": "erase", "request_id": "req-metrics"})
         asyncio.run(produce(settings.bootstrap, settings.privacy_requests_topic, [(b"u6", erase)]))
 
-        worker_port = read_ready(tmp_path / "worker.ready")["metrics_port"]
+        ready = read_ready(tmp_path / "worker.ready")
+        worker_port = ready["metrics_port"]
+        # A request to the HTTP API, so its labelled series exist.
+        with urllib.request.urlopen(f"http://127.0.0.1:{ready['http_port']}/healthz") as answer:
+            assert answer.status == 200
         urls = [
             f"http://127.0.0.1:{worker_port}/metrics",
             f"http://127.0.0.1:{settings.learn_metrics_port}/metrics",
@@ -130,6 +136,7 @@ def test_a_live_worker_and_learner_export_every_metric_the_alerts_and_dashboards
     assert (worker.value("intentstream_model_swaps_total", outcome="loaded") or 0) >= 1
     assert (worker.value("intentstream_drift_detections_total", role="worker") or 0) >= 1
     assert (learner.value("intentstream_learn_examples_total") or 0) > 0
+    assert worker.labelled("intentstream_http_requests_total", "route") == {"/healthz": 1}
     # The process and garbage-collector metrics of both (the dashboard's Processes row).
     for process in (worker, learner):
         assert (process.value("process_resident_memory_bytes") or 0) > 0
