@@ -89,7 +89,8 @@ def choose_weights_privately(
     Args:
         model: the DP-trained transformer; None: mixes of memory and recent items only.
         memory: the released transitions (post-processing of a DP release).
-        prefixes, targets: validation cases, one per held-out session.
+        prefixes, targets: validation cases, one per held-out session (none: a
+            mix drawn by the same mechanism from equal scores).
         epsilon: the choice's privacy loss per validation session.
         recent_decay: of the recent-items part.
 
@@ -97,10 +98,11 @@ def choose_weights_privately(
         The chosen mix and the grid it was chosen from.
     """
     grid = [w for w in PRIVATE_GRID if model is not None or w.transformer == 0]
-    parts = _Parts(model, memory, recent_decay)
-    tried = parts.score(grid, prefixes, targets)
-    scores = [r["P@20"] + r["MRR@20"] for _, r in tried]  # percent of the cases
-    totals = [score * len(prefixes) / 100 for score in scores]
+    totals = [0.0] * len(grid)  # no case to score (a tiny DP vocabulary): the noise decides
+    if prefixes:
+        tried = _Parts(model, memory, recent_decay).score(grid, prefixes, targets)
+        scores = [r["P@20"] + r["MRR@20"] for _, r in tried]  # percent of the cases
+        totals = [score * len(prefixes) / 100 for score in scores]
     chosen = private_argmax(totals, sensitivity=2.0, epsilon=epsilon)
     log.info("served ranker mix chosen privately (epsilon %g): %s", epsilon, grid[chosen])
     return grid[chosen], grid

@@ -54,6 +54,15 @@ def test_a_private_choice_without_a_transformer_mixes_memory_and_recent_items() 
     assert best.neighbours > best.recent  # the mixes where the memory outweighs the history win
 
 
+def test_a_private_choice_without_a_scorable_case_is_still_a_mix_of_the_grid() -> None:
+    """A DP vocabulary of a few items can leave no validation prefix to score: no crash."""
+    memory = sp.csr_matrix((N_ITEMS, N_ITEMS), dtype=np.float32)
+    best, grid = choose_weights_privately(
+        None, TransitionRanker(memory), [], torch.zeros(0, dtype=torch.int64), epsilon=0.5
+    )
+    assert best in grid
+
+
 def test_private_argmax_finds_a_clear_winner_and_needs_a_positive_epsilon() -> None:
     assert private_argmax([10.0, 5_000.0, 20.0], sensitivity=2.0, epsilon=1.0) == 1
     # At a tiny epsilon the noise, not the scores, decides: both sides win sometimes.
