@@ -26,7 +26,8 @@ def partition_of(user_id: str, partitions: int) -> int:
     """
     if partitions < 1:
         raise ValueError("partitions must be >= 1")
-    return (murmur2(user_id.encode("utf-8")) & 0x7FFFFFFF) % partitions
+    hashed: int = murmur2(user_id.encode("utf-8"))
+    return (hashed & 0x7FFFFFFF) % partitions
 
 
 @dataclass(frozen=True)

@@ -412,14 +412,14 @@ class EventPipeline:
             waiting.state.last_version = answer.model_version
             latency_s = max(0.0, now - waiting.record.timestamp)
             latencies.append(latency_s)
-            record, body = self.answers.recommendation(
+            recommendation, body = self.answers.recommendation(
                 waiting.event,
                 answer,
                 purchase_intent=waiting.purchase_intent,
                 now=now,
                 latency_s=latency_s,
             )
-            out.append(record)
+            out.append(recommendation)
             user = waiting.user
             previous = latest.get(user)
             # An event answered before its user's erasure later in this batch leaves no list.
