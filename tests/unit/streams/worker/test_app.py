@@ -98,3 +98,19 @@ def test_the_app_advertises_its_http_api_through_fausts_assignor() -> None:
     assert app.assignor._metadata.url == "http://w1:8123"
     assert not app.conf.web_enabled  # Faust's web views stay off: the API is our own
     assert app.api.lists_held() == 0 and not app.api.started
+
+
+async def test_a_partition_given_away_takes_its_users_latest_lists() -> None:
+    """Else they would be answered stale when the partition comes back."""
+    from faust.types import TP
+
+    from streams.pipeline.pseudonyms import Pseudonymizer
+
+    settings = Settings(broker_kind="kafka", kafka="127.0.0.1:1", partitions=4)
+    app = create_app(settings, pseudonym_key=KEY, master_key=bytes(32))
+    users = {name: Pseudonymizer(KEY).one(name).encode() for name in ("u1", "u2")}
+    app.api._latest.update({users["u1"]: (1, b'{"event_id":"e1"}')})
+    app.api._latest.update({users["u2"]: (2, b'{"event_id":"e2"}')})
+    await app.on_partitions_revoked.send({TP(settings.events_topic, 1), TP("other", 2)})
+    assert app.api.latest("u1") is None
+    assert app.api.latest("u2") == b'{"user_id":"u2","event_id":"e2"}'
