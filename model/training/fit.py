@@ -27,6 +27,7 @@ from model.checkpoint import (
     save_ranker,
 )
 from model.config import ScorerConfig
+from model.errors import TrainingDataError
 from model.evaluation.evaluate import load_protocol
 from model.evaluation.metrics import MISS_RANK, RankingMetrics
 from model.evaluation.tuning import choose_weights
@@ -305,9 +306,10 @@ def _private_vocabulary(
     )
     log.info("DP vocabulary: %d of %d items (%s)", len(vocab) - 1, len(full) - 1, spend)
     if len(vocab) < 2:
-        raise ValueError(
-            "the DP vocabulary release kept no item: no item is in enough sessions for its "
-            "threshold; raise dp_vocab_epsilon (--dp-vocab-epsilon) or train on more data"
+        raise TrainingDataError(
+            f"the DP vocabulary release kept no item at epsilon {config.dp_vocab_epsilon:g}: no "
+            "item is in enough sessions for its threshold; raise --dp-vocab-epsilon or train on "
+            "more data"
         )
     return vocab, spend
 

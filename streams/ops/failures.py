@@ -16,6 +16,7 @@ import aiokafka.errors
 import kafka.errors
 import pydantic
 
+from model.errors import ModelError
 from online_learning.errors import OnlineLearningError
 from streams.errors import BrokerError, IntentstreamError
 from streams.settings import Settings, variable
@@ -69,7 +70,7 @@ def explain(
             f"{where}: {_first_line(exc)} (check INTENTSTREAM_SECURITY_PROTOCOL and the "
             "INTENTSTREAM_SSL_*/SASL_* settings)"
         )
-    if isinstance(exc, IntentstreamError | OnlineLearningError):
+    if isinstance(exc, IntentstreamError | OnlineLearningError | ModelError):
         return _first_line(exc)
     if isinstance(exc, OSError) and (exc.filename is not None or isinstance(exc, _FILE_ERRORS)):
         return f"{exc.filename}: {exc.strerror or exc}" if exc.filename is not None else str(exc)
