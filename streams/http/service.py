@@ -15,6 +15,7 @@ from aiohttp import web
 from mode import Service
 from prometheus_client import CollectorRegistry
 
+from streams.errors import ConfigurationError
 from streams.http.auth import BearerToken
 from streams.http.backend import WorkerBackend
 from streams.http.proxy import Forwarder
@@ -29,8 +30,19 @@ ANY_ADDRESS = ("0.0.0.0", "::", "")
 
 
 def bind(host: str, port: int) -> socket.socket:
-    """A listening socket on ``host``:``port`` (0 = any free port)."""
-    return socket.create_server((host, port), family=_family(host), backlog=512)
+    """A listening socket on ``host``:``port`` (0 = any free port).
+
+    Raises:
+        ConfigurationError: the address is taken or cannot be bound.
+    """
+    try:
+        return socket.create_server((host, port), family=_family(host), backlog=512)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"the HTTP API cannot listen on {host}:{port} ({exc.strerror}): set "
+            "INTENTSTREAM_HTTP_PORT to a free port, or 0 for any, and INTENTSTREAM_HTTP_HOST "
+            "to an address of this machine"
+        ) from exc
 
 
 def advertised_url(settings: Settings, port: int) -> str:
