@@ -69,8 +69,20 @@ def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.kafka.admin import ensure_topics
+    from streams.kafka.admin import check_topics, ensure_topics
 
+    if args.check:
+        differences = check_topics(settings)
+        for difference in differences:
+            fix = (
+                "`intentstream topics` fixes it"
+                if difference.fixed_by_topics
+                else "fix with the cluster's tools"
+            )
+            console.print(f"{difference} ({difference.why}; {fix})", highlight=False)
+        if not differences:
+            console.print(f"every topic on {settings.bootstrap} is as the product needs it")
+        return 1 if differences else 0
     created = ensure_topics(settings)
     console.print(
         f"created {len(created)} topic(s): {', '.join(created) or '-'} on {settings.bootstrap}"

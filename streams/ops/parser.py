@@ -135,7 +135,15 @@ def _processes(sub: Subcommands, parents: Parents) -> None:
         "--kind", choices=["tansu", "kafka"], default=argparse.SUPPRESS, help="local broker kind"
     )
     broker.add_argument("--port", type=int, help="listener port (default 9092 tansu, 9192 kafka)")
-    sub.add_parser("topics", parents=parents.broker(), help="create missing topics")
+    topics = sub.add_parser(
+        "topics", parents=parents.broker(), help="create missing topics (--check: compare only)"
+    )
+    topics.add_argument(
+        "--check",
+        action="store_true",
+        help="change nothing: list how the cluster's topics differ from what the product needs "
+        "(exit 1 when they do)",
+    )
     sub.add_parser("worker", parents=parents.broker(), help="run a stream worker")
     sub.add_parser(
         "learn", parents=parents.broker(), help="learn from the stream and publish model versions"

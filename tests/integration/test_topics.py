@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable
 
 import pytest
 from kafka.admin import ConfigResource, ConfigResourceType, NewPartitions
 
 from streams.kafka.admin import admin_client, check_topics, ensure_topics, topic_specs
+from streams.ops.cli import cmd_topics
 from streams.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka]
@@ -17,6 +19,7 @@ def test_check_topics_reports_what_differs_from_what_the_product_needs(
     kafka_bootstrap: str,
     make_settings: Callable[..., Settings],
     new_topic_name: Callable[[str], str],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     settings = make_settings(kafka_bootstrap, "kafka", partitions=2)
     assert check_topics(settings) == []
@@ -49,4 +52,11 @@ def test_check_topics_reports_what_differs_from_what_the_product_needs(
     }
     # `intentstream topics` creates what is missing; the rest is the operator's.
     ensure_topics(settings)
+    assert {d.setting for d in check_topics(settings)} == {"cleanup.policy", "partitions"}
+    # `intentstream topics --check` says the same, changes nothing and exits 1.
+    capsys.readouterr()
+    assert cmd_topics(argparse.Namespace(check=True), settings) == 1
+    shown = capsys.readouterr().out
+    assert f"{settings.recommendations_topic}: cleanup.policy is compact, needs delete" in shown
+    assert f"{settings.privacy_requests_topic}: partitions is 3, needs 2" in shown
     assert {d.setting for d in check_topics(settings)} == {"cleanup.policy", "partitions"}
