@@ -184,7 +184,8 @@ class EventProducer:
             self._closed = True
             self._producer.close(timeout=timeout)
         report = self._tally.report()
-        log.info("producer closed: %s", report.describe())
+        if report.sent or report.failed or report.pending:  # not all told by an earlier flush
+            log.info("producer closed: %s", report.describe())
         return report
 
     def _check(self, topic: str, message: Mapping[str, Any]) -> tuple[bytes, bytes, dict[str, Any]]:
