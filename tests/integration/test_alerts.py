@@ -120,11 +120,14 @@ class Prometheus:
     def query(self, expr: str) -> list[dict[str, Any]]:
         return list(self.get("/api/v1/query?query=" + urllib.parse.quote(expr))["result"])
 
-    def wait_for(self, name: str, *, timeout: float = FIRING_SECONDS) -> list[dict[str, Any]]:
+    def wait_for(
+        self, name: str, *, timeout: float = FIRING_SECONDS, show: str = "up"
+    ) -> list[dict[str, Any]]:
         """Poll until ``name`` fires; returns its alerts.
 
         Raises:
-            AssertionError: not firing within ``timeout`` seconds.
+            AssertionError: not firing within ``timeout`` seconds; the message holds the
+                last minute of ``show`` (a PromQL expression), for the reason why.
         """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -134,7 +137,11 @@ class Prometheus:
             if firing:
                 return firing
             time.sleep(0.5)
-        raise AssertionError(f"{name} did not fire within {timeout:.0f} s")
+        history = self.query(f"({show})[60s:2s]")
+        pending = self.alerts(name, "pending")
+        raise AssertionError(
+            f"{name} did not fire within {timeout:.0f} s (pending: {pending}); {show}: {history}"
+        )
 
     def wait_until_scraped(self, job: str, *, timeout: float = 30.0) -> None:
         """Poll until every target of ``job`` was scraped and is up."""
@@ -327,7 +334,9 @@ def test_a_throttled_worker_raises_lag_growing_and_is_not_down(
         asyncio.run(
             produce(worker_settings.bootstrap, worker_settings.events_topic, _events(200, BURST))
         )
-        [lag] = prometheus.wait_for("IntentstreamConsumerLagGrowing")
+        [lag] = prometheus.wait_for(
+            "IntentstreamConsumerLagGrowing", show="sum(intentstream_consumer_lag_events)"
+        )
         # Slow, not down: it answered (nearly) all its scrapes.
         [up] = prometheus.query('avg_over_time(up{job="intentstream-worker"}[10m])')
         assert float(up["value"][1]) >= 0.9
