@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import PurePosixPath
 from typing import Any
+from unittest import mock
 
 import pytest
 
@@ -29,6 +31,7 @@ from tests.deploy_checks import (
     GRAFANA,
     PROMETHEUS,
     PROVIDERS,
+    REQUIRED_VARIABLE,
     ROOT,
     Problems,
     alert_rules,
@@ -135,6 +138,19 @@ def test_every_command_is_a_real_subcommand(compose: dict[str, Any]) -> None:
 def test_every_variable_is_a_setting_that_parses(compose: dict[str, Any]) -> None:
     ours = [s for s in services(compose).values() if is_intentstream(s)]
     assert [p for service in ours for p in setting_problems(environment(service))] == []
+
+
+def test_the_workers_http_api_is_reachable_on_the_compose_network_and_needs_a_token(
+    compose: dict[str, Any],
+) -> None:
+    """Workers forward requests for users another worker owns: loopback would break that."""
+    for name, worker in by_subcommand(compose, "worker").items():
+        with mock.patch.dict(os.environ, environment(worker), clear=True):
+            settings = Settings()
+        assert settings.http_host == "0.0.0.0" and settings.http_port > 0, name
+        assert str(settings.http_port) in {str(port) for port in worker.get("expose", [])}, name
+        token = environment(worker)["INTENTSTREAM_HTTP_TOKEN"]
+        assert REQUIRED_VARIABLE.fullmatch(token), f"{name}: the token is not required"
 
 
 def test_keys_and_the_model_store_are_on_shared_volumes(compose: dict[str, Any]) -> None:
