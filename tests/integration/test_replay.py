@@ -7,6 +7,8 @@ import gzip
 import io
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections import defaultdict
@@ -153,16 +155,19 @@ def test_tail_prints_compact_and_raw_lines(
     assert tail(settings, group=group, stop_at_end=True, out=rest, raw=True) == 1
     assert orjson.loads(rest.getvalue()) == recs[2]
 
-    # Without a limit it runs until Ctrl-C, then still returns its count.
-    endless = io.StringIO()
-
-    def interrupt_after_three_lines() -> None:
-        deadline = time.monotonic() + _TIMEOUT_S
-        while endless.getvalue().count("\n") < 3 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        os.kill(os.getpid(), signal.SIGINT)
-
-    interrupter = threading.Thread(target=interrupt_after_three_lines)
-    interrupter.start()
-    assert tail(settings, from_beginning=True, out=endless) == 3
-    interrupter.join()
+    # Without a limit `intentstream tail --follow` runs until Ctrl-C, then exits cleanly.
+    env = {**os.environ, "INTENTSTREAM_KAFKA": kafka_bootstrap, "INTENTSTREAM_BROKER_KIND": "kafka",
+           "INTENTSTREAM_RECOMMENDATIONS_TOPIC": topic}  # fmt: skip
+    command = [sys.executable, "-m", "streams.ops.cli", "tail", "--follow", "--from-beginning"]
+    with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True) as follow:
+        assert follow.stdout is not None
+        watchdog = threading.Timer(2 * _TIMEOUT_S, follow.kill)  # never a hung test
+        watchdog.start()
+        try:
+            lines = [follow.stdout.readline() for _ in range(3)]  # blocks until each is printed
+            follow.send_signal(signal.SIGINT)
+            assert follow.wait(timeout=_TIMEOUT_S) == 0
+        finally:
+            watchdog.cancel()
+            follow.kill()
+    assert [line.split()[0] for line in lines] == ["u0", "u1", "u2"]
