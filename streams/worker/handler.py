@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from aiokafka.errors import KafkaError
 from faust.types import TP
 
 from streams.http.latest import LatestLists
@@ -60,15 +61,22 @@ def register_handler(
     inputs = {settings.events_topic, settings.privacy_requests_topic}
     #: Next offset to process per input partition, for the lag gauge.
     positions: dict[tuple[str, int], int] = {}
+    #: End offsets asked of the broker: a busy worker fetches seldom, and the end its
+    #: fetches saw would make the lag a saw-tooth that hides a growing backlog.
+    ends: dict[TP, int] = {}
+
+    def owned() -> list[TP]:
+        return [tp for tp in app.consumer.assignment() if tp.topic in inputs]
 
     def lag() -> dict[tuple[str, int], int]:
         """Events left in each input partition this worker owns (and has read from)."""
-        owned = [tp for tp in app.consumer.assignment() if tp.topic in inputs]
         return {
             (tp.topic, tp.partition): max(
-                0, (app.consumer.highwater(tp) or 0) - positions[(tp.topic, tp.partition)]
+                0,
+                max(ends.get(tp, 0), app.consumer.highwater(tp) or 0)
+                - positions[(tp.topic, tp.partition)],
             )
-            for tp in owned
+            for tp in owned()
             if (tp.topic, tp.partition) in positions
         }
 
@@ -81,6 +89,14 @@ def register_handler(
     @app.timer(LAG_REFRESH_SECONDS)
     async def refresh_lag() -> None:
         """Also while no batch comes: a stalled agent's lag grows, given-away partitions go."""
+        partitions = owned()
+        try:
+            fresh = await app.consumer.highwaters(*partitions) if partitions else {}
+        except KafkaError as exc:  # the fetched ends stand in until the broker answers
+            log.debug("could not read the end offsets: %s", exc)
+        else:
+            ends.clear()
+            ends.update(fresh)
         metrics.set_lag(lag())
 
     def recommend_for_events(fetched: Fetched) -> Delivery:
