@@ -27,6 +27,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from streams.kafka.security import client_security
+from streams.ops.event_log import json_objects
 from streams.pipeline.validation import ITEM_SCHEMA, RecordValidator, Rejection
 from streams.settings import Settings
 
@@ -104,7 +105,7 @@ def read_items(path: Path) -> list[tuple[str, bytes]]:
     with _open_text(path) as stream:
         first = stream.readline()
         lines = [first, *stream] if first else []
-        rows = _json_items if first.lstrip().startswith("{") else _csv_items
+        rows = json_objects if first.lstrip().startswith("{") else _csv_items
         for line, item in rows(lines, path=path):
             value = orjson.dumps(item)
             checked = validate(value)
@@ -153,16 +154,3 @@ def _csv_items(lines: list[str], *, path: Path) -> Iterator[tuple[int, dict[str,
                     f"{path}:{reader.line_num}: price is not a number: {item['price']!r}"
                 ) from None
         yield reader.line_num, item
-
-
-def _json_items(lines: list[str], *, path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            item = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            raise ValueError(f"{path}:{number}: invalid JSON: {exc}") from None
-        if not isinstance(item, dict):
-            raise ValueError(f"{path}:{number}: expected a JSON object, got {type(item).__name__}")
-        yield number, item

@@ -132,19 +132,29 @@ def _finite(text: str, *, name: str, where: str) -> float:
 
 
 def _jsonl_events(lines: Iterable[str], *, path: Path) -> Iterator[dict[str, Any]]:
+    for line_no, event in json_objects(lines, path=path):
+        event.setdefault("event_id", event_id(_source_name(path), line_no))
+        yield event
+
+
+def json_objects(lines: Iterable[str], *, path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The JSON object on each non-blank line, with its line number.
+
+    Raises:
+        ValueError: a line is not JSON or not an object; the message names ``path:line``.
+    """
     for line_no, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            event = orjson.loads(line)
+            value = orjson.loads(line)
         except orjson.JSONDecodeError as error:
             raise ValueError(f"{path}:{line_no}: invalid JSON: {error}") from None
-        if not isinstance(event, dict):
+        if not isinstance(value, dict):
             raise ValueError(
-                f"{path}:{line_no}: expected a JSON object, got {type(event).__name__}"
+                f"{path}:{line_no}: expected a JSON object, got {type(value).__name__}"
             )
-        event.setdefault("event_id", event_id(_source_name(path), line_no))
-        yield event
+        yield line_no, value
 
 
 def _source_name(path: Path) -> str:
