@@ -9,6 +9,7 @@ the tests that need it; nothing is skipped.
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -36,6 +37,21 @@ TINY_ITEMS = ("a", "b", "c", "d", "e")
 hypothesis_settings.register_profile("ci", derandomize=True)
 if os.environ.get("CI"):
     hypothesis_settings.load_profile("ci")
+
+
+@pytest.fixture(autouse=True)
+def logger_levels() -> Iterator[None]:
+    """Each test starts with the logger levels the session had.
+
+    ``intentstream`` run in process (``main([...])``) quiets the Kafka client
+    loggers for good, as a command should; without this a later test could no
+    longer see what the client logs (``caplog``).
+    """
+    loggers = [logging.getLogger(), *map(logging.getLogger, logging.root.manager.loggerDict)]
+    levels = {logger: logger.level for logger in loggers}
+    yield
+    for logger, level in levels.items():
+        logger.setLevel(level)
 
 
 @pytest.fixture(scope="session")
