@@ -66,11 +66,6 @@ class AdsSettings(BaseModel):
         description="Share of its daily budget a campaign may spend ahead of even pacing over "
         "the day.",
     )
-    ads_spend_publish_seconds: float = Field(
-        default=1.0,
-        gt=0,
-        description="How often a worker publishes its spend to ads_spend_topic (the pacing lag).",
-    )
     ads_overspend_tolerance: float = Field(
         default=0.05,
         ge=0,
