@@ -31,6 +31,10 @@ DLQ_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 MODELS_CONFIGS = {"retention.ms": "-1"}
 #: A changelog keeps each user's latest state only.
 CHANGELOG_CONFIGS = {"cleanup.policy": "compact"}
+#: Spend records are each worker's deltas, read back for pacing and the day's report: a
+#: starting worker reads the current and the previous day, so three days cover a day's
+#: report with room to spare. Segments roll daily so the retention bites on time.
+ADS_SPEND_CONFIGS = {"retention.ms": str(3 * 86_400_000), "segment.ms": str(86_400_000)}
 #: Configs that privacy depends on, set on topics that existed before (auto-created
 #: by a producer's first write, or made by hand) as well as on new ones.
 ENFORCED_CONFIGS = ("message.timestamp.type", "retention.ms", "segment.ms")
@@ -71,6 +75,9 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         NewTopic(settings.privacy_requests_topic, parts, copies, topic_configs=inputs),
         NewTopic(settings.privacy_audit_topic, 1, copies, topic_configs=raw),
         NewTopic(settings.models_topic, 1, copies, topic_configs=MODELS_CONFIGS),
+        NewTopic(settings.ads_campaigns_topic, parts, copies, topic_configs=CHANGELOG_CONFIGS),
+        NewTopic(settings.ads_spend_topic, parts, copies, topic_configs=ADS_SPEND_CONFIGS),
+        NewTopic(settings.ads_reports_topic, parts, copies, topic_configs=CHANGELOG_CONFIGS),
         # The tables' changelogs, named as Faust names them. Created here rather than
         # by Faust: on a fresh broker Faust could start recovering a changelog whose
         # metadata had not arrived yet ("Ignoring missing topic") and never finish.
@@ -243,6 +250,12 @@ CONFIG_REASONS = {
 MODELS_REASON = (
     "a starting worker reads every announcement to find the version to serve: kept for good"
 )
+ADS_SPEND_REASONS = {
+    "retention.ms": "a starting worker reads the current and the previous day's spend "
+    "(pacing, the day's report); spend records hold no user ids and need not stay longer",
+    "cleanup.policy": "each spend record is one worker's delta: compaction would keep one per "
+    "campaign and lose the rest of its day's spend",
+}
 REPLICATION_REASON = (
     "fewer copies than INTENTSTREAM_REPLICATION_FACTOR: a broker lost can lose acknowledged records"
 )
@@ -314,13 +327,17 @@ def topic_needs(settings: Settings) -> list[TopicNeed]:
     }
     single = {settings.models_topic, key_check_topic(settings)}
     enforced = frozenset(ENFORCED_CONFIGS) if settings.broker_kind == "kafka" else frozenset()
+    own_reasons = {
+        settings.models_topic: {"retention.ms": MODELS_REASON},
+        settings.ads_spend_topic: ADS_SPEND_REASONS,
+    }
     needs = []
     for spec in topic_specs(settings):
         configs = dict(spec.topic_configs)
         if "retention.ms" in configs:
             configs.setdefault("cleanup.policy", "delete")
         parts = spec.num_partitions if spec.name in exact | single else None
-        reasons = {"retention.ms": MODELS_REASON} if spec.name == settings.models_topic else {}
+        reasons = own_reasons.get(spec.name, {})
         needs.append(
             TopicNeed(spec.name, parts, spec.replication_factor, configs, enforced, reasons)
         )

@@ -177,3 +177,31 @@ def test_model_announcements_are_kept_for_good() -> None:
     found = _changed(_as_created(topic_needs(settings)), models.name, retention_ms="604800000")
     [difference] = compare_topics(topic_needs(settings), found)
     assert (difference.setting, difference.fixed_by_topics) == ("retention.ms", True)
+
+
+def test_campaigns_and_reports_are_compacted_and_spend_expires_after_three_days() -> None:
+    settings = _settings()
+    needs = {need.name: need for need in topic_needs(settings)}
+    assert needs[settings.ads_campaigns_topic].configs == {"cleanup.policy": "compact"}
+    assert needs[settings.ads_reports_topic].configs == {"cleanup.policy": "compact"}
+    spend = needs[settings.ads_spend_topic]
+    assert spend.configs == {
+        "retention.ms": str(3 * 86_400_000),
+        "segment.ms": "86400000",
+        "cleanup.policy": "delete",
+    }
+    assert all(needs[name].partitions is None for name in (spend.name, settings.ads_reports_topic))
+
+
+def test_a_compacted_spend_topic_is_reported_with_why_it_loses_spend() -> None:
+    settings = _settings()
+    needs = topic_needs(settings)
+    found = _changed(_as_created(needs), settings.ads_spend_topic, cleanup_policy="compact")
+    [difference] = compare_topics(needs, found)
+    assert (difference.setting, difference.found, difference.needed) == (
+        "cleanup.policy",
+        "compact",
+        "delete",
+    )
+    assert "lose the rest of its day's spend" in difference.why
+    assert not difference.fixed_by_topics
