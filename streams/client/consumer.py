@@ -16,13 +16,13 @@ import logging
 import time
 from collections import deque
 from collections.abc import Iterator
-from types import TracebackType
-from typing import Any
+from typing import Any, TypedDict
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.structs import OffsetAndMetadata
 
+from streams.client.closing import ClosedOnExit
 from streams.client.connection import connect
 from streams.client.errors import ClientError, InvalidRecommendationError
 from streams.client.partitioner import partition_for, user_key
@@ -38,7 +38,19 @@ POLL_SECONDS = 0.5
 COMMIT_SECONDS = 5.0
 
 
-class RecommendationConsumer:
+class Reading(TypedDict, total=False):
+    """What a :class:`RecommendationConsumer` reads and when it stops: its keyword arguments,
+    for code that passes them on (``streams.ops.tail``)."""
+
+    topic: str | None
+    group: str | None
+    user: str | None
+    from_beginning: bool
+    stop_at_end: bool
+    idle_timeout: float | None
+
+
+class RecommendationConsumer(ClosedOnExit):
     """Follows ``settings.recommendations_topic``; iterating yields :class:`Recommendation` s.
 
     Without ``group`` nothing is committed and every partition is read; with one,
@@ -106,17 +118,6 @@ class RecommendationConsumer:
             self._consumer.close(autocommit=False)
             raise
 
-    def __enter__(self) -> RecommendationConsumer:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def __iter__(self) -> Iterator[Recommendation]:
         """The recommendations, in order within each partition (so within each user).
 
@@ -160,6 +161,9 @@ class RecommendationConsumer:
             self._commit_every(0.0)
         finally:
             self._consumer.close(autocommit=False)
+
+    def _leave(self, *, clean: bool) -> None:
+        self.close()
 
     def _take_partitions(self, user: str | None) -> None:
         """Assign the user's partition or all of them, or join the group's assignment."""

@@ -18,13 +18,13 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
-from types import TracebackType
 from typing import Any
 
 import orjson
 from kafka import KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
 
+from streams.client.closing import ClosedOnExit
 from streams.client.connection import connect, producer_options
 from streams.client.delivery import Delivered, DeliveryReport, DeliveryTally
 from streams.client.errors import ClientError, InvalidEventError
@@ -40,7 +40,7 @@ LINGER_MS = 5
 BATCH_BYTES = 64 * 1024
 
 
-class EventProducer:
+class EventProducer(ClosedOnExit):
     """Produces events to ``settings.events_topic`` and erasure requests, keyed by user.
 
     Each record is checked with the worker's own validation (schema, size, ``ts``
@@ -97,19 +97,6 @@ class EventProducer:
                 partitioner=JavaPartitioner(),
             ),
         )
-
-    def __enter__(self) -> EventProducer:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        report = self.close()
-        if exc_type is None:
-            report.raise_if_failed()
 
     def send(self, event: Mapping[str, Any]) -> Future[Delivered]:
         """Check one event and hand it to the producer, keyed by its ``user_id``.
@@ -187,6 +174,11 @@ class EventProducer:
         if report.sent or report.failed or report.pending:  # not all told by an earlier flush
             log.info("producer closed: %s", report.describe())
         return report
+
+    def _leave(self, *, clean: bool) -> None:
+        report = self.close()
+        if clean:
+            report.raise_if_failed()
 
     def _check(self, topic: str, message: Mapping[str, Any]) -> tuple[bytes, bytes, dict[str, Any]]:
         """The record key and value of ``message``, and the value as the worker will decode it.

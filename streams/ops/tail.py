@@ -10,11 +10,12 @@ from __future__ import annotations
 import itertools
 import logging
 import sys
-from typing import Any, TextIO
+from typing import Any, TextIO, Unpack
 
 import orjson
 
 from streams.client import RecommendationConsumer
+from streams.client.consumer import Reading
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -75,15 +76,10 @@ def _line(value: bytes | None, *, raw: bool) -> str:
 def tail(
     settings: Settings,
     *,
-    topic: str | None = None,
-    group: str | None = None,
-    user: str | None = None,
-    from_beginning: bool = False,
-    stop_at_end: bool = False,
     limit: int | None = None,
-    idle_timeout: float | None = None,
     out: TextIO | None = None,
     raw: bool = False,
+    **reading: Unpack[Reading],
 ) -> int:
     """Print recommendations from ``settings.recommendations_topic`` as they arrive.
 
@@ -92,17 +88,14 @@ def tail(
 
     Args:
         settings: Broker address and topic names.
-        topic: Read this topic instead (print it ``raw`` unless it holds recommendations).
-        group: Consumer group whose offsets are committed; ``None`` = no group,
-            nothing committed.
-        user: Only this raw user id's recommendations (read on their partition only).
-        from_beginning: Start at the oldest retained record instead of the
-            newest; with ``group``, only where the group has no committed offset.
-        stop_at_end: Stop at the end the topic had when the tail started.
         limit: Stop after this many records (``None`` = no limit).
-        idle_timeout: Stop when no record came for this many seconds.
         out: Where lines go (``None`` = ``sys.stdout`` at call time).
-        raw: Print each value as published instead of the compact summary.
+        raw: Print each value as published instead of the compact summary (for a
+            ``topic`` that does not hold recommendations).
+        **reading: What to read and when to stop, as :class:`RecommendationConsumer`
+            takes it: ``topic``, ``group`` (offsets committed; none without one),
+            ``user`` (their partition only), ``from_beginning``, ``stop_at_end``,
+            ``idle_timeout``.
 
     Returns:
         How many records were printed.
@@ -116,15 +109,7 @@ def tail(
         raise ValueError(f"limit must be >= 0, got {limit}")
     stream = sys.stdout if out is None else out
     printed = 0
-    with RecommendationConsumer(
-        settings,
-        topic=topic,
-        group=group,
-        user=user,
-        from_beginning=from_beginning,
-        stop_at_end=stop_at_end,
-        idle_timeout=idle_timeout,
-    ) as consumer:
+    with RecommendationConsumer(settings, **reading) as consumer:
         try:
             for record in itertools.islice(consumer.records(), limit):
                 stream.write(f"{_line(record.value, raw=raw)}\n")
