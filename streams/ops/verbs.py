@@ -12,6 +12,8 @@ import os
 import sys
 import time
 import uuid
+from collections.abc import Callable
+from concurrent.futures import Future
 from typing import TYPE_CHECKING
 
 import orjson
@@ -22,7 +24,7 @@ from streams.ops.parser import flag_overrides
 from streams.settings import Settings
 
 if TYPE_CHECKING:
-    from streams.client import DeliveryReport
+    from streams.client import Delivered, EventProducer
 
 log = logging.getLogger("intentstream")
 console = Console(soft_wrap=True)
@@ -48,8 +50,6 @@ def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.client import EventProducer, InvalidEventError
-
     if args.event == "-" and sys.stdin.isatty():
         log.info("reading the event's JSON from stdin; end it with Ctrl-D")
     text = sys.stdin.read() if args.event == "-" else args.event
@@ -61,13 +61,11 @@ def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
         raise CommandError(f"the event must be a JSON object, not {type(event).__name__}")
     event.setdefault("event_id", str(uuid.uuid4()))
     event.setdefault("ts", round(time.time(), 3))
-    with EventProducer(settings) as producer:
-        try:
-            sent = producer.send(event)
-        except InvalidEventError as exc:
-            raise CommandError(f"not sent, the worker would dead-letter it: {exc}") from exc
-        _delivered(producer.flush())
-    where = sent.result()
+    where = _send_one(
+        settings,
+        lambda producer: producer.send(event),
+        refused="not sent, the worker would dead-letter it",
+    )
     console.print(
         f"sent event {where.record_id} to {where.topic} partition {where.partition} "
         f"offset {where.offset}"
@@ -76,15 +74,7 @@ def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_erase(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.client import EventProducer, InvalidEventError
-
-    with EventProducer(settings) as producer:
-        try:
-            sent = producer.erase(args.user)
-        except InvalidEventError as exc:
-            raise CommandError(f"not sent: {exc}") from exc
-        _delivered(producer.flush())
-    where = sent.result()
+    where = _send_one(settings, lambda producer: producer.erase(args.user), refused="not sent")
     console.print(
         f"erasure request {where.record_id} sent to {where.topic} partition {where.partition}; "
         f"its outcome will be on {settings.privacy_audit_topic}"
@@ -92,10 +82,26 @@ def cmd_erase(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _delivered(report: DeliveryReport) -> None:
-    """Raise unless the broker acknowledged every record of ``report``."""
-    if not report.ok:
-        raise CommandError(f"not delivered: {report.describe()}")
+def _send_one(
+    settings: Settings, send: Callable[[EventProducer], Future[Delivered]], *, refused: str
+) -> Delivered:
+    """Send one record with ``send`` and wait until the broker acknowledged it.
+
+    Raises:
+        CommandError: The record failed the worker's checks (the message starts with
+            ``refused``), or the broker did not acknowledge it.
+    """
+    from streams.client import EventProducer, InvalidEventError
+
+    with EventProducer(settings) as producer:
+        try:
+            sent = send(producer)
+        except InvalidEventError as exc:
+            raise CommandError(f"{refused}: {exc}") from exc
+        report = producer.flush()
+        if not report.ok:
+            raise CommandError(f"not delivered: {report.describe()}")
+    return sent.result()
 
 
 def cmd_items(args: argparse.Namespace, settings: Settings) -> int:
