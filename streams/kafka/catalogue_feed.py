@@ -21,11 +21,12 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from model.serving.catalogue import CatalogueItems, TextCatalogue
 from model.serving.text import TextBudget, TextEncoder
-from streams.kafka.feed import follow
-from streams.pipeline.records import InputRecord, OutputRecord, Sealer, SendRecords, dead_letter
+from streams.kafka.feed import fold_latest, follow
+from streams.pipeline.records import InputRecord, OutputRecord, Sealer, SendRecords
 from streams.pipeline.validation import ITEM_SCHEMA, RecordValidator, Rejection
 from streams.settings import Settings
 
@@ -50,23 +51,19 @@ class ItemChanges:
 def item_changes(
     records: Sequence[InputRecord], validate: RecordValidator, *, dlq_topic: str, seal: Sealer
 ) -> ItemChanges:
-    """Fold records in offset order: the last record of an item wins."""
-    changes = ItemChanges()
-    for record in records:
-        if record.value is None and record.key:
-            item = record.key.decode("utf-8", "replace")
-            changes.titles.pop(item, None)
-            changes.categories.pop(item, None)
-            changes.removed.add(item)
-            continue
+    """Fold records in offset order: the last record of an item wins (:func:`fold_latest`)."""
+
+    def parse(record: InputRecord) -> tuple[str, dict[str, Any]] | Rejection:
         outcome = validate(record.value)
-        if isinstance(outcome, Rejection):
-            changes.dead_letters.append(dead_letter(record, outcome, topic=dlq_topic, seal=seal))
-            continue
-        changes.removed.discard(outcome["id"])
-        changes.titles[outcome["id"]] = outcome["title"]
-        changes.categories[outcome["id"]] = outcome.get("category") or None
-    return changes
+        return outcome if isinstance(outcome, Rejection) else (outcome["id"], outcome)
+
+    folded = fold_latest(records, parse, dlq_topic=dlq_topic, seal=seal)
+    return ItemChanges(
+        titles={item: value["title"] for item, value in folded.latest.items()},
+        categories={item: value.get("category") or None for item, value in folded.latest.items()},
+        removed=folded.removed,
+        dead_letters=folded.dead_letters,
+    )
 
 
 def admit(changes: ItemChanges, catalogue: CatalogueItems, *, max_items: int) -> ItemChanges:
