@@ -4,7 +4,8 @@ Layout: ``<run>/epoch-0003/{weights.pt,optimizer.pt,meta.json,vocab.json}`` plus
 ``<run>/LATEST`` naming the newest one and ``<run>/BEST`` the one chosen on
 validation. A run resumes from ``LATEST``; loading a run folder for scoring takes
 ``BEST``. The chosen epoch also holds ``ranker.npz`` once training has chosen the
-served ranker's mix (:mod:`model.ranking.parts`).
+served ranker's mix (:mod:`model.ranking.parts`) and ``calibration.json`` once it has
+fitted click and purchase probabilities by rank (:mod:`model.calibration`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 import torch
 
+from model.calibration import CALIBRATION_FILE, ClickCalibrator
 from model.config import ScorerConfig
 from model.ranking.parts import RANKER_FILE, RankerParts
 from model.scorer import SequenceScorer
@@ -30,13 +32,18 @@ BEST = "BEST"
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """A loaded checkpoint: the model in eval mode, what describes it, its ranker parts."""
+    """A loaded checkpoint: the model in eval mode, what describes it, its ranker parts.
+
+    ``calibrator`` is None for a checkpoint trained before calibrators existed (or one
+    whose run fitted none): sponsored items need one.
+    """
 
     model: SequenceScorer
     vocab: ItemVocab
     meta: dict[str, Any]
     path: Path
     ranking: RankerParts | None = None
+    calibrator: ClickCalibrator | None = None
 
 
 def fingerprint(path: Path) -> str:
@@ -93,6 +100,27 @@ def save_ranker(checkpoint: Path, parts: RankerParts) -> Path:
     return path
 
 
+def save_calibrator(checkpoint: Path, calibrator: ClickCalibrator) -> Path:
+    """Write a checkpoint folder's ``calibration.json`` atomically."""
+    path = checkpoint / CALIBRATION_FILE
+    staging = checkpoint / f".{CALIBRATION_FILE}.tmp"
+    staging.write_text(json.dumps(calibrator.to_dict(), indent=2))
+    os.replace(staging, path)
+    return path
+
+
+def read_calibrator(data: bytes) -> ClickCalibrator:
+    """Parse a ``calibration.json``.
+
+    Raises:
+        ValueError: it is not JSON or not a valid calibrator.
+    """
+    body = json.loads(data)
+    if not isinstance(body, dict):
+        raise ValueError("not a calibrator: not a JSON object")
+    return ClickCalibrator.from_dict(body)
+
+
 def latest_checkpoint(run_dir: Path) -> Path | None:
     """The newest checkpoint of a run, or None when it has none."""
     pointer = run_dir / LATEST
@@ -122,4 +150,13 @@ def load_checkpoint(path: Path) -> Checkpoint:
         if ranker.is_file()
         else None
     )
-    return Checkpoint(model=model.eval(), vocab=vocab, meta=meta, path=path, ranking=parts)
+    calibration = path / CALIBRATION_FILE
+    calibrator = read_calibrator(calibration.read_bytes()) if calibration.is_file() else None
+    return Checkpoint(
+        model=model.eval(),
+        vocab=vocab,
+        meta=meta,
+        path=path,
+        ranking=parts,
+        calibrator=calibrator,
+    )

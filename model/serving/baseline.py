@@ -24,6 +24,7 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
+from model.calibration import ClickCalibrator
 from model.serving.catalogue import CatalogueItems
 
 #: Weights of the user's most recent items when summing their neighbours.
@@ -82,6 +83,11 @@ class CooccurrenceRecommender:
     def epsilon(self) -> float:
         """NaN: no per-session ε; in the worker it learns only from DP releases (per window)."""
         return math.nan
+
+    @property
+    def calibrator(self) -> ClickCalibrator | None:
+        """None: its lists were never measured by rank, so they carry no sponsored slot."""
+        return None
 
     def knows(self, item_id: str) -> bool:
         """Whether ``item_id`` has been seen in the stream."""

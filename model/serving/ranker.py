@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from model.batches import pad_histories
+from model.calibration import ClickCalibrator
 from model.checkpoint import Checkpoint
 from model.ranking.parts import FusionWeights, RankerParts
 from model.ranking.ranker import served_ranker
@@ -62,6 +63,11 @@ class ItemScorer(Protocol):
         no per-session figure (the stream baseline learns only from DP releases,
         whose ε is per user and window).
         """
+        ...
+
+    @property
+    def calibrator(self) -> ClickCalibrator | None:
+        """P(click) and P(purchase) by rank in its lists; None: no sponsored slot in them."""
         ...
 
     def score_many(self, histories: Sequence[Sequence[str]], /, *, k: int) -> list[ScoredItems]:
@@ -111,6 +117,7 @@ class CheckpointScorer:
         self._recent_decay = parts.recent_decay
         self._version = str(checkpoint.meta["version"])
         self._epsilon = trained_epsilon(checkpoint.meta)
+        self._calibrator = checkpoint.calibrator
         self._chunk = chunk_size
 
     @classmethod
@@ -130,6 +137,11 @@ class CheckpointScorer:
     def epsilon(self) -> float:
         """The checkpoint's per-session ε (:func:`trained_epsilon`)."""
         return self._epsilon
+
+    @property
+    def calibrator(self) -> ClickCalibrator | None:
+        """The checkpoint's calibrator, fitted on its validation split; None when it has none."""
+        return self._calibrator
 
     def knows(self, item_id: str) -> bool:
         """Whether the item is in the checkpoint's vocabulary."""
