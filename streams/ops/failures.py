@@ -10,6 +10,7 @@ does not know stays a bug, with its traceback.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Mapping
 
 import aiokafka.errors
@@ -42,6 +43,12 @@ _SECRETS = {
 
 class CommandError(IntentstreamError):
     """A command cannot do what it was asked; the message says what to fix."""
+
+
+def say(line: str) -> None:
+    """One line on stderr, never wrapped: ``intentstream: LINE``."""
+    sys.stderr.write(f"intentstream: {line}\n")
+    sys.stderr.flush()
 
 
 def explain(

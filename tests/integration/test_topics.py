@@ -9,7 +9,7 @@ import pytest
 from kafka.admin import ConfigResource, ConfigResourceType, NewPartitions
 
 from streams.kafka.admin import admin_client, check_topics, ensure_topics, topic_specs
-from streams.ops.cli import cmd_topics
+from streams.ops.commands.processes import cmd_topics
 from streams.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka]

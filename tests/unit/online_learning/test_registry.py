@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from rich.console import Console
 
-import streams.ops.cli
+import streams.ops.commands.models
 from model.checkpoint import Checkpoint, load_checkpoint, save_ranker
 from model.ranking.knn import item_matrix
 from model.ranking.parts import RANKER_FILE, FusionWeights, RankerParts
@@ -451,7 +451,7 @@ def cli_output(monkeypatch: pytest.MonkeyPatch, store: ModelStore) -> Iterator[i
     buffer = io.StringIO()
     monkeypatch.setenv("INTENTSTREAM_MODEL_STORE", str(store.root))
     monkeypatch.setenv("INTENTSTREAM_MASTER_KEY", "00" * 32)  # signs the announcements
-    monkeypatch.setattr(streams.ops.cli, "console", Console(file=buffer, width=250))
+    monkeypatch.setattr(streams.ops.commands.models, "console", Console(file=buffer, width=250))
     yield buffer
 
 

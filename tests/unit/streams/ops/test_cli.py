@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from online_learning.registry import ModelStore
-from streams.ops.cli import CLIENT_LOGGERS, build_parser, cmd_keygen, main
+from streams.ops.cli import CLIENT_LOGGERS, build_parser, main
+from streams.ops.commands.processes import cmd_keygen
 from streams.pipeline.crypto import load_master_key
 from streams.settings import Settings
 
