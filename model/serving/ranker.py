@@ -259,11 +259,16 @@ class RankRequest:
 
 @dataclass(frozen=True)
 class Ranked:
-    """The answer to one :class:`RankRequest`."""
+    """The answer to one :class:`RankRequest`.
+
+    ``deep`` is the same ranking ``depth`` items deep when :meth:`ContextRanker.rank_many`
+    was asked for it (``items`` is its first ``top_k``), else None.
+    """
 
     items: ScoredItems
     context: str
     model_version: str
+    deep: ScoredItems | None = None
 
 
 @dataclass(frozen=True)
@@ -305,11 +310,13 @@ class ContextRanker:
         self._encode = encode_queries
         self._config = config
 
-    def rank_many(self, requests: Sequence[RankRequest]) -> list[Ranked]:
+    def rank_many(self, requests: Sequence[RankRequest], *, depth: int = 0) -> list[Ranked]:
         """One :class:`Ranked` per request, in order; one scorer call per scorer.
 
         A request with a query is answered in the ``search`` context; with no
-        catalogue yet its items are the behaviour scores alone.
+        catalogue yet its items are the behaviour scores alone. With ``depth``, each
+        answer also carries the ranking ``depth`` items deep (the sponsored items'
+        candidates), from the same calls; its ``items`` are those it has without.
         """
         if not requests:
             return []
@@ -318,12 +325,13 @@ class ContextRanker:
         )
         searchable = catalogue is not None and self._encode is not None
         search = [row for row, r in enumerate(requests) if r.query is not None and searchable]
-        k = self._config.search_candidates if search else self._config.top_k
+        size = max(self._config.top_k, depth)
+        k = max(self._config.search_candidates, size) if search else size
         behaviour, versions = self._behaviour([r.history for r in requests], k=k)
         cold = self._cold_rows(catalogue)
         answers = [
             Ranked(
-                self._with_cold_items(request.history, scored, cold),
+                self._with_cold_items(request.history, scored, cold, size=size),
                 "browse" if request.query is None else "search",
                 version,
             )
@@ -331,34 +339,41 @@ class ContextRanker:
         ]
         if search and catalogue is not None and self._encode is not None:
             vectors = self._encode([str(requests[row].query) for row in search])
-            ranked = self._search(catalogue, vectors, [behaviour[row] for row in search])
+            ranked = self._search(catalogue, vectors, [behaviour[row] for row in search], size)
             for row, items in zip(search, ranked, strict=True):
                 answers[row] = Ranked(items, "search", versions[row])
-        self._fill_short(requests, answers)
+        self._fill_short(requests, answers, size=size)
+        if depth:
+            top_k = self._config.top_k
+            return [
+                Ranked(a.items[:top_k], a.context, a.model_version, a.items[:depth])
+                for a in answers
+            ]
         return answers
 
-    def _fill_short(self, requests: Sequence[RankRequest], answers: list[Ranked]) -> None:
-        """Top up the primary's browse lists shorter than ``top_k`` from the fallback.
+    def _fill_short(
+        self, requests: Sequence[RankRequest], answers: list[Ranked], *, size: int
+    ) -> None:
+        """Top up the primary's browse lists shorter than ``top_k`` from the fallback, to ``size``.
 
         A model whose vocabulary is smaller than the list (a young model, a large
         catalogue) leaves room that the stream baseline, filled from the catalogue,
         can take: its items follow the model's, scored no higher than the model's last.
         """
-        top_k = self._config.top_k
         short = [
             row
             for row, answer in enumerate(answers)
             if answer.context == "browse"
-            and 0 < len(answer.items) < top_k
+            and 0 < len(answer.items) < self._config.top_k
             and answer.model_version != self.fallback.version
         ]
         if not short:
             return
-        extra = self.fallback.score_many([requests[row].history for row in short], k=top_k)
+        extra = self.fallback.score_many([requests[row].history for row in short], k=size)
         for row, backup in zip(short, extra, strict=True):
             answer = answers[row]
             items = list(answer.items)
-            top_up(items, backup, k=top_k, ceiling=items[-1][1])
+            top_up(items, backup, k=size, ceiling=items[-1][1])
             answers[row] = Ranked(items, answer.context, answer.model_version)
 
     def _behaviour(
@@ -374,9 +389,13 @@ class ContextRanker:
         return scored, versions
 
     def _search(
-        self, catalogue: TextCatalogue, queries: FloatArray, behaviour: list[ScoredItems]
+        self,
+        catalogue: TextCatalogue,
+        queries: FloatArray,
+        behaviour: list[ScoredItems],
+        size: int,
     ) -> list[ScoredItems]:
-        """Query similarity of the nearest titles plus the weighted behaviour score."""
+        """The nearest titles' query similarity plus the weighted behaviour score, top ``size``."""
         config, ids = self._config, catalogue.ids
         n_candidates = min(config.search_candidates, len(catalogue))
         out = []
@@ -390,7 +409,7 @@ class ContextRanker:
                 ),
                 key=lambda pair: (-pair[1], pair[0]),
             )
-            out.append([(item, round(score, 6)) for item, score in ranked[: config.top_k]])
+            out.append([(item, round(score, 6)) for item, score in ranked[:size]])
         return out
 
     def _cold_rows(self, catalogue: TextCatalogue | None) -> ColdItems | None:
@@ -403,14 +422,14 @@ class ContextRanker:
         return ColdItems(catalogue, [catalogue.ids[row] for row in rows], catalogue.matrix[rows])
 
     def _with_cold_items(
-        self, history: Sequence[str], scored: ScoredItems, cold: ColdItems | None
+        self, history: Sequence[str], scored: ScoredItems, cold: ColdItems | None, *, size: int
     ) -> ScoredItems:
-        """Behaviour's top-k, with cold items near the user's recent titles merged in.
+        """Behaviour's top ``size``, with cold items near the user's recent titles merged in.
 
         A cold item scores ``similarity x`` the top behaviour score, so it ranks
         against known items by how close its title is to what the user viewed.
         """
-        top = scored[: self._config.top_k]
+        top = scored[:size]
         if cold is None or not history:
             return top
         profile = cold.catalogue.profile(history[-self._config.profile_items :])
@@ -424,7 +443,7 @@ class ContextRanker:
             if sim >= self._config.cold_min_similarity and item not in seen
         ]
         merged = sorted([*top, *extra], key=lambda pair: (-pair[1], pair[0]))
-        return merged[: self._config.top_k]
+        return merged[:size]
 
 
 @dataclass(frozen=True)
