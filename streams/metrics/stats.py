@@ -43,6 +43,16 @@ class BatchStats:
     serving_version: str = ""
     #: Its per-session ε: ``inf`` when not DP-trained, NaN for the stream baseline.
     serving_epsilon: float = math.nan
+    #: Sponsored items: each answer's auction by outcome ("filled", "no_candidate",
+    #: "below_floor", "paced", "capped", "uncalibrated", "disabled"), the slots the
+    #: auctions offered, impressions shown, clicks and purchases attributed to them,
+    #: and what was charged.
+    ads_auctions: dict[str, int] = field(default_factory=dict)
+    ads_slots_offered: int = 0
+    ads_impressions: int = 0
+    ads_clicks: int = 0
+    ads_purchases: int = 0
+    ads_spend: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ recommendation's key and ``user_id``; a dead letter's copy of the input is seale
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -75,6 +75,7 @@ class Answers:
         purchase_intent: float,
         now: float,
         latency_s: float,
+        sponsored: Mapping[str, str] | None = None,
     ) -> tuple[OutputRecord, bytes]:
         """The recommendation answering ``event``, keyed by its raw user id, and its body.
 
@@ -88,6 +89,7 @@ class Answers:
             purchase_intent=purchase_intent,
             now=now,
             latency_s=latency_s,
+            sponsored=sponsored,
         )
         record = OutputRecord(
             topic=self._recommendations_topic,
@@ -98,15 +100,41 @@ class Answers:
 
 
 def recommendation_body(
-    event_id: str, answer: Ranked, *, purchase_intent: float, now: float, latency_s: float
+    event_id: str,
+    answer: Ranked,
+    *,
+    purchase_intent: float,
+    now: float,
+    latency_s: float,
+    sponsored: Mapping[str, str] | None = None,
 ) -> bytes:
-    """A recommendation's JSON without its ``user_id``: every other field, in contract order."""
+    """A recommendation's JSON without its ``user_id``: every other field, in contract order.
+
+    ``sponsored`` maps the answer's sponsored items to their campaign ids; their
+    entries say so (``"sponsored": true, "campaign_id"``).
+
+    Examples:
+        >>> answer = Ranked([("i1", 0.5), ("i2", 0.25)], "browse", "v1")
+        >>> body = recommendation_body(
+        ...     "e1", answer, purchase_intent=0.1, now=1.0, latency_s=0.0, sponsored={"i2": "c1"}
+        ... )
+        >>> orjson.loads(body)["items"][1]
+        {'item_id': 'i2', 'score': 0.25, 'sponsored': True, 'campaign_id': 'c1'}
+    """
+    items: list[dict[str, Any]] = [
+        {"item_id": item, "score": score} for item, score in answer.items
+    ]
+    if sponsored:
+        for entry in items:
+            campaign_id = sponsored.get(entry["item_id"])
+            if campaign_id is not None:
+                entry.update(sponsored=True, campaign_id=campaign_id)
     return orjson.dumps(
         {
             "event_id": event_id,
             "ts": round(now, 6),
             "context": answer.context,
-            "items": [{"item_id": item, "score": score} for item, score in answer.items],
+            "items": items,
             "purchase_intent": purchase_intent,
             "model_version": answer.model_version,
             "latency_ms": round(latency_s * 1000.0, 3),

@@ -9,65 +9,34 @@ probation failures to record, statistics); it writes nothing itself.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-from model.serving.ranker import ContextRanker, ItemScorer, Ranked, RankRequest
+from model.serving.ranker import ContextRanker, ItemScorer, RankRequest
 from model.threshold import MICRO
 from online_learning.intent import intent_cell
 from streams.metrics.stats import BatchStats
+from streams.pipeline.ads.stage import AdsStage
 from streams.pipeline.answers import Answers, UserSeal
 from streams.pipeline.crypto import StateCipher, pack_record
+from streams.pipeline.identities import Checked, pseudonymise
 from streams.pipeline.intent import IntentPredictor
-from streams.pipeline.ledger import LedgerSealer, UserLedger
+from streams.pipeline.ledger import LedgerSealer
 from streams.pipeline.monitor import OnlineMonitor, ProbationFailure
 from streams.pipeline.pseudonyms import Pseudonymizer
-from streams.pipeline.records import InputRecord, OutputRecord
+from streams.pipeline.records import InputRecord
+from streams.pipeline.result import BatchResult
+from streams.pipeline.scoring import Pending, Scoring
+from streams.pipeline.search import ReadOnlySearch
 from streams.pipeline.shared_counts import SharedCounts
-from streams.pipeline.state import EMITTED_KEPT, TYPE_INDEX, UserState, apply_event
+from streams.pipeline.state import TYPE_INDEX, UserState, apply_event
 from streams.pipeline.validation import InputValidation, Reason, Rejection
 from streams.pipeline.watermark import Watermark
-from streams.pipeline.working_set import StateChanges, TableReader, WorkingSet
+from streams.pipeline.working_set import TableReader, WorkingSet
+
+__all__ = ["BatchResult", "EventPipeline"]
 
 log = logging.getLogger(__name__)
-
-#: A validated record's value, or why it is rejected.
-Checked = dict[str, Any] | Rejection
-
-
-@dataclass(slots=True)
-class BatchResult:
-    """Everything one batch asks its caller to do.
-
-    ``changes`` holds the sealed user states and wrapped keys to write (None =
-    tombstone), each with the partition of the record that changed it.
-    """
-
-    recommendations: list[OutputRecord] = field(default_factory=list)
-    dead_letters: list[OutputRecord] = field(default_factory=list)
-    audit: list[OutputRecord] = field(default_factory=list)
-    changes: StateChanges = field(default_factory=StateChanges)
-    #: Input partition -> start of the first window not yet released; made durable first.
-    release_marks: dict[int, float] = field(default_factory=dict)
-    probation_failures: list[ProbationFailure] = field(default_factory=list)
-    stats: BatchStats = field(default_factory=BatchStats)
-    #: Pseudonym -> (partition, body of the user's last recommendation in the batch,
-    #: without ``user_id``); body None: the user was erased and has no list.
-    latest: dict[bytes, tuple[int, bytes | None]] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class _Pending:
-    """An accepted event waiting to be scored."""
-
-    record: InputRecord
-    event: dict[str, Any]
-    user: bytes
-    state: UserState
-    request: RankRequest
-    purchase_intent: float
 
 
 class EventPipeline:
@@ -81,11 +50,12 @@ class EventPipeline:
     start from empty state.
 
     The accepted events of a batch are scored in one call at its end (each with the
-    history its user had at that event). The stream baseline and the purchase rate
-    change only when the shared counts make a DP release; the events before a
-    release are scored just before it, so a batch gives exactly the recommendations
-    the same events would get one by one. The prequential check of a user's second
-    event in one batch compares it with the list sent before the batch.
+    history its user had at that event), their answers with their sponsored items.
+    The stream baseline and the purchase rate change only when the shared counts
+    make a DP release; the events before a release are scored just before it, so a
+    batch gives exactly the recommendations the same events would get one by one.
+    The prequential check of a user's second event in one batch compares it with the
+    list sent before the batch.
     """
 
     def __init__(
@@ -100,10 +70,10 @@ class EventPipeline:
         seen_every: float,
         shared: SharedCounts,
         watermark: Watermark,
-        ranker: ContextRanker,
         intent: IntentPredictor,
         monitor: OnlineMonitor,
-        answers: Answers,
+        scoring: Scoring,
+        search: ReadOnlySearch,
     ) -> None:
         self._requests_topic = requests_topic
         self._history_len = history_len
@@ -114,11 +84,18 @@ class EventPipeline:
         self._seen_every = seen_every
         self.shared = shared
         self._watermark = watermark
-        self.ranker = ranker
         self.intent = intent
         self.monitor = monitor
-        self.answers = answers
-        self._previous: ItemScorer = ranker.primary
+        self.scoring = scoring
+        #: The HTTP API's read-only search (``search.py``).
+        self.search = search
+        self.ranker: ContextRanker = scoring.ranker
+        self.answers: Answers = scoring.answers
+        #: The sponsored items' stage; its campaigns and spend are kept by the feeds.
+        self.ads: AdsStage = scoring.ads
+        self.campaigns = self.ads.campaigns
+        self.spend = self.ads.spend
+        self._previous: ItemScorer = self.ranker.primary
 
     def use_scorer(self, scorer: ItemScorer, *, probation: bool = False) -> None:
         """Score with ``scorer`` from the next batch on (hot swap; the baseline stays fallback).
@@ -150,7 +127,9 @@ class EventPipeline:
         self.intent.start_batch()
         self.shared.learn_finished()
         checked = [self._validate(r.topic, r.key, r.value, r.timestamp) for r in records]
-        users, sessions = self._pseudonymise(records, checked)
+        users, sessions = pseudonymise(
+            records, checked, self._pseudonyms, requests_topic=self._requests_topic
+        )
         states = WorkingSet(
             self._cipher,
             self._ledgers,
@@ -159,7 +138,7 @@ class EventPipeline:
             restore=self.shared.restore,
             seen_every=self._seen_every,
         )
-        pending: list[_Pending] = []
+        pending: list[Pending] = []
         wall = self._hold_watermark(records, checked)
         for record, outcome, user, session in zip(records, checked, users, sessions, strict=True):
             try:
@@ -178,33 +157,11 @@ class EventPipeline:
                 log.exception("failed on %s[%d]@%d", record.topic, record.partition, record.offset)
                 self._reject(record, _processing_error(exc), b"", states, result)
         self._score(pending, states, result)
+        result.ad_spend = self.ads.finish(result.stats, now=wall)
         result.changes = states.changes()
         result.release_marks, self.shared.new_marks = self.shared.new_marks, {}
         self._finish_stats(result.stats, records=len(records), unreadable=states.unreadable)
         return result
-
-    def search(
-        self, user: bytes, query: str, *, read_state: TableReader, read_key: TableReader
-    ) -> tuple[Ranked, float]:
-        """Rank the catalogue for ``query`` as a search event of ``user`` would be; writes nothing.
-
-        The user's history comes from their sealed state (none once erased); nothing
-        is applied, contributed or checked, and no state, ledger or statistic changes.
-
-        Returns:
-            The ranked answer and the user's purchase intent.
-        """
-        states = WorkingSet(
-            self._cipher,
-            self._ledgers,
-            read_state=read_state,
-            read_key=read_key,
-            restore=_keep_state,
-            seen_every=self._seen_every,
-        )
-        state = states.get(user, self.answers.clock())
-        [answer] = self.ranker.rank_many([RankRequest(history=tuple(state.items), query=query)])
-        return answer, round(self.intent.predict(state), 6)
 
     def _hold_watermark(self, records: Sequence[InputRecord], checked: Sequence[Checked]) -> float:
         """Enter each partition's first event time of the batch into the watermark.
@@ -220,31 +177,6 @@ class EventPipeline:
         for partition, event_time in first.items():
             self._watermark.observe(partition, event_time, wall=wall)
         return wall
-
-    def _pseudonymise(
-        self, records: Sequence[InputRecord], checked: Sequence[Checked]
-    ) -> tuple[list[bytes], list[str]]:
-        """Each record's user pseudonym and session pseudonym (empty where none).
-
-        One keyed-hash call per kind for the whole batch. A rejected record gets a
-        user pseudonym when it names a user, so its dead letter is sealed under their key.
-        """
-        requests_topic = self._requests_topic
-        raw_users = [_user_of(r, c, requests_topic) for r, c in zip(records, checked, strict=True)]
-        raw_sessions = [
-            c.get("session_id", "")
-            for r, c in zip(records, checked, strict=True)
-            if not isinstance(c, Rejection) and r.topic != requests_topic
-        ]
-        user_of = iter(self._pseudonyms.many([u for u in raw_users if u is not None]))
-        session_of = iter(self._pseudonyms.sessions(raw_sessions))
-        users: list[bytes] = []
-        sessions: list[str] = []
-        for record, outcome, raw_user in zip(records, checked, raw_users, strict=True):
-            users.append(next(user_of).encode() if raw_user is not None else b"")
-            is_event = not isinstance(outcome, Rejection) and record.topic != requests_topic
-            sessions.append(next(session_of)[:16] if is_event else "")
-        return users, sessions
 
     def _reject(
         self,
@@ -295,7 +227,7 @@ class EventPipeline:
         session: str,
         states: WorkingSet,
         result: BatchResult,
-        pending: list[_Pending],
+        pending: list[Pending],
         wall: float,
     ) -> None:
         """Update the user's state, check and contribute, and queue the event for scoring.
@@ -308,7 +240,9 @@ class EventPipeline:
         effectively once out; docs/reliability.md). An event stamped at or before the
         user's erasure is dropped unread.
         """
-        if _millis(record.timestamp) <= states.erased_before_ms(user):
+        stamped_ms = _millis(record.timestamp)
+        erased_ms = states.erased_before_ms(user)
+        if stamped_ms <= erased_ms:
             result.stats.erased_records += 1
             return
         kind, now = event["type"], float(event["ts"])
@@ -333,6 +267,7 @@ class EventPipeline:
             return
         stats.events_by_type[kind] = stats.events_by_type.get(kind, 0) + 1
         self._check(state, event.get("item_id"), result)
+        self.ads.charge(state, event, erased_before_ms=erased_ms)
         # Answered only once the batch is scored: the user's next event in this batch
         # came before that answer, so no list of theirs is checked against it. A
         # replay compresses a shopper's minutes into milliseconds; without this a
@@ -358,8 +293,9 @@ class EventPipeline:
             self.shared.advance(watermark)
         query = event.get("query") if kind == "search" else None
         pending.append(
-            _Pending(
+            Pending(
                 record=record,
+                stamped_ms=stamped_ms,
                 event=event,
                 user=user,
                 state=state,
@@ -381,55 +317,10 @@ class EventPipeline:
         self.ranker.primary = restored
         result.probation_failures.append(ProbationFailure(version, restored.version, reason))
 
-    def _score(self, pending: Sequence[_Pending], states: WorkingSet, result: BatchResult) -> None:
-        """Score the pending events in one call and build their recommendations.
-
-        Should the call fail, each event is scored alone, and the ones that still fail
-        go to the DLQ: an event that breaks the scorer costs only its own answer.
-        """
-        if not pending:
-            return
-        started = time.perf_counter()
-        try:
-            ranked = self.ranker.rank_many([p.request for p in pending])
-            answered = list(zip(pending, ranked, strict=True))
-        except Exception:
-            log.exception("scoring %d events failed; scoring them one by one", len(pending))
-            answered = []
-            for waiting in pending:
-                try:
-                    answered.append((waiting, self.ranker.rank_many([waiting.request])[0]))
-                except Exception as exc:
-                    record = waiting.record
-                    self._reject(record, _processing_error(exc), waiting.user, states, result)
-        result.stats.scoring_seconds += time.perf_counter() - started
-        now = self.answers.clock()
-        latencies = result.stats.latencies
-        out = result.recommendations
-        latest = result.latest
-        for waiting, answer in answered:
-            waiting.state.last_emitted = [item for item, _ in answer.items[:EMITTED_KEPT]]
-            waiting.state.last_version = answer.model_version
-            latency_s = max(0.0, now - waiting.record.timestamp)
-            latencies.append(latency_s)
-            recommendation, body = self.answers.recommendation(
-                waiting.event,
-                answer,
-                purchase_intent=waiting.purchase_intent,
-                now=now,
-                latency_s=latency_s,
-            )
-            out.append(recommendation)
-            user = waiting.user
-            previous = latest.get(user)
-            # An event answered before its user's erasure later in this batch leaves no list.
-            if (
-                previous is None
-                or previous[1] is not None
-                or (_millis(waiting.record.timestamp) > states.erased_before_ms(user))
-            ):
-                latest[user] = (waiting.record.partition, body)
-        result.stats.recommendations = len(out)
+    def _score(self, pending: Sequence[Pending], states: WorkingSet, result: BatchResult) -> None:
+        """Score and answer the pending events; those the scorer fails on go to the DLQ."""
+        for waiting, exc in self.scoring(pending, states, result):
+            self._reject(waiting.record, _processing_error(exc), waiting.user, states, result)
 
     def _finish_stats(self, stats: BatchStats, *, records: int, unreadable: int) -> None:
         """Add the batch size and the cumulative figures the metrics show."""
@@ -444,31 +335,9 @@ class EventPipeline:
         stats.serving_epsilon = self.ranker.primary.epsilon
 
 
-def _keep_state(state: UserState, ledger: UserLedger | None, now: float) -> None:
-    """A read-only opening: the ledger's spend is not applied (nothing is charged)."""
-
-
 def _millis(timestamp: float) -> int:
     """A record's broker timestamp (seconds) back in the broker's milliseconds."""
     return round(timestamp * 1000.0)
-
-
-def _user_of(record: InputRecord, checked: Checked, requests_topic: str) -> str | None:
-    """The raw user id a record is about, when it can be read.
-
-    A rejected record without a readable ``user_id`` is taken to be about the user
-    its key names (keys are user ids), so its dead letter is shredded with theirs.
-    """
-    if isinstance(checked, Rejection):
-        if checked.user_id is not None or not record.key:
-            return checked.user_id
-        try:
-            return record.key.decode("utf-8")
-        except UnicodeDecodeError:
-            return None
-    if record.topic == requests_topic:
-        return (record.key or b"").decode("utf-8")
-    return str(checked["user_id"])
 
 
 def _elsewhere(record: InputRecord, home: int) -> Rejection:

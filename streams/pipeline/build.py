@@ -6,6 +6,7 @@ benches all build their pipeline here.
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable
 
@@ -13,6 +14,9 @@ from model.serving.baseline import CooccurrenceRecommender
 from model.serving.catalogue import CatalogueItems, TextCatalogue
 from model.serving.ranker import ContextRanker, ItemScorer, QueryEncoder, RankerConfig
 from model.serving.text import TextBudget
+from streams.pipeline.ads.campaigns import CampaignBook
+from streams.pipeline.ads.spend import SpendBook
+from streams.pipeline.ads.stage import AdsRules, AdsStage
 from streams.pipeline.answers import Answers
 from streams.pipeline.batch import EventPipeline
 from streams.pipeline.crypto import DLQ_PURPOSE, RecordSealer, StateCipher
@@ -20,6 +24,8 @@ from streams.pipeline.intent import IntentPredictor
 from streams.pipeline.ledger import LedgerSealer
 from streams.pipeline.monitor import OnlineMonitor
 from streams.pipeline.pseudonyms import Pseudonymizer
+from streams.pipeline.scoring import Scoring
+from streams.pipeline.search import ReadOnlySearch
 from streams.pipeline.shared_counts import SharedCounts, SharingConfig
 from streams.pipeline.validation import InputValidation
 from streams.pipeline.watermark import Watermark
@@ -41,6 +47,7 @@ def build_pipeline(
     catalogue: TextCatalogue | None = None,
     encode_queries: QueryEncoder | None = None,
     cipher: StateCipher | None = None,
+    worker_id: str | None = None,
 ) -> EventPipeline:
     """The worker's pipeline: the stream baseline, or ``scorer`` with the baseline as fallback.
 
@@ -56,6 +63,8 @@ def build_pipeline(
         encode_queries: the text encoder of search queries (with ``catalogue``); it is
             given each batch's queries cut to ``max_query_chars(_per_batch)``.
         cipher: seals per-user state (default: AES-GCM under ``master_key``).
+        worker_id: this process's id in its spend records (default: a random one, so
+            a restarted worker never takes its predecessor's records for its own).
     """
     items = items if items is not None else CatalogueItems()
     baseline = CooccurrenceRecommender(catalogue=items)
@@ -83,6 +92,23 @@ def build_pipeline(
         encode_queries=queries.bind(encode_queries) if encode_queries is not None else None,
         config=RankerConfig(top_k=settings.top_k),
     )
+    cipher = cipher if cipher is not None else StateCipher(master_key)
+    ledgers = LedgerSealer(master_key)
+    seen_every = settings.state_ttl_seconds / LAST_SEEN_STEPS
+    answers = Answers(
+        recommendations_topic=settings.recommendations_topic,
+        audit_topic=settings.privacy_audit_topic,
+        dlq_topic=settings.dlq_topic,
+        seal=RecordSealer(master_key, purpose=DLQ_PURPOSE).seal,
+        clock=clock,
+    )
+    campaigns = CampaignBook(max_campaigns=settings.ads_max_campaigns)
+    spend = SpendBook(
+        worker_id if worker_id is not None else secrets.token_hex(8),
+        campaigns=campaigns,
+        pacing_slack=settings.ads_pacing_slack,
+    )
+    ads = AdsStage(AdsRules.from_settings(settings), campaigns=campaigns, spend=spend)
     return EventPipeline(
         requests_topic=settings.privacy_requests_topic,
         history_len=settings.history_len,
@@ -93,22 +119,18 @@ def build_pipeline(
             future_seconds=settings.ts_future_tolerance_seconds,
         ),
         pseudonyms=pseudonymizer,
-        cipher=cipher if cipher is not None else StateCipher(master_key),
-        ledgers=LedgerSealer(master_key),
-        seen_every=settings.state_ttl_seconds / LAST_SEEN_STEPS,
+        cipher=cipher,
+        ledgers=ledgers,
+        seen_every=seen_every,
         shared=shared,
         watermark=Watermark(idle_seconds=settings.watermark_idle_seconds),
-        ranker=ranker,
         intent=intent,
         monitor=OnlineMonitor(
             probation_events=settings.probation_events,
             probation_max_drop=settings.probation_max_drop,
         ),
-        answers=Answers(
-            recommendations_topic=settings.recommendations_topic,
-            audit_topic=settings.privacy_audit_topic,
-            dlq_topic=settings.dlq_topic,
-            seal=RecordSealer(master_key, purpose=DLQ_PURPOSE).seal,
-            clock=clock,
+        scoring=Scoring(ranker=ranker, answers=answers, ads=ads),
+        search=ReadOnlySearch(
+            cipher, ledgers, seen_every=seen_every, ranker=ranker, intent=intent, clock=clock
         ),
     )

@@ -13,9 +13,11 @@ from typing import Any
 
 import orjson
 
+from streams.pipeline.ads.memory import AdsMemory
+
 EVENT_TYPES: tuple[str, ...] = ("view", "click", "search", "add_to_cart", "purchase")
 TYPE_INDEX: dict[str, int] = {name: i for i, name in enumerate(EVENT_TYPES)}
-STATE_VERSION = 5
+STATE_VERSION = 6
 #: Items of the last recommendation kept per user, for the prequential check.
 EMITTED_KEPT = 10
 
@@ -46,6 +48,8 @@ class UserState:
         last_intent: the purchase probabilities last predicted for the user,
             ``[river model or -1 when it had none, purchase rate]``, scored
             against their next event (prequential log-loss).
+        ads: the user's sponsored items today (frequency caps, impressions awaiting a
+            click or purchase, bounded report contributions); None before the first.
     """
 
     items: list[str] = field(default_factory=list)
@@ -61,6 +65,7 @@ class UserState:
     last_emitted: list[str] = field(default_factory=list)
     last_version: str = ""
     last_intent: list[float] = field(default_factory=list)
+    ads: AdsMemory | None = None
 
     def to_bytes(self) -> bytes:
         """Compact serialised form for the table and its changelog."""
@@ -80,6 +85,7 @@ class UserState:
                 self.last_emitted,
                 self.last_version,
                 self.last_intent,
+                None if self.ads is None else self.ads.to_list(),
             ]
         )
 
@@ -91,7 +97,10 @@ class UserState:
         version, *fields = orjson.loads(raw)
         if not 1 <= version <= STATE_VERSION:
             raise ValueError(f"unknown user state version {version}")
-        return cls(*fields)  # older versions lack trailing fields: their defaults apply
+        if version < 6:
+            return cls(*fields)  # older versions lack trailing fields: their defaults apply
+        *fields, ads = fields
+        return cls(*fields, ads=None if ads is None else AdsMemory.from_list(ads))
 
 
 def apply_event(

@@ -76,6 +76,10 @@ def test_examples_validate(schema: str, example: dict[str, Any]) -> None:
         ("model_announcement.schema.json", "version", lambda a: a.update(version="../x")),
         ("privacy_request.schema.json", "action", lambda r: r.update(action="forget")),
         ("item.schema.json", "title", lambda i: i.pop("title")),
+        ("campaign.schema.json", "per", lambda c: c["bid"].update(per="view")),
+        ("campaign.schema.json", "keywrods", lambda c: c["targeting"].update(keywrods=["x"])),
+        ("ads_spend.schema.json", "worker", lambda s: s.update(worker="")),
+        ("ads_report.schema.json", "delta", lambda r: r.update(delta=1e-6)),
     ],
 )
 def test_a_broken_example_is_rejected(

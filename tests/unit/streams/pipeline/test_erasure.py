@@ -146,15 +146,15 @@ class _BrittleRanker:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
-    def rank_many(self, requests: list[RankRequest]) -> list[Ranked]:
+    def rank_many(self, requests: list[RankRequest], *, depth: int = 0) -> list[Ranked]:
         if any(r.query == "boom" for r in requests):
             raise RuntimeError("cannot rank this")
-        return list(self._inner.rank_many(requests))
+        return list(self._inner.rank_many(requests, depth=depth))
 
 
 def test_an_event_that_breaks_the_scorer_costs_only_its_own_answer() -> None:
     pipeline, store = _pipeline(), Tables()
-    pipeline.ranker = _BrittleRanker(pipeline.ranker)  # type: ignore[assignment]
+    pipeline.scoring.ranker = _BrittleRanker(pipeline.ranker)  # type: ignore[assignment]
     search = orjson.dumps(
         {"event_id": "q", "user_id": "s", "ts": 2.0, "type": "search", "query": "boom"}
     )
