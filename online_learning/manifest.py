@@ -1,7 +1,7 @@
 """The files of a stored model version: SHA-256 manifest, verified reads, atomic writes.
 
-A version folder holds :data:`FILES`, the served ranker's parts when it has
-them (:data:`OPTIONAL_FILES`), and ``MANIFEST.json``::
+A version folder holds :data:`FILES`, the served ranker's parts and its click
+calibrator when it has them (:data:`OPTIONAL_FILES`), and ``MANIFEST.json``::
 
     {"algorithm": "sha256",
      "files": {"meta.json": {"bytes": 1843, "sha256": "9f86d0..."},
@@ -26,7 +26,8 @@ from typing import Any
 
 import torch
 
-from model.checkpoint import Checkpoint
+from model.calibration import CALIBRATION_FILE
+from model.checkpoint import Checkpoint, read_calibrator
 from model.config import ScorerConfig
 from model.ranking.parts import RANKER_FILE, RankerParts
 from model.scorer import SequenceScorer
@@ -35,8 +36,8 @@ from online_learning.errors import ModelRejected
 
 #: The files every version has, listed in its manifest.
 FILES = ("weights.pt", "vocab.json", "meta.json")
-#: Files a version may have: the served ranker's mix and kNN index.
-OPTIONAL_FILES = (RANKER_FILE,)
+#: Files a version may have: the served ranker's mix and kNN index, its click calibrator.
+OPTIONAL_FILES = (RANKER_FILE, CALIBRATION_FILE)
 MANIFEST = "MANIFEST.json"
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -99,8 +100,8 @@ def _read_manifest(version: str, folder: Path, pinned: str | None) -> dict[str, 
     if body.get("algorithm") != "sha256" or not isinstance(entries, dict):
         raise ModelRejected(version, f"{MANIFEST} is not a sha256 manifest")
     if not set(FILES) <= set(entries) <= set(FILES + OPTIONAL_FILES):
-        listed = ", ".join(FILES)
-        raise ModelRejected(version, f"{MANIFEST} must list {listed} and nothing but {RANKER_FILE}")
+        listed, optional = ", ".join(FILES), " or ".join(OPTIONAL_FILES)
+        raise ModelRejected(version, f"{MANIFEST} must list {listed} and nothing but {optional}")
     out = {}
     for name, entry in entries.items():
         digest = entry.get("sha256") if isinstance(entry, dict) else None
@@ -162,7 +163,20 @@ def decode(version: str, files: Mapping[str, bytes], folder: Path) -> Checkpoint
             parts = RankerParts.from_bytes(files[RANKER_FILE], n_items=model.config.n_items)
         except ValueError as exc:
             raise ModelRejected(version, f"{RANKER_FILE}: {exc}") from None
-    return Checkpoint(model=model.eval(), vocab=vocab, meta=meta, path=folder, ranking=parts)
+    calibrator = None
+    if CALIBRATION_FILE in files:
+        try:
+            calibrator = read_calibrator(files[CALIBRATION_FILE])
+        except ValueError as exc:
+            raise ModelRejected(version, f"{CALIBRATION_FILE}: {exc}") from None
+    return Checkpoint(
+        model=model.eval(),
+        vocab=vocab,
+        meta=meta,
+        path=folder,
+        ranking=parts,
+        calibrator=calibrator,
+    )
 
 
 def _json(version: str, data: bytes, name: str, kind: type[Any]) -> Any:

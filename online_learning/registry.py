@@ -19,6 +19,7 @@ Layout of a store (``Settings.model_store``, ``~/.cache/intentstream/models`` by
         meta.json                config, version, parent, created_at, metrics, privacy,
                                  model_name, source (+ the training checkpoint's meta)
         ranker.npz               the served ranker's mix and kNN index, when trained with one
+        calibration.json         click and purchase probabilities by rank, when fitted
         MANIFEST.json            size and SHA-256 of the files above
         REJECTED                 only once rejected: {"reason", "rejected_at"}
       .staging-<hex>/            a publish in progress, renamed into place when complete

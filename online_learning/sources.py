@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from model.calibration import CALIBRATION_FILE
 from model.checkpoint import Checkpoint, best_checkpoint
 from model.ranking.parts import RANKER_FILE
 from online_learning.errors import RegistryError
@@ -34,13 +35,15 @@ def source_files(source: Path | Checkpoint) -> tuple[dict[str, bytes], dict[str,
         }
         if source.ranking is not None:
             files[RANKER_FILE] = source.ranking.to_bytes()
+        if source.calibrator is not None:
+            files[CALIBRATION_FILE] = json.dumps(source.calibrator.to_dict(), indent=2).encode()
         return files, meta
     folder = best_checkpoint(source) or source
     meta = checkpoint_meta(folder)
     names = [
         "weights.pt",
         "vocab.json",
-        *([RANKER_FILE] if (folder / RANKER_FILE).is_file() else []),
+        *(name for name in (RANKER_FILE, CALIBRATION_FILE) if (folder / name).is_file()),
     ]
     try:
         return {name: (folder / name).read_bytes() for name in names}, meta

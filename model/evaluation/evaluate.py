@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -63,12 +63,15 @@ class EvalData:
         train: Training sequences as item indices of ``vocab``, oldest first.
         cases: Test cases as item ids (prefix, next item).
         vocab: Built from ``train``; test items missing from it encode as 0.
+        train_types: The event type of each item of ``train`` (``view``,
+            ``purchase``...), for purchase labels; empty when not known.
     """
 
     name: str
     train: list[list[int]]
     cases: list[Case]
     vocab: ItemVocab
+    train_types: list[list[str]] = field(default_factory=list)
 
 
 #: Builds a scorer from the training side of an :class:`EvalData`.
@@ -96,18 +99,21 @@ def load_protocol(data: Path) -> EvalData:
         FileNotFoundError: If ``data`` holds neither layout.
     """
     if data.is_dir() and (data / "test_cases.tsv.gz").is_file():
-        train = [session.items for session in load_sessions(data / "train.csv.gz")]
+        sessions = load_sessions(data / "train.csv.gz")
+        train = [session.items for session in sessions]
         cases = load_test_cases(data / "test_cases.tsv.gz")
         name = data.name
     elif data.is_dir() and (data / "test.csv.gz").is_file():
-        train = [session.items for session in load_sessions(data / "train.csv.gz")]
+        sessions = load_sessions(data / "train.csv.gz")
+        train = [session.items for session in sessions]
         known = {item for session in train for item in session}
         test = [[i for i in s.items if i in known] for s in load_sessions(data / "test.csv.gz")]
         cases = list(prefix_cases(test))
         name = data.name
     elif data.is_file() or (data / "train.csv.gz").is_file():
         path = data if data.is_file() else data / "train.csv.gz"
-        train, cases = leave_last_out(load_sessions(path))
+        sessions = load_sessions(path)
+        train, cases = leave_last_out(sessions)
         name = data.name if data.is_dir() else path.name.split(".")[0]
     else:
         raise FileNotFoundError(f"{data}: no test_cases.tsv.gz, train.csv.gz or events file")
@@ -119,7 +125,15 @@ def load_protocol(data: Path) -> EvalData:
         len(vocab) - 1,
         len(cases),
     )
-    return EvalData(name=name, train=[vocab.encode(seq) for seq in train], cases=cases, vocab=vocab)
+    # One training sequence per session, its first items (leave-last-out drops the last).
+    types = [s.types[: len(items)] for s, items in zip(sessions, train, strict=True)]
+    return EvalData(
+        name=name,
+        train=[vocab.encode(seq) for seq in train],
+        cases=cases,
+        vocab=vocab,
+        train_types=types,
+    )
 
 
 def encode_cases(cases: Sequence[Case], vocab: ItemVocab) -> tuple[list[list[int]], torch.Tensor]:

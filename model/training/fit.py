@@ -12,7 +12,7 @@ import dataclasses
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,14 @@ from model.ranking.knn import SessionKNN, item_matrix
 from model.ranking.parts import RankerParts
 from model.scorer import PrefixRanker, SequenceScorer
 from model.sessions import prefix_cases
+from model.training.calibration import (
+    PRIOR_EVENTS,
+    PRIOR_PURCHASES,
+    PURCHASE,
+    CalibrationCases,
+    calibrate_run,
+    intent_by_type,
+)
 from model.training.dp_sgd import trained_parameters
 from model.training.private import train_private
 from model.training.private_ranker import (
@@ -64,21 +72,41 @@ class ValidationSplit:
     """Training sequences, and prefix cases cut from the held-out last sessions.
 
     ``owners`` names each case's held-out session, so a DP choice can take one
-    case a session (:meth:`one_per_session`).
+    case a session (:meth:`one_per_session`). ``bought`` (the items bought after
+    each prefix in its session) and ``intent`` (the purchase intent after its
+    last event) label the cases for the click calibration; both are empty when
+    the data have no event types.
     """
 
     train: list[list[int]]
     prefixes: list[list[int]]
     targets: torch.Tensor
     owners: list[int]
+    bought: list[list[int]] = field(default_factory=list)
+    intent: list[float] = field(default_factory=list)
 
-    def one_per_session(self) -> tuple[list[list[int]], torch.Tensor]:
-        """The first picked case of each held-out session: one session weighs one case."""
+    def picked(self, *, one_per_session: bool) -> list[int]:
+        """Positions of the cases to judge on: every one, or each session's first."""
+        if not one_per_session:
+            return list(range(len(self.prefixes)))
         first: dict[int, int] = {}
         for position, owner in enumerate(self.owners):
             first.setdefault(owner, position)
-        picked = list(first.values())
+        return list(first.values())
+
+    def one_per_session(self) -> tuple[list[list[int]], torch.Tensor]:
+        """The first picked case of each held-out session: one session weighs one case."""
+        picked = self.picked(one_per_session=True)
         return [self.prefixes[i] for i in picked], self.targets[picked]
+
+    def calibration_cases(self, positions: Sequence[int]) -> CalibrationCases:
+        """The cases at ``positions`` with their purchase labels and intents."""
+        return CalibrationCases(
+            prefixes=[self.prefixes[i] for i in positions],
+            targets=self.targets[list(positions)],
+            bought=[self.bought[i] for i in positions] if self.bought else [[] for _ in positions],
+            intent=[self.intent[i] for i in positions] if self.intent else [],
+        )
 
     def recoded(self, old: ItemVocab, new: ItemVocab) -> ValidationSplit:
         """The same split in ``new``'s indices; items ``new`` lacks are dropped (targets: 0)."""
@@ -88,11 +116,23 @@ class ValidationSplit:
             prefixes=[[table[i] for i in p if table[i]] for p in self.prefixes],
             targets=torch.tensor([table[int(t)] for t in self.targets], dtype=torch.int64),
             owners=self.owners,
+            bought=[[table[i] for i in items if table[i]] for items in self.bought],
+            intent=self.intent,
         )
 
 
-def validation_split(sequences: Sequence[list[int]], *, seed: int) -> ValidationSplit:
-    """Hold out the last 10 % of sessions; a seeded subset of their prefixes validates."""
+def validation_split(
+    sequences: Sequence[list[int]],
+    *,
+    seed: int,
+    types: Sequence[Sequence[str]] = (),
+) -> ValidationSplit:
+    """Hold out the last 10 % of sessions; a seeded subset of their prefixes validates.
+
+    With ``types`` (each sequence's event types), each case also gets what was
+    bought after its prefix and the intent the training part's purchase rates give
+    its last event.
+    """
     cut = len(sequences) - round(len(sequences) * VALIDATION_FRACTION)
     held_out = [
         (prefix, target, owner)
@@ -101,11 +141,22 @@ def validation_split(sequences: Sequence[list[int]], *, seed: int) -> Validation
     ]
     generator = torch.Generator().manual_seed(seed)
     pick = torch.randperm(len(held_out), generator=generator)[:VALIDATION_CASES].tolist()
+    bought: list[list[int]] = []
+    intent: list[float] = []
+    if types:
+        rates = intent_by_type(types[:cut])
+        for prefix, _, owner in (held_out[j] for j in pick):
+            session, kinds = sequences[cut + owner], types[cut + owner]
+            later = range(len(prefix), len(session))
+            bought.append([session[i] for i in later if kinds[i] == PURCHASE])
+            intent.append(rates.get(kinds[len(prefix) - 1], PRIOR_PURCHASES / PRIOR_EVENTS))
     return ValidationSplit(
         train=list(sequences[:cut]),
         prefixes=[held_out[j][0] for j in pick],
         targets=torch.tensor([held_out[j][1] for j in pick]),
         owners=[held_out[j][2] for j in pick],
+        bought=bought,
+        intent=intent,
     )
 
 
@@ -131,7 +182,7 @@ def fit(
     """
     torch.manual_seed(train_config.seed)
     protocol = load_protocol(data)
-    split = validation_split(protocol.train, seed=train_config.seed)
+    split = validation_split(protocol.train, seed=train_config.seed, types=protocol.train_types)
     private = train_config.dp_epsilon is not None
     vocab, vocab_spend = protocol.vocab, None
     if private:
@@ -139,9 +190,8 @@ def fit(
         split = split.recoded(protocol.vocab, vocab)
     sequences = [s for s in split.train if len(s) >= 2]
     # A private run releases metrics per validation session: one case each.
-    val_prefixes, val_targets = (
-        split.one_per_session() if private else (split.prefixes, split.targets)
-    )
+    picked = split.picked(one_per_session=private)
+    val_prefixes, val_targets = [split.prefixes[i] for i in picked], split.targets[picked]
     device = device or pick_device()
     options = {
         **(DP_DEFAULTS if private else {}),
@@ -164,6 +214,7 @@ def fit(
 
     # A case whose prefix lost every item to a DP vocabulary cannot be scored: a miss.
     known = [i for i, prefix in enumerate(val_prefixes) if prefix]
+    calibration = split.calibration_cases([picked[i] for i in known])
     unscorable = len(val_prefixes) - len(known)
     scored = ([val_prefixes[i] for i in known], val_targets[known])
 
@@ -214,7 +265,8 @@ def fit(
             on_epoch=checkpoint,
             progress=progress,
         )
-        final = choose_private_ranker(run_dir, sequences, scored, train_config)
+        choose_private_ranker(run_dir, sequences, scored, train_config)
+        final = calibrate_run(run_dir, calibration, train_config, train_part=sequences)
         reports = [private_spend(report, vocab_spend, train_config) for report in reports]
         if reports and final is not None:  # the newest epoch is the chosen one
             reports[-1] = dataclasses.replace(reports[-1], privacy=final)
@@ -231,6 +283,7 @@ def fit(
         curve=_resumed_curve(run_dir, train_config),
     )
     choose_ranker(run_dir, split, protocol.train)
+    calibrate_run(run_dir, calibration, train_config, train_part=split.train)
     return reports
 
 

@@ -12,8 +12,9 @@ sessions, chosen on exact validation metrics; a private run may release neither.
 
 Accounting (:func:`composed_privacy`): the training part's sessions pay for the
 vocabulary, DP-SGD and the memory (basic composition: epsilons and deltas add);
-the held-out validation sessions pay for each epoch's released metrics and the mix
-choice, ``dp_validation_epsilon`` in all. The two parts hold disjoint sessions (the
+the held-out validation sessions pay for each epoch's released metrics, the mix
+choice and the click calibration (:mod:`model.training.calibration`),
+``dp_validation_epsilon`` in all. The two parts hold disjoint sessions (the
 split is by position), so by parallel composition a session is covered by the
 larger of the two.
 """
@@ -42,8 +43,9 @@ MEMORY_SPEND_FILE = "memory.json"
 
 
 def validation_share(config: TrainConfig) -> float:
-    """Epsilon of one release on the validation sessions: each epoch's metrics, then the mix."""
-    return config.dp_validation_epsilon / (config.epochs + 1)
+    """Epsilon of one release on the validation sessions: each epoch's metrics, the mix, the
+    click calibration."""
+    return config.dp_validation_epsilon / (config.epochs + 2)
 
 
 def choose_private_ranker(
@@ -125,7 +127,8 @@ def composed_privacy(
         vocabulary: the DP vocabulary's spend (None: the one ``privacy`` holds, if any).
         memory: the memory release's spend, if released.
         validation_releases: releases on the validation sessions so far (one per
-            epoch's metrics, one for the mix choice), each :func:`validation_share`.
+            epoch's metrics, one for the mix choice, one for the calibration), each
+            :func:`validation_share`.
         config: the run's settings.
     """
     sgd_epsilon = float(privacy.get("sgd_epsilon", privacy["epsilon"]))
@@ -151,6 +154,6 @@ def composed_privacy(
         **({"memory": memory} if memory is not None else {}),
         "composition": (
             "basic within the training part (vocabulary + DP-SGD + memory) and within the "
-            "validation part (epoch metrics + mix choice); parallel across the two"
+            "validation part (epoch metrics + mix choice + calibration); parallel across the two"
         ),
     }

@@ -54,8 +54,9 @@ class TrainConfig:
             (``model/training/transitions.py``); it adds to the training part's spend,
             and so does ``dp_delta`` once more.
         dp_validation_epsilon: with ``dp_epsilon``, what the held-out validation
-            sessions spend: each epoch's released metrics and the served ranker's mix
-            choice share it equally (``model/training/private_ranker.py``).
+            sessions spend: each epoch's released metrics, the served ranker's mix
+            choice and the click calibration share it equally
+            (``model/training/private_ranker.py``).
         lr_half_life: batches over which the learning rate halves (non-private runs; 0 =
             constant). It is set per epoch: ``learning_rate * 0.5 ** (batches before the
             epoch / lr_half_life)``. A rate high enough to learn fast at first

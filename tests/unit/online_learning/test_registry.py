@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from rich.console import Console
 
 import streams.ops.commands.models
-from model.checkpoint import Checkpoint, load_checkpoint, save_ranker
+from model.calibration import CALIBRATION_FILE, ClickCalibrator
+from model.checkpoint import Checkpoint, load_checkpoint, save_calibrator, save_ranker
 from model.ranking.knn import item_matrix
 from model.ranking.parts import RANKER_FILE, FusionWeights, RankerParts
 from model.scorer import SequenceScorer
@@ -564,6 +565,24 @@ def test_the_served_ranker_travels_with_its_version_and_is_verified(
     ranker_file.write_bytes(RankerParts(FusionWeights(0.0, 0.0, 1.0)).to_bytes())
     with pytest.raises(ModelRejected, match=RANKER_FILE):
         store.load(version)  # a swapped mix is not the published one
+
+
+def test_the_calibrator_travels_with_its_version_and_is_verified(
+    store: ModelStore, tmp_path: Path, train_run: TrainRun
+) -> None:
+    run = train_run(tmp_path / "run")
+    calibrator = ClickCalibrator(edges=(0, 1, 5), clicks=(0.3, 0.05), purchases=(0.02, 0.0))
+    save_calibrator(load_checkpoint(run).path, calibrator)
+    version = store.publish(run, parent=None, metrics=METRICS, privacy=None).version
+    loaded = store.load(version)
+    assert loaded.calibrator == calibrator
+    assert CheckpointScorer(loaded).calibrator == calibrator  # what the ads stage reads
+    child = store.publish(loaded, parent=version, metrics=METRICS, privacy=None).version
+    assert store.load(child).calibrator == calibrator
+    inflated = ClickCalibrator(edges=(0, 1, 5), clicks=(0.9, 0.5), purchases=(0.02, 0.0))
+    (store.root / version / CALIBRATION_FILE).write_text(json.dumps(inflated.to_dict()))
+    with pytest.raises(ModelRejected, match=CALIBRATION_FILE):
+        store.load(version)  # a calibrator swapped in the store is not served
 
 
 def test_a_manifest_listing_a_file_of_its_own_is_refused(

@@ -210,8 +210,10 @@ def test_dp_fit_records_privacy_resumes_its_accounting_and_loads(tmp_path: Path)
     assert privacy["vocabulary"]["epsilon"] == 20.0 and privacy["memory"]["epsilon"] == 1.0
     assert privacy["delta"] == pytest.approx(3e-3)
     assert privacy["epsilon"] == pytest.approx(privacy["sgd_epsilon"] + 20.0 + 1.0)
-    # The validation sessions paid for two epochs' metrics and the mix: 1.0 in all.
-    assert privacy["validation_part"] == {"epsilon": pytest.approx(1.0), "releases": 3}
+    # The validation sessions paid for two epochs' metrics, the mix and the calibration: 1.0.
+    assert privacy["validation_part"] == {"epsilon": pytest.approx(1.0), "releases": 4}
+    assert privacy["calibration"]["epsilon"] == pytest.approx(0.25)
+    assert loaded.calibrator is not None and loaded.calibrator.epsilon == pytest.approx(0.25)
     assert loaded.ranking is not None and loaded.ranking.sessions is None
     assert second[-1].privacy == privacy  # what `intentstream train` prints is the whole spend
     assert loaded.ranking.transitions is not None
