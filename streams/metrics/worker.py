@@ -8,6 +8,7 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from online_learning.prequential import LogLossSnapshot
+from streams.metrics.ads import AdsMetrics
 from streams.metrics.common import Cumulative, OnlineQuality, process_registry
 from streams.metrics.stats import BatchStats
 
@@ -158,6 +159,7 @@ class WorkerMetrics:
         )
         for outcome in SWAP_OUTCOMES:
             self.swaps.labels(outcome)
+        self.ads = AdsMetrics(r)
         self._version = ""
         self._lag_series: set[tuple[str, int]] = set()
 
@@ -186,6 +188,7 @@ class WorkerMetrics:
         for name, loss in stats.intent_log_loss.items():
             self._set_log_loss(name, loss)
         self.serving(stats.serving_version, epsilon=stats.serving_epsilon)
+        self.ads.record(stats)
 
     def set_lag(self, lag: dict[tuple[str, int], int]) -> None:
         """Events left per owned input partition; partitions no longer owned are dropped."""
