@@ -35,6 +35,7 @@ from streams.pipeline.ledger import LedgerSealer
 from streams.pipeline.pseudonyms import Pseudonymizer, load_pseudonym_key
 from streams.pipeline.records import OutputRecord
 from streams.settings import Settings
+from streams.worker.ads import register_ads
 from streams.worker.expiry import register_expiry
 from streams.worker.handler import register_handler
 from streams.worker.shredding import SegmentRoller, register_roller
@@ -93,9 +94,9 @@ def create_app(
         settings: the one configuration object.
         pseudonym_key: HMAC key; defaults to :func:`load_pseudonym_key`.
         master_key: state master key; defaults to :func:`load_master_key`.
-        ready: gets the events that are set once the item catalogue and the model
-            announcements have been read to their end; the worker waits for all
-            of them before it reports ready.
+        ready: gets the events that are set once the item catalogue, the model
+            announcements, the campaigns and the recent spend have been read to their
+            end; the worker waits for all of them before it reports ready.
         metrics: where the app counts what it does (default: a fresh, unserved registry).
         web_url: the HTTP API's advertised URL (:func:`faust_options`).
     """
@@ -174,6 +175,7 @@ def create_app(
     )
     app.task(catalogue_feed.run)
     ready.append(catalogue_feed.loaded)
+    register_ads(app, settings=settings, pipeline=pipeline, metrics=metrics, send=send, ready=ready)
     return app
 
 

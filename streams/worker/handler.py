@@ -150,8 +150,10 @@ def _waves(
 
     0. When the batch released a privacy window, its release marks: durable before
     anything learned from the release leaves the worker, so a crash cannot release
-    the window again with fresh noise. 1. Recommendations, dead letters and audit
-    records. 2. The changelog records:
+    the window again with fresh noise. 1. Recommendations, the sponsored items' spend
+    records, dead letters and audit records: a charge is durable before the commit,
+    so none is lost (a batch redelivered before its changelog was acknowledged is
+    answered, and charged, twice). 2. The changelog records:
     a state holding an event's offset then proves its recommendation was
     delivered, so a redelivered event is not answered twice (``EventPipeline``).
     3. With ``isolate_tails`` (Tansu), the last changelog record of each changelog
@@ -170,7 +172,7 @@ def _waves(
         for topic, table in zip((users, keys), changes, strict=True)
         for user, (partition, value) in table.items()
     ]
-    outputs = [*result.recommendations, *result.dead_letters, *result.audit]
+    outputs = [*result.recommendations, *result.ad_spend, *result.dead_letters, *result.audit]
     first = [marks] if marks else []
     if not isolate_tails:
         return [*first, outputs, table_records]
