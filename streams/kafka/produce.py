@@ -116,7 +116,8 @@ async def produce_records(
 ) -> None:
     """Produce ready ``(key, value)`` pairs in order and wait until all are acknowledged.
 
-    For preloading benchmarks and tests; ``intentstream replay`` is the way to send event files.
+    For small keyed topics a command loads whole (``intentstream ads campaigns``), benchmarks
+    and tests; ``intentstream replay`` is the way to send event files.
     ``producer_options`` go to ``AIOKafkaProducer``: on a secured cluster, include
     :func:`streams.kafka.security.client_security`.
     """
