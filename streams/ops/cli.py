@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from streams.ops import parser
+from streams.ops.ads import add_ads_parser, cmd_ads
 from streams.ops.arguments.data import add_data_parser, add_replay_parser, add_report_parser
 from streams.ops.arguments.models import add_evaluate_parser, add_model_parser, add_train_parser
 from streams.ops.arguments.processes import (
@@ -72,7 +73,7 @@ def build_settings(args: argparse.Namespace) -> Settings:
 ARGUMENTS: tuple[AddParsers, ...] = (
     add_process_parsers, add_replay_parser, add_verb_parsers, add_train_parser,
     add_evaluate_parser, add_demo_parser, add_status_parser, add_report_parser, add_model_parser,
-    add_data_parser,
+    add_data_parser, add_ads_parser,
 )  # fmt: skip
 
 #: Each command's handler, by its name.
@@ -97,6 +98,7 @@ HANDLERS: dict[str, Command] = {
     "report": cmd_report,
     "model": cmd_model,
     "data": cmd_data,
+    "ads": cmd_ads,
 }
 
 
