@@ -90,6 +90,7 @@ class Scoring:
             Shopper(
                 state=waiting.state,
                 ts=float(waiting.event["ts"]),
+                item=waiting.event.get("item_id"),
                 query=waiting.request.query,
                 category=waiting.event.get("category"),
                 purchase_intent=waiting.purchase_intent,

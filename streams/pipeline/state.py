@@ -97,10 +97,11 @@ class UserState:
         version, *fields = orjson.loads(raw)
         if not 1 <= version <= STATE_VERSION:
             raise ValueError(f"unknown user state version {version}")
-        if version < 6:
-            return cls(*fields)  # older versions lack trailing fields: their defaults apply
-        *fields, ads = fields
-        return cls(*fields, ads=None if ads is None else AdsMemory.from_list(ads))
+        ads = fields.pop() if version >= 6 else None
+        state = cls(*fields)  # older versions lack trailing fields: their defaults apply
+        if ads is not None:
+            state.ads = AdsMemory.from_list(ads)
+        return state
 
 
 def apply_event(

@@ -72,6 +72,7 @@ class Shopper:
 
     state: UserState
     ts: float
+    item: str | None
     query: str | None
     category: str | None
     purchase_intent: float
@@ -176,7 +177,8 @@ class AdsStage:
         """The campaigns' items of the answer's deep list that may bid, or why there are none.
 
         A campaign may bid when it is active, its targeting matches, its bid reaches
-        the reserve and pacing lets it in.
+        the reserve and pacing lets it in. The item the shopper is looking at is not
+        advertised to them: its next view would be charged as a click on the ad.
         """
         ts, reserve = shopper.ts, self.rules.reserve
         for_item, may_serve = self.campaigns.for_item, self.spend.may_serve
@@ -184,6 +186,8 @@ class AdsStage:
         matched = False
         deep = answer.items if answer.deep is None else answer.deep
         for rank, (item, score) in enumerate(deep):
+            if item == shopper.item:
+                continue
             for campaign in for_item(item):
                 if not (
                     campaign.amount >= reserve
