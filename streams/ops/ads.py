@@ -58,8 +58,8 @@ def add_ads_parser(sub: Subcommands, parents: Parents) -> None:
     reports = actions.add_parser(
         "reports", parents=parents.broker(), help="the DP reports released to advertisers"
     )
-    for action in (spend, reports):
-        action.add_argument("--day", type=_day, help="YYYY-MM-DD, UTC (default: today)")
+    spend.add_argument("--day", type=_day, help="YYYY-MM-DD, UTC (default: today)")
+    reports.add_argument("--day", type=_day, help="YYYY-MM-DD, UTC (default: every day)")
 
 
 def cmd_ads(args: argparse.Namespace, settings: Settings) -> int:
