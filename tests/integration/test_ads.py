@@ -60,7 +60,6 @@ def _sponsored(record: ConsumerRecord[bytes, bytes]) -> list[dict[str, Any]]:
 def test_a_campaign_is_shown_charged_on_a_click_capped_and_a_bad_one_dead_lettered(
     kafka_bootstrap: str,
     make_settings: Callable[..., Settings],
-    new_topic_name: Callable[[str], str],
     start_worker: Callable[[Settings], subprocess.Popen[bytes]],
     tiny_checkpoint: Callable[..., Path],
     read_topic: Read,
@@ -78,9 +77,6 @@ def test_a_campaign_is_shown_charged_on_a_click_capped_and_a_bad_one_dead_letter
         text_search=False,
         model_path=run,
         ads_frequency_cap=CAP,
-        ads_campaigns_topic=new_topic_name("campaigns"),
-        ads_spend_topic=new_topic_name("spend"),
-        ads_reports_topic=new_topic_name("reports"),
     )
     campaigns = tmp_path / "campaigns.jsonl"
     campaigns.write_bytes(orjson.dumps(_campaign("c1")) + b"\n")
