@@ -7,6 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from model.checkpoint import load_checkpoint
 from model.serving.baseline import BASELINE_VERSION, CooccurrenceRecommender
@@ -17,6 +20,7 @@ from model.serving.ranker import (
     ContextRanker,
     RankerConfig,
     RankRequest,
+    rounded,
 )
 from model.serving.text import TextEncoder
 
@@ -179,3 +183,37 @@ def test_a_scorer_names_the_epsilon_it_was_trained_under(
     with pytest.raises(ValueError, match="no valid epsilon"):
         CheckpointScorer(load_checkpoint(broken))
     assert math.isnan(CooccurrenceRecommender().epsilon)  # no per-session figure
+
+
+@given(st.lists(st.floats(0.0, 1e4, width=32), min_size=1, max_size=50))
+def test_scores_round_as_python_rounds_them(scores: list[float]) -> None:
+    assert rounded(torch.tensor([scores], dtype=torch.float32)) == [[round(s, 6) for s in scores]]
+
+
+def test_a_deeper_ranking_keeps_the_list_and_extends_it(
+    scorer: CheckpointScorer, encoder: TextEncoder
+) -> None:
+    """Sponsored items' candidates come from the same ranking, without moving the list."""
+    catalogue = CatalogueItems()
+    catalogue.update(dict.fromkeys("abcdefghijklmnop", "shoes"))
+    baseline = CooccurrenceRecommender(catalogue=catalogue)
+    ranker = ContextRanker(
+        scorer,
+        fallback=baseline,
+        catalogue=_catalogue(encoder, TITLES),
+        encode_queries=encoder.encode_many,
+        config=RankerConfig(top_k=6, search_candidates=8),
+    )
+    requests = [
+        RankRequest(history=("a", "b")),  # the model's 5, topped up by the baseline
+        RankRequest(history=("x",)),  # unknown to the model: the baseline's
+        RankRequest(history=("a",), query="running shoes"),
+    ]
+    shallow = ranker.rank_many(requests)
+    deep = ranker.rank_many(requests, depth=12)
+    assert [a.items for a in deep] == [a.items for a in shallow]
+    assert all(a.deep is None for a in shallow)
+    for answer in deep:
+        assert answer.deep is not None and answer.deep[:6] == answer.items
+    # A search ranks the titles nearest the query: all 7 of this catalogue.
+    assert [len(a.deep or []) for a in deep] == [12, 12, 7]
