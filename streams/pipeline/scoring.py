@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from model.calibration import ClickCalibrator
 from model.serving.ranker import ContextRanker, Ranked, RankRequest
 from streams.pipeline.ads.stage import AdsStage, Shopper, Sponsored
 from streams.pipeline.answers import Answers
@@ -55,12 +56,29 @@ class Scoring:
         """
         if not pending:
             return []
+        calibrators = self._calibrators()
+        depth = self.ads.depth if calibrators else 0
         started = time.perf_counter()
-        answered, failed = self._rank(pending, depth=self.ads.depth)
+        answered, failed = self._rank(pending, depth=depth)
         result.stats.scoring_seconds += time.perf_counter() - started
-        placed = self._place(answered, states, result)
+        if depth:
+            placed = self._place(answered, calibrators, states, result)
+        else:
+            self.ads.skip(len(answered), result.stats)
+            placed = [None] * len(answered)
         self._answer(answered, placed, states, result)
         return failed
+
+    def _calibrators(self) -> dict[str, ClickCalibrator]:
+        """The answering scorers' calibrators by version, while sponsored items can be placed.
+
+        Empty with no slot or no campaign, or when no scorer has one (the stream
+        baseline alone): then no auction is held and lists are not ranked deeper.
+        """
+        if not self.ads.depth:
+            return {}
+        scorers = (self.ranker.fallback, self.ranker.primary)
+        return {s.version: s.calibrator for s in scorers if s.calibrator is not None}
 
     def _rank(
         self, pending: Sequence[Pending], *, depth: int
@@ -80,12 +98,13 @@ class Scoring:
         return answered, failed
 
     def _place(
-        self, answered: list[tuple[Pending, Ranked]], states: WorkingSet, result: BatchResult
+        self,
+        answered: list[tuple[Pending, Ranked]],
+        calibrators: Mapping[str, ClickCalibrator],
+        states: WorkingSet,
+        result: BatchResult,
     ) -> Sequence[Sponsored | None]:
         """The sponsored items of each answer (None: none)."""
-        if not self.ads.depth:
-            self.ads.skip(len(answered), result.stats)
-            return [None] * len(answered)
         shoppers = [
             Shopper(
                 state=waiting.state,
@@ -98,8 +117,6 @@ class Scoring:
             )
             for waiting, _ in answered
         ]
-        scorers = (self.ranker.fallback, self.ranker.primary)
-        calibrators = {scorer.version: scorer.calibrator for scorer in scorers}
         answers = [answer for _, answer in answered]
         return self.ads.place(shoppers, answers, calibrators, result.stats)
 

@@ -10,7 +10,7 @@ never an exception.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -155,6 +155,20 @@ class CampaignBook:
     def for_item(self, item: str) -> tuple[Campaign, ...]:
         """The campaigns that sponsor ``item`` (``()`` for most items)."""
         return self._by_item.get(item, ())
+
+    def in_list(
+        self, ranked: Sequence[tuple[str, float]]
+    ) -> list[tuple[int, str, float, tuple[Campaign, ...]]]:
+        """``(rank, item, score, campaigns)`` of each listed item some campaign sponsors.
+
+        One dict read per item of a deep list: most items have no campaign.
+        """
+        by_item = self._by_item
+        return [
+            (rank, item, score, by_item[item])
+            for rank, (item, score) in enumerate(ranked)
+            if item in by_item
+        ]
 
     def upsert(self, campaign: Campaign) -> bool:
         """Add or replace a campaign; False (and nothing changes) when a new one finds it full."""

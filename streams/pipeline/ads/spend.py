@@ -162,19 +162,22 @@ class SpendBook:
         self._campaigns = campaigns
         self._slack = pacing_slack
         self._totals = SpendTally()
-        self._newest = ""
+        #: Spend by (day number, campaign id): what pacing reads for every candidate.
+        self._spent: dict[tuple[int, str], float] = {}
+        self._newest = -1
 
     def add(self, delta: SpendDelta) -> None:
         """Count a delta (this worker's at once, the others' from the spend feed)."""
         self._totals.add(delta)
-        if delta.day > self._newest:
-            self._newest = delta.day
-            self._forget_before(day_number(day_start(delta.day)) - DAYS_KEPT + 1)
+        key = (_number_of(delta.day), delta.campaign_id)
+        self._spent[key] = self._spent.get(key, 0.0) + delta.spend
+        if key[0] > self._newest:
+            self._newest = key[0]
+            self._forget_before(key[0] - DAYS_KEPT + 1)
 
     def spent(self, campaign_id: str, day: str) -> float:
         """The campaign's spend on ``day`` as this worker knows it."""
-        held = self._totals.deltas.get((day, campaign_id))
-        return 0.0 if held is None else held.spend
+        return self._spent.get((_number_of(day), campaign_id), 0.0)
 
     def may_serve(self, campaign: Campaign, now: float) -> bool:
         """Whether pacing lets the campaign into an auction at ``now``.
@@ -185,7 +188,7 @@ class SpendBook:
         number = day_number(now)
         elapsed = now / SECONDS_PER_DAY - number
         allowed = campaign.daily_budget * min(1.0, elapsed + self._slack)
-        return self.spent(campaign.campaign_id, day_name(number)) < allowed
+        return self._spent.get((number, campaign.campaign_id), 0.0) < allowed
 
     def overspent(self, now: float, tolerance: float) -> int:
         """Campaigns held whose spend today is above budget by more than ``tolerance`` of it."""
@@ -215,6 +218,8 @@ class SpendBook:
         deltas = self._totals.deltas
         for key in [key for key in deltas if key[0] < cutoff]:
             del deltas[key]
+        for number, cid in [key for key in self._spent if key[0] < first_kept]:
+            del self._spent[number, cid]
 
 
 def day_start(day: str) -> float:
@@ -225,3 +230,9 @@ def day_start(day: str) -> float:
         86400.0
     """
     return datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC).timestamp()
+
+
+@functools.lru_cache(maxsize=64)
+def _number_of(day: str) -> int:
+    """:func:`day_number` of a ``YYYY-MM-DD`` day (cached: every delta names one)."""
+    return day_number(day_start(day))

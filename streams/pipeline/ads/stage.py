@@ -117,12 +117,15 @@ class AdsStage:
             self._tally.add(delta)
 
     def skip(self, answers: int, stats: BatchStats) -> None:
-        """Count the outcome of ``answers`` answered while :attr:`depth` is 0."""
-        if self.rules.slots:
-            stats.ads_slots_offered += self.rules.slots * answers
-            _count(stats.ads_auctions, "no_candidate", answers)
-        else:
+        """Count the outcome of ``answers`` that held no auction: no slot, no campaign, or
+        (with both) no scorer with a calibrator."""
+        if not self.rules.slots:
             _count(stats.ads_auctions, "disabled", answers)
+            return
+        stats.ads_slots_offered += self.rules.slots * answers
+        _count(
+            stats.ads_auctions, "uncalibrated" if len(self.campaigns) else "no_candidate", answers
+        )
 
     def place(
         self,
@@ -180,15 +183,14 @@ class AdsStage:
         the reserve and pacing lets it in. The item the shopper is looking at is not
         advertised to them: its next view would be charged as a click on the ad.
         """
-        ts, reserve = shopper.ts, self.rules.reserve
-        for_item, may_serve = self.campaigns.for_item, self.spend.may_serve
+        ts, reserve, may_serve = shopper.ts, self.rules.reserve, self.spend.may_serve
         eligible: list[Eligible] = []
         matched = False
         deep = answer.items if answer.deep is None else answer.deep
-        for rank, (item, score) in enumerate(deep):
+        for rank, item, score, campaigns in self.campaigns.in_list(deep):
             if item == shopper.item:
                 continue
-            for campaign in for_item(item):
+            for campaign in campaigns:
                 if not (
                     campaign.amount >= reserve
                     and campaign.active(ts)
