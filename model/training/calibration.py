@@ -72,7 +72,7 @@ def intent_by_type(types: Sequence[Sequence[str]]) -> dict[str, float]:
     Examples:
         >>> rates = intent_by_type([["view", "add_to_cart", "purchase"], ["view", "view"]])
         >>> round(rates["add_to_cart"], 4), round(rates["view"], 4)
-        (0.0392, 0.0189)
+        (0.0392, 0.0192)
     """
     events: dict[str, int] = {}
     purchases: dict[str, int] = {}
