@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from model.serving.ranker import ScoredItems
 from streams.pipeline.ads.campaigns import Campaign
@@ -19,9 +20,8 @@ FIRST_SLOT = 2
 SLOT_GAP = 4
 
 
-@dataclass(frozen=True, slots=True)
-class Candidate:
-    """A campaign's item in one shopper's list.
+class Candidate(NamedTuple):
+    """A campaign's item in one shopper's list (a tuple: dozens are made an answer).
 
     ``p`` is the probability of what the bid pays for (a click or a purchase), and
     ``ev`` the bid times it: what showing the item is expected to earn.

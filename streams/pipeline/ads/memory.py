@@ -16,6 +16,7 @@ counts in the current one, as the DP windows do.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,17 +94,24 @@ class AdsMemory:
     def roll(self, ts: float) -> int:
         """Move to the day of event time ``ts`` (never back); the memory's day.
 
-        Call it before :meth:`capped` and :meth:`impress`.
+        Call it before :meth:`may_show` and :meth:`impress`.
         """
         day = day_number(ts)
         if day > self.day:
             self.day, self.shown, self.report = day, {}, {}
         return self.day
 
-    def capped(self, campaign_id: str, cap: int) -> bool:
-        """Whether the shopper saw the campaign ``cap`` times today (or too many campaigns)."""
-        shown = self.shown.get(campaign_id)
-        return len(self.shown) >= CAMPAIGNS_PER_DAY if shown is None else shown >= cap
+    def may_show(self, campaign_ids: Sequence[str], cap: int) -> list[bool]:
+        """For each campaign, whether the shopper may see it again today.
+
+        Not once they saw it ``cap`` times, nor a new one once they saw
+        :data:`CAMPAIGNS_PER_DAY` campaigns.
+        """
+        shown = self.shown
+        if not shown:
+            return [True] * len(campaign_ids)
+        room = len(shown) < CAMPAIGNS_PER_DAY
+        return [room if (n := shown.get(cid)) is None else n < cap for cid in campaign_ids]
 
     def impress(
         self,

@@ -11,6 +11,7 @@ which paces campaigns over the day and gives the reports their totals. A delta's
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -180,15 +181,21 @@ class SpendBook:
         return self._spent.get((_number_of(day), campaign_id), 0.0)
 
     def may_serve(self, campaign: Campaign, now: float) -> bool:
-        """Whether pacing lets the campaign into an auction at ``now``.
+        """Whether pacing lets the campaign into an auction at ``now`` (:meth:`opens_at`)."""
+        number = day_number(now)
+        return now / SECONDS_PER_DAY - number > self.opens_at(campaign, number)
+
+    def opens_at(self, campaign: Campaign, day: int) -> float:
+        """The share of day number ``day`` after which pacing lets the campaign in.
 
         Spend may run ``pacing_slack`` of the daily budget ahead of even spending over
-        the day, and never past the budget.
+        the day, and never past the budget (then: infinity). Spend changes only between
+        batches, so a batch may keep what this says.
         """
-        number = day_number(now)
-        elapsed = now / SECONDS_PER_DAY - number
-        allowed = campaign.daily_budget * min(1.0, elapsed + self._slack)
-        return self._spent.get((number, campaign.campaign_id), 0.0) < allowed
+        spent = self._spent.get((day, campaign.campaign_id), 0.0)
+        if spent >= campaign.daily_budget:
+            return math.inf
+        return spent / campaign.daily_budget - self._slack
 
     def overspent(self, now: float, tolerance: float) -> int:
         """Campaigns held whose spend today is above budget by more than ``tolerance`` of it."""

@@ -22,7 +22,7 @@ from streams.metrics.stats import BatchStats
 from streams.pipeline.ads.auction import Candidate, blend, run_auction
 from streams.pipeline.ads.campaigns import Campaign, CampaignBook
 from streams.pipeline.ads.memory import AdsMemory, MemoryLimits
-from streams.pipeline.ads.spend import SpendBook, SpendTally
+from streams.pipeline.ads.spend import SECONDS_PER_DAY, SpendBook, SpendTally, day_number
 from streams.pipeline.records import OutputRecord
 from streams.pipeline.state import UserState
 from streams.settings import Settings
@@ -144,12 +144,13 @@ class AdsStage:
         outcomes = stats.ads_auctions
         stats.ads_slots_offered += self.rules.slots * len(answers)
         found: list[tuple[int, ClickCalibrator, list[Eligible]]] = []
+        opens: dict[int, dict[str, float]] = {}  # pacing, read once a day and campaign
         for row, (shopper, answer) in enumerate(zip(shoppers, answers, strict=True)):
             calibrator = calibrators.get(answer.model_version)
             if calibrator is None:
                 _count(outcomes, "uncalibrated")
                 continue
-            eligible, outcome = self._eligible(shopper, answer)
+            eligible, outcome = self._eligible(shopper, answer, opens)
             if eligible:
                 found.append((row, calibrator, eligible))
             else:
@@ -176,14 +177,21 @@ class AdsStage:
         self._tally = SpendTally()
         return records
 
-    def _eligible(self, shopper: Shopper, answer: Ranked) -> tuple[list[Eligible], str]:
+    def _eligible(
+        self, shopper: Shopper, answer: Ranked, opens: dict[int, dict[str, float]]
+    ) -> tuple[list[Eligible], str]:
         """The campaigns' items of the answer's deep list that may bid, or why there are none.
 
         A campaign may bid when it is active, its targeting matches, its bid reaches
-        the reserve and pacing lets it in. The item the shopper is looking at is not
-        advertised to them: its next view would be charged as a click on the ad.
+        the reserve and pacing lets it in (``opens``: the batch's
+        :meth:`SpendBook.opens_at` so far, by day and campaign). The item the shopper
+        is looking at is not advertised to them: its next view would be charged as a
+        click on the ad.
         """
-        ts, reserve, may_serve = shopper.ts, self.rules.reserve, self.spend.may_serve
+        ts, reserve = shopper.ts, self.rules.reserve
+        day = day_number(ts)
+        elapsed = ts / SECONDS_PER_DAY - day
+        opens_today = opens.setdefault(day, {})
         eligible: list[Eligible] = []
         matched = False
         deep = answer.items if answer.deep is None else answer.deep
@@ -200,7 +208,10 @@ class AdsStage:
                 ):
                     continue
                 matched = True
-                if may_serve(campaign, ts):
+                opening = opens_today.get(campaign.campaign_id)
+                if opening is None:
+                    opening = opens_today[campaign.campaign_id] = self.spend.opens_at(campaign, day)
+                if elapsed > opening:
                     eligible.append((campaign, item, score, rank))
         return eligible, "paced" if matched else "no_candidate"
 
@@ -219,8 +230,8 @@ class AdsStage:
         rules = self.rules
         memory = shopper.state.ads if shopper.state.ads is not None else AdsMemory()
         memory.roll(shopper.ts)
-        cap = rules.limits.frequency_cap
-        uncapped = [i for i, e in enumerate(eligible) if not memory.capped(e[0].campaign_id, cap)]
+        allowed = memory.may_show([e[0].campaign_id for e in eligible], rules.limits.frequency_cap)
+        uncapped = [i for i, may in enumerate(allowed) if may]
         if not uncapped:
             return "capped", None
         candidates = [

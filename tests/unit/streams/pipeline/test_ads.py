@@ -146,6 +146,14 @@ def test_the_frequency_cap_holds_within_a_batch_and_across_batches(
     assert tomorrow.stats.ads_auctions == {"filled": 1}
 
 
+def test_a_campaign_paced_out_by_every_workers_spend_is_not_shown(shop: Shop) -> None:
+    shop.pipeline.spend.add(SpendDelta("c1", TODAY, clicks=90, spend=40.0))  # another worker's
+    early = shop.run(shop.event("u1", DAY + 0.2 * 86_400, item_id="a"))  # 40 > 30 % of 100
+    assert early.stats.ads_auctions == {"paced": 1} and early.ad_spend == []
+    later = shop.run(shop.event("u2", DAY + 0.35 * 86_400, item_id="a"))
+    assert later.stats.ads_auctions == {"filled": 1}
+
+
 def test_a_shopper_erased_during_the_day_is_reported_once_that_day(shop: Shop) -> None:
     """The report's bound per shopper and day holds across an erasure the same day."""
     deltas = _spend(shop.run(shop.event("u1", DAY + 60, item_id="a")))

@@ -40,19 +40,18 @@ def test_a_campaign_is_capped_per_day() -> None:
     memory = AdsMemory()
     for n in range(3):
         memory.roll(DAY + n)
-        assert not memory.capped("c1", LIMITS.frequency_cap)
+        assert memory.may_show(["c1"], LIMITS.frequency_cap) == [True]
         _impress(memory, "c1", "a", DAY + n)
-    assert memory.capped("c1", LIMITS.frequency_cap)
-    assert not memory.capped("c2", LIMITS.frequency_cap)
+    assert memory.may_show(["c1", "c2"], LIMITS.frequency_cap) == [False, True]
     memory.roll(DAY + 86_400)  # the next day
-    assert not memory.capped("c1", LIMITS.frequency_cap)
+    assert memory.may_show(["c1"], LIMITS.frequency_cap) == [True]
 
 
 def test_a_shopper_is_shown_a_bounded_number_of_campaigns_a_day() -> None:
     memory = AdsMemory()
     for n in range(CAMPAIGNS_PER_DAY):
         _impress(memory, f"c{n}", "a", DAY)
-    assert memory.capped("new", LIMITS.frequency_cap)
+    assert memory.may_show(["new", "c0"], LIMITS.frequency_cap) == [False, True]
 
 
 def test_a_click_within_the_window_is_charged_once() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import fastjsonschema
@@ -62,12 +63,14 @@ def test_pacing_lets_spend_run_ahead_of_the_day_by_the_slack_only(
     book.add(SpendDelta("c1", TODAY, spend=30.0))
     book.add(SpendDelta("c1", TODAY, spend=5.0))  # from another worker: summed
     assert book.spent("c1", TODAY) == 35.0
-    # 35 spent: allowed at 0.25 + 0.1 of the day is exactly 35 (not below it).
-    assert not book.may_serve(c1, DAY + 0.25 * SECONDS_PER_DAY)
+    # 35 spent: allowed once a quarter of the day is gone (25 + the slack of 10).
+    assert book.opens_at(c1, 19_675) == pytest.approx(0.25)
+    assert not book.may_serve(c1, DAY + 0.24 * SECONDS_PER_DAY)
     assert book.may_serve(c1, DAY + 0.26 * SECONDS_PER_DAY)
     assert book.may_serve(c1, DAY + SECONDS_PER_DAY)  # a new day, nothing spent
     book.add(SpendDelta("c1", TODAY, spend=65.0))
     assert not book.may_serve(c1, DAY + 0.99 * SECONDS_PER_DAY)  # the budget is spent
+    assert book.opens_at(c1, 19_675) == math.inf
 
 
 def test_overspent_and_paced_out_campaigns_are_counted(book: SpendBook) -> None:
