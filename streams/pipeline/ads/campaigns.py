@@ -1,8 +1,8 @@
 """Campaigns of sponsored items: parsed from ``shop.ads.campaigns`` and held by item.
 
 Every worker holds every campaign (the campaign feed follows the whole compacted
-topic); the auction asks :meth:`CampaignBook.for_item` for the campaigns of each
-item of a shopper's ranked list, so that lookup is one dict read. A record that
+topic); the auction asks :meth:`CampaignBook.in_list` for the campaigns of the
+items of a shopper's ranked list, one dict read an item. A record that
 does not parse is a :class:`~streams.pipeline.validation.Rejection` for the DLQ,
 never an exception.
 """
