@@ -46,12 +46,14 @@ class AdsMetrics:
         )
         self.clicks = Counter(
             "intentstream_ads_clicks_total",
-            "Charged clicks: a view of a sponsored item within the attribution window.",
+            "Clicks on sponsored items: a view or click of one within the attribution window "
+            "(charged for per-click bids).",
             registry=r,
         )
         self.purchases = Counter(
             "intentstream_ads_purchases_total",
-            "Charged purchases of items shown sponsored within the attribution window.",
+            "Purchases of items shown sponsored within the attribution window (charged for "
+            "per-purchase bids).",
             registry=r,
         )
         self.spend = Counter(
