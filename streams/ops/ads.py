@@ -115,7 +115,15 @@ def _campaign_id(value: bytes) -> bytes | None:
 
 
 def _load_campaigns(path: Path, settings: Settings) -> int:
-    campaigns = read_campaigns(path)
+    published = publish_campaigns(settings, read_campaigns(path))
+    Console().print(
+        f"published {published:,} campaigns from {path} to {settings.ads_campaigns_topic}"
+    )
+    return 0
+
+
+def publish_campaigns(settings: Settings, campaigns: list[tuple[str, bytes]]) -> int:
+    """Produce checked campaigns, keyed by their ids, and wait for the broker; how many."""
     ensure_topics(settings)
     records = [(campaign_id.encode(), value) for campaign_id, value in campaigns]
     asyncio.run(
@@ -127,10 +135,7 @@ def _load_campaigns(path: Path, settings: Settings) -> int:
             **client_security(settings),
         )
     )
-    Console().print(
-        f"published {len(records):,} campaigns from {path} to {settings.ads_campaigns_topic}"
-    )
-    return 0
+    return len(records)
 
 
 def spend_table(

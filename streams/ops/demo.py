@@ -30,7 +30,9 @@ from streams.brokers.base import LocalBroker
 from streams.brokers.probe import free_port, port_in_use
 from streams.errors import ConfigurationError
 from streams.kafka.admin import ensure_topics
+from streams.ops.ads import publish_campaigns
 from streams.ops.catalogue import publish_catalogue
+from streams.ops.demo_campaigns import demo_campaigns
 from streams.ops.demo_model import DemoTraining
 from streams.ops.demo_view import DemoMonitor, event_items, render_summary, watch
 from streams.ops.event_log import log_catalogue, read_events
@@ -128,6 +130,7 @@ def _run(settings: Settings, options: DemoOptions) -> int:
         asyncio.run(
             publish_catalogue(running, log_catalogue(read_events(path, limit=options.limit)))
         )
+        publish_campaigns(running, demo_campaigns(read_events(path, limit=options.limit)))
         running = running.model_copy(
             update={
                 # The demo's catalogue titles are placeholders: nothing to search.

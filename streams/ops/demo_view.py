@@ -57,6 +57,8 @@ class VersionQuality:
 
 #: The worker's counter of model swaps, by outcome.
 MODEL_SWAPS = "intentstream_model_swaps_total"
+AD_CLICKS = "intentstream_ads_clicks_total"
+AD_SPEND = "intentstream_ads_spend_total"
 #: The two parts of the demo's log: the history a model trains on, and the rest.
 FIRST_HALF, SECOND_HALF = "first half", "second half"
 
@@ -161,12 +163,25 @@ class DemoMonitor:
     model_version: str | None = None
     #: Whether the worker swapped back from it: it failed probation.
     failed_probation: bool = False
+    #: Lists holding a sponsored item; the worker's clicks on them and spend so far.
+    sponsored_lists: int = 0
+    ad_clicks: float = 0.0
+    ad_spend: float = 0.0
     _marks: list[tuple[float, int]] = field(default_factory=list)
 
     def on_metrics(self, scrape: Scrape) -> None:
         """Note from the worker's metrics whether a model failed probation there."""
         failed = scrape.value(MODEL_SWAPS, outcome="failed_probation")
         self.failed_probation = self.failed_probation or bool(failed)
+        self.ad_clicks = scrape.total(AD_CLICKS) or self.ad_clicks
+        self.ad_spend = scrape.total(AD_SPEND) or self.ad_spend
+
+    def sponsored_line(self) -> str:
+        """What sponsored items did: lists holding one, clicks on them, spend."""
+        return (
+            f"sponsored items in {self.sponsored_lists:,} lists, {self.ad_clicks:,.0f} clicks "
+            f"on them, spend {self.ad_spend:,.2f}"
+        )
 
     def split(self, events: Mapping[str, tuple[int, str | None]]) -> None:
         """Know the replayed log (:func:`event_items`): its first half is the history."""
@@ -233,6 +248,9 @@ class LiveWatch:
                     recommendation = orjson.loads(message.value)
                     monitor.latencies_ms.append(recommendation["latency_ms"])
                     monitor.quality.add(recommendation)
+                    monitor.sponsored_lists += any(
+                        item.get("sponsored") for item in recommendation["items"]
+                    )
 
     async def until_answered(self, *, timeout: float) -> None:
         """Wait until every replayed event has its answer, the worker died, or timeout."""
@@ -303,7 +321,9 @@ def _table(monitor: DemoMonitor) -> Table:
         f"{p50:,.1f}",
         f"{p99:,.1f}",
     )
-    table.caption = f"first recommendation after {first:.1f} s" if first is not None else ""
+    table.caption = (
+        f"first recommendation after {first:.1f} s; " if first is not None else ""
+    ) + monitor.sponsored_line()
     models = Table(show_header=True, title=_model_line(monitor))
     columns = ("model version", "part of the log", "answered", "online HR@10", "new to them")
     for column in (*columns, "checked"):
@@ -371,6 +391,7 @@ def render_summary(monitor: DemoMonitor, *, settings: Settings, data: Path) -> N
             f"HR@10 {_percent(served.hit_rate)} ({_percent(served.discovery_rate)} on items "
             f"new to the shopper) over the {served.checked:,} events that followed its lists"
         )
+    console.print(monitor.sponsored_line())
     second_half = monitor.quality.total(SECOND_HALF)
     console.print(
         "every answer in the second half of the log (the events a model trained on the first "
