@@ -189,11 +189,13 @@ class SpendBook:
         """The share of day number ``day`` after which pacing lets the campaign in.
 
         Spend may run ``pacing_slack`` of the daily budget ahead of even spending over
-        the day, and never past the budget (then: infinity). Spend changes only between
-        batches, so a batch may keep what this says.
+        the day, and never past the budget: a campaign whose budget left cannot pay one
+        more charge at its bid stops for the day (then: infinity), or one click could
+        take it past its budget by up to a bid. Spend changes only between batches, so
+        a batch may keep what this says.
         """
         spent = self._spent.get((day, campaign.campaign_id), 0.0)
-        if spent >= campaign.daily_budget:
+        if spent + campaign.amount > campaign.daily_budget:
             return math.inf
         return spent / campaign.daily_budget - self._slack
 

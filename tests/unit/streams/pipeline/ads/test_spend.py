@@ -73,6 +73,17 @@ def test_pacing_lets_spend_run_ahead_of_the_day_by_the_slack_only(
     assert book.opens_at(c1, 19_675) == math.inf
 
 
+def test_a_campaign_whose_budget_left_cannot_pay_its_bid_stops_for_the_day(
+    book: SpendBook, make_campaign: Callable[..., Campaign]
+) -> None:
+    c1 = make_campaign("c1", daily_budget=1.0, amount=0.4)
+    book.add(SpendDelta("c1", TODAY, clicks=1, spend=0.4))
+    assert book.may_serve(c1, DAY + 0.99 * SECONDS_PER_DAY)  # 0.6 left: one more click
+    book.add(SpendDelta("c1", TODAY, clicks=1, spend=0.4))
+    # 0.2 left: a click at the bid would pass the budget by half a bid.
+    assert not book.may_serve(c1, DAY + 0.99 * SECONDS_PER_DAY)
+
+
 def test_overspent_and_paced_out_campaigns_are_counted(book: SpendBook) -> None:
     book.add(SpendDelta("c2", TODAY, spend=10.4))  # 4 % over
     now = DAY + 0.5 * SECONDS_PER_DAY
