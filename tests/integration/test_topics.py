@@ -8,7 +8,8 @@ from collections.abc import Callable
 import pytest
 from kafka.admin import ConfigResource, ConfigResourceType, NewPartitions
 
-from streams.kafka.admin import admin_client, check_topics, ensure_topics, topic_specs
+from streams.kafka.admin import admin_client, ensure_topics, topic_specs
+from streams.kafka.topic_check import check_topics
 from streams.ops.commands.processes import cmd_topics
 from streams.settings import Settings
 

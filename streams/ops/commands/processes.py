@@ -39,7 +39,8 @@ def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.kafka.admin import check_topics, ensure_topics
+    from streams.kafka.admin import ensure_topics
+    from streams.kafka.topic_check import check_topics
 
     if args.check:
         differences = check_topics(settings)

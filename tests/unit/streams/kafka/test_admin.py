@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from streams.kafka.admin import (
+from streams.kafka.admin import changelog_topic
+from streams.kafka.key_check import key_check_topic
+from streams.kafka.tables import KEY_TABLE, USER_TABLE
+from streams.kafka.topic_check import (
     CO_PARTITIONED,
     SINGLE_PARTITION,
     TopicDifference,
     TopicNeed,
     TopicState,
-    changelog_topic,
     compare_topics,
     topic_needs,
 )
-from streams.kafka.key_check import key_check_topic
-from streams.kafka.tables import KEY_TABLE, USER_TABLE
 from streams.settings import BrokerKind, Settings
 
 
