@@ -51,7 +51,7 @@ from model.calibration import ClickCalibrator
 from model.checkpoint import load_checkpoint
 from model.evaluation.calibration import expected_calibration_error, log_loss, reliability_bins
 from model.serving.baseline import NextPurchaseRate
-from model.serving.ranker import CheckpointScorer
+from model.serving.scorers import CheckpointScorer
 from model.sessions import Session, load_sessions
 from model.training.fit import fit
 from model.training.train import TrainConfig

@@ -52,7 +52,7 @@ from rich.progress import track
 
 from model.calibration import ClickCalibrator
 from model.checkpoint import Checkpoint, load_checkpoint
-from model.serving.ranker import CheckpointScorer, ItemScorer, ScoredItems
+from model.serving.scorers import CheckpointScorer, ItemScorer, ScoredItems
 from model.training.fit import fit
 from model.training.train import TrainConfig
 from online_learning.prequential import RankingSnapshot

@@ -41,7 +41,7 @@ from model.evaluation.tuning import choose_weights_privately
 from model.ranking.fusion import FusedRanker, RecentItems
 from model.ranking.parts import FusionWeights
 from model.ranking.transitions import TransitionRanker
-from model.serving.ranker import CheckpointScorer
+from model.serving.scorers import CheckpointScorer
 from model.training.fit import validation_split
 from model.training.transitions import (
     MAX_PAIRS,

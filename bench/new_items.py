@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from model.checkpoint import load_checkpoint
-from model.serving.ranker import NEW_ITEMS_WEIGHT, CheckpointScorer
+from model.serving.scorers import NEW_ITEMS_WEIGHT, CheckpointScorer
 from streams.ops.demo_model import history_size
 from streams.ops.event_log import read_events
 

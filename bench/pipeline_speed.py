@@ -32,7 +32,7 @@ import torch
 from e2e_throughput import DATA, KEY, _events
 
 from model.checkpoint import load_checkpoint
-from model.serving.ranker import CheckpointScorer, ItemScorer
+from model.serving.scorers import CheckpointScorer, ItemScorer
 from streams.pipeline.ads.campaigns import Campaign
 from streams.pipeline.build import build_pipeline
 from streams.pipeline.pseudonyms import Pseudonymizer

@@ -24,7 +24,7 @@ import torch
 
 from model.checkpoint import load_checkpoint
 from model.evaluation.evaluate import load_protocol
-from model.serving.ranker import CheckpointScorer
+from model.serving.scorers import CheckpointScorer
 
 BATCH_SIZES = (1, 64, 256)
 

@@ -312,7 +312,7 @@ class ModelStore:
 
         Returns:
             The checkpoint, model in eval mode, ``meta["version"] == version``;
-            serve it with :class:`model.serving.ranker.CheckpointScorer`.
+            serve it with :class:`model.serving.scorers.CheckpointScorer`.
 
         Raises:
             UnknownVersion: it is not in the store.

@@ -76,7 +76,7 @@ class CooccurrenceRecommender:
 
     @property
     def version(self) -> str:
-        """The baseline's model version (``model.serving.ranker.ItemScorer``)."""
+        """The baseline's model version (``model.serving.scorers.ItemScorer``)."""
         return BASELINE_VERSION
 
     @property
@@ -94,7 +94,7 @@ class CooccurrenceRecommender:
         return item_id in self._popularity
 
     def score_many(self, histories: Sequence[Sequence[str]], /, *, k: int) -> list[ScoredItems]:
-        """:meth:`recommend` for each history (``model.serving.ranker.ItemScorer``)."""
+        """:meth:`recommend` for each history (``model.serving.scorers.ItemScorer``)."""
         return [self.recommend(history, k=k) for history in histories]
 
     def learn_one(self, history: Sequence[str], item: str) -> None:

@@ -21,7 +21,7 @@ import logging
 from collections import deque
 from collections.abc import Sequence
 
-from model.serving.ranker import CheckpointScorer
+from model.serving.scorers import CheckpointScorer
 from online_learning.errors import BadAnnouncement, BadSignature, RegistryError
 from online_learning.registry import Announcement, ModelStore
 from online_learning.signing import AnnouncementSigner

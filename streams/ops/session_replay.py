@@ -21,7 +21,7 @@ from rich.progress import track
 
 from model.evaluation.evaluate import load_protocol
 from model.evaluation.metrics import RankingMetrics, list_ranks
-from model.serving.ranker import ItemScorer
+from model.serving.scorers import ItemScorer
 from model.sessions import sessions_from_cases
 from streams.pipeline.build import build_pipeline
 from streams.pipeline.pseudonyms import Pseudonymizer

@@ -12,7 +12,8 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from model.serving.ranker import ContextRanker, ItemScorer, RankRequest
+from model.serving.ranker import ContextRanker, RankRequest
+from model.serving.scorers import ItemScorer
 from model.threshold import MICRO
 from online_learning.intent import intent_cell
 from streams.metrics.stats import BatchStats

@@ -12,7 +12,8 @@ from collections.abc import Callable
 
 from model.serving.baseline import CooccurrenceRecommender
 from model.serving.catalogue import CatalogueItems, TextCatalogue
-from model.serving.ranker import ContextRanker, ItemScorer, QueryEncoder, RankerConfig
+from model.serving.ranker import ContextRanker, QueryEncoder, RankerConfig
+from model.serving.scorers import ItemScorer
 from model.serving.text import TextBudget
 from streams.pipeline.ads.campaigns import CampaignBook
 from streams.pipeline.ads.spend import SpendBook

@@ -15,7 +15,7 @@ import torch
 
 from model.checkpoint import load_checkpoint
 from model.serving.catalogue import CatalogueItems, TextCatalogue
-from model.serving.ranker import CheckpointScorer
+from model.serving.scorers import CheckpointScorer
 from model.serving.text import TextEncoder
 from online_learning.registry import ModelStore
 from streams.errors import ConfigurationError

@@ -22,7 +22,7 @@ from model.checkpoint import load_checkpoint, save_ranker
 from model.ranking.knn import item_matrix
 from model.ranking.parts import FusionWeights, RankerParts
 from model.serving.baseline import BASELINE_VERSION
-from model.serving.ranker import CheckpointScorer
+from model.serving.scorers import CheckpointScorer
 from online_learning.sources import checkpoint_meta
 from streams.ops.catalogue import item_record
 from streams.pipeline.crypto import DLQ_PURPOSE, RecordSealer

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from model.serving.ranker import ScoredItems
+from model.serving.scorers import ScoredItems
 from streams.pipeline.ads.campaigns import Campaign
 
 #: 0-based place of the first sponsored item (the 3rd), and the gap between two (3rd, 7th).

@@ -20,7 +20,7 @@ from model.calibration import (
 )
 from model.checkpoint import load_checkpoint, save_calibrator
 from model.serving.baseline import CooccurrenceRecommender
-from model.serving.ranker import CheckpointScorer
+from model.serving.scorers import CheckpointScorer
 from model.threshold import public_mechanism
 
 EDGES = (0, 1, 2, 4)

@@ -23,7 +23,7 @@ from model.checkpoint import Checkpoint, load_checkpoint, save_calibrator, save_
 from model.ranking.knn import item_matrix
 from model.ranking.parts import RANKER_FILE, FusionWeights, RankerParts
 from model.scorer import SequenceScorer
-from model.serving.ranker import CheckpointScorer
+from model.serving.scorers import CheckpointScorer
 from online_learning.announcement import Announcement, PrivacySpend
 from online_learning.errors import BadAnnouncement, ModelRejected, RegistryError, UnknownVersion
 from online_learning.manifest import MANIFEST, manifest

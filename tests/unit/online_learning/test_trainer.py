@@ -16,7 +16,7 @@ from model.batches import pad_histories
 from model.checkpoint import load_checkpoint, save_checkpoint
 from model.config import ScorerConfig
 from model.scorer import SequenceScorer
-from model.serving.ranker import CheckpointScorer
+from model.serving.scorers import CheckpointScorer
 from model.training.train import TrainConfig, train
 from model.training.update import OnlinePrivacy
 from model.vocab import ItemVocab

@@ -20,7 +20,7 @@ from model.ranking.knn import SessionKNN, item_matrix
 from model.ranking.parts import CandidateBudget, FusionWeights, RankerParts
 from model.ranking.ranker import served_ranker
 from model.scorer import SequenceScorer
-from model.serving.ranker import CheckpointScorer
+from model.serving.scorers import CheckpointScorer
 from model.vocab import ItemVocab
 
 N = 301  # 300 items and padding

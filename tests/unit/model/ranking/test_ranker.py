@@ -16,7 +16,7 @@ from model.ranking.knn import item_matrix
 from model.ranking.parts import FusionWeights, RankerParts
 from model.ranking.ranker import served_ranker
 from model.scorer import SequenceScorer
-from model.serving.ranker import CheckpointScorer
+from model.serving.scorers import CheckpointScorer
 from model.vocab import ItemVocab
 
 ITEMS = [f"i{n}" for n in range(1, 12)]

@@ -14,14 +14,8 @@ from hypothesis import strategies as st
 from model.checkpoint import load_checkpoint
 from model.serving.baseline import BASELINE_VERSION, CooccurrenceRecommender
 from model.serving.catalogue import CatalogueItems, TextCatalogue
-from model.serving.ranker import (
-    NEW_ITEMS_WEIGHT,
-    CheckpointScorer,
-    ContextRanker,
-    RankerConfig,
-    RankRequest,
-    rounded,
-)
+from model.serving.ranker import ContextRanker, RankerConfig, RankRequest
+from model.serving.scorers import NEW_ITEMS_WEIGHT, CheckpointScorer, rounded
 from model.serving.text import TextEncoder
 
 # A small shop with English and Chinese titles; "shoe-red"/"shoe-blue" are equally

@@ -15,7 +15,7 @@ import pytest
 from prometheus_client import generate_latest
 
 from model.checkpoint import load_checkpoint
-from model.serving.ranker import CheckpointScorer
+from model.serving.scorers import CheckpointScorer
 from online_learning.announcement import Announcement
 from online_learning.registry import ModelStore
 from online_learning.signing import AnnouncementSigner

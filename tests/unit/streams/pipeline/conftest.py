@@ -11,7 +11,7 @@ import pytest
 
 from model.calibration import ClickCalibrator, RankOutcomes, fit_calibrator
 from model.checkpoint import load_checkpoint, save_calibrator
-from model.serving.ranker import CheckpointScorer
+from model.serving.scorers import CheckpointScorer
 from streams.pipeline.ads.campaigns import Campaign
 
 #: Calibrator buckets: ranks 0, 1, 2-3 and 4-9; nothing measured from rank 10 on.

@@ -10,7 +10,7 @@ import fastjsonschema
 import orjson
 import pytest
 
-from model.serving.ranker import CheckpointScorer, ItemScorer
+from model.serving.scorers import CheckpointScorer, ItemScorer
 from streams.pipeline.ads.campaigns import Campaign
 from streams.pipeline.ads.spend import ReportPart, SpendDelta
 from streams.pipeline.batch import BatchResult, EventPipeline
